@@ -1,0 +1,509 @@
+//! [`LocalBackend`]: objects as files under a root directory.
+//!
+//! Durability and atomicity come from the classic sequence: write a temp file in
+//! `<root>/tmp/`, `fsync` it, move it into place, then `fsync` the directory. Create-only
+//! writes move with `link(2)`, which fails if the target exists, so exactly one writer wins
+//! even across processes. Whole reads of large objects are memory-mapped: objects named by
+//! their hash never change once written, so a mapping can't see torn bytes.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::io::AsyncWriteExt;
+
+use super::{check_range, ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use crate::error::{Error, Result};
+use crate::keys::{self, ObjectKey};
+
+/// Objects at least this large are memory-mapped instead of read.
+const MMAP_MIN: u64 = 64 * 1024;
+/// How many mappings of immutable objects are kept open for range reads.
+const MAPPING_CACHE_ENTRIES: usize = 512;
+/// Temp files older than this are left over from a crash and are removed at open.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Folder under the root for files being written.
+const TEMP_DIR: &str = "tmp";
+
+/// A directory holding one object per file. Cheap to clone; clones share caches.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    temp_dir: PathBuf,
+    /// Directories known to exist (and to be durable), to skip repeated `mkdir` calls.
+    known_dirs: Mutex<HashSet<PathBuf>>,
+    /// Mappings of immutable objects (blobs and tree nodes), for range reads.
+    mappings: DashMap<String, Bytes>,
+}
+
+impl LocalBackend {
+    /// Opens (creating if needed) a backend rooted at `root`, and removes temp files left
+    /// by crashed writers long ago.
+    pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        blocking(move || {
+            create_dir_durable(&root)?;
+            let root = root
+                .canonicalize()
+                .map_err(|e| Error::io(format!("resolving {}", root.display()), e))?;
+            let temp_dir = root.join(TEMP_DIR);
+            create_dir_durable(&temp_dir)?;
+            remove_stale_temp_files(&temp_dir);
+            Ok(LocalBackend {
+                inner: Arc::new(Inner {
+                    root,
+                    temp_dir,
+                    known_dirs: Mutex::new(HashSet::new()),
+                    mappings: DashMap::new(),
+                }),
+            })
+        })
+        .await
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The file that holds `key`. Keys are validated, so this never leaves the root.
+    pub fn path_of(&self, key: &ObjectKey) -> PathBuf {
+        self.inner.root.join(key.as_str())
+    }
+}
+
+impl Inner {
+    fn ensure_parent(&self, file: &Path) -> Result<()> {
+        let Some(dir) = file.parent() else {
+            return Ok(());
+        };
+        let known = |dirs: &Mutex<HashSet<PathBuf>>| {
+            dirs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(dir)
+        };
+        if known(&self.known_dirs) {
+            return Ok(());
+        }
+        create_dir_durable(dir)?;
+        self.known_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn new_temp_path(&self) -> PathBuf {
+        let name = format!("{}-{:016x}.tmp", std::process::id(), rand::random::<u64>());
+        self.temp_dir.join(name)
+    }
+
+    /// Writes `data` to a fresh temp file and syncs it.
+    fn write_temp(&self, data: &[u8]) -> Result<PathBuf> {
+        let temp = self.new_temp_path();
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            file.write_all(data)?;
+            file.sync_all()
+        })();
+        match result {
+            Ok(()) => Ok(temp),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(Error::io("writing a temp file", e))
+            }
+        }
+    }
+
+    fn is_immutable(key: &ObjectKey) -> bool {
+        let k = key.as_str();
+        k.starts_with(keys::BLOBS_PREFIX) || k.starts_with(keys::TREES_PREFIX)
+    }
+
+    fn mapping(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        if let Some(m) = self.mappings.get(key.as_str()) {
+            return Ok(Some(m.clone()));
+        }
+        let path = self.root.join(key.as_str());
+        let file = open_existing(&path, key)?;
+        let size = file_size(&file, key)?;
+        if size < MMAP_MIN {
+            return Ok(None);
+        }
+        let bytes = map_file(&file, key)?;
+        if self.mappings.len() >= MAPPING_CACHE_ENTRIES {
+            // Dropping an arbitrary entry is enough: the cache only saves an `mmap` call.
+            let victim = self.mappings.iter().next().map(|e| e.key().clone());
+            if let Some(victim) = victim {
+                self.mappings.remove(&victim);
+            }
+        }
+        self.mappings.insert(key.as_str().to_owned(), bytes.clone());
+        Ok(Some(bytes))
+    }
+}
+
+#[async_trait]
+impl ObjectBackend for LocalBackend {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
+        let path = self.path_of(key);
+        let key = key.clone();
+        blocking(move || {
+            let file = open_existing(&path, &key)?;
+            let size = file_size(&file, &key)?;
+            if size >= MMAP_MIN {
+                return map_file(&file, &key);
+            }
+            let mut buf = vec![0u8; size as usize];
+            file.read_exact_at(&mut buf, 0)
+                .map_err(|e| Error::io(format!("reading {key}"), e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
+        if Inner::is_immutable(key) {
+            if let Some(mapped) = self.inner.mapping(key)? {
+                check_range(key, &range, mapped.len() as u64)?;
+                return Ok(mapped.slice(range.start as usize..range.end as usize));
+            }
+        }
+        let path = self.path_of(key);
+        let key = key.clone();
+        blocking(move || {
+            let file = open_existing(&path, &key)?;
+            check_range(&key, &range, file_size(&file, &key)?)?;
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            file.read_exact_at(&mut buf, range.start)
+                .map_err(|e| Error::io(format!("reading {key}"), e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        let path = self.path_of(key);
+        let key = key.clone();
+        blocking(move || match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(ObjectMeta {
+                size: meta.len(),
+                last_modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                key,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading metadata of {key}"), e)),
+        })
+        .await
+    }
+
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
+        let inner = self.inner.clone();
+        let target = self.path_of(key);
+        let key = key.clone();
+        blocking(move || {
+            inner.ensure_parent(&target)?;
+            let temp = inner.write_temp(&data)?;
+            if let Err(e) = fs::rename(&temp, &target) {
+                let _ = fs::remove_file(&temp);
+                return Err(Error::io(format!("moving {key} into place"), e));
+            }
+            sync_parent(&target)
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
+        let inner = self.inner.clone();
+        let target = self.path_of(key);
+        let key = key.clone();
+        blocking(move || {
+            inner.ensure_parent(&target)?;
+            let temp = inner.write_temp(&data)?;
+            let linked = fs::hard_link(&temp, &target);
+            let _ = fs::remove_file(&temp);
+            match linked {
+                Ok(()) => {
+                    sync_parent(&target)?;
+                    Ok(PutOutcome::Created)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    Ok(PutOutcome::AlreadyExists)
+                }
+                Err(e) => Err(Error::io(format!("creating {key}"), e)),
+            }
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.inner.mappings.remove(key.as_str());
+        let path = self.path_of(key);
+        let key = key.clone();
+        blocking(move || match fs::remove_file(&path) {
+            Ok(()) => sync_parent(&path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting {key}"), e)),
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        keys::validate_prefix(prefix)?;
+        let root = self.inner.root.clone();
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            let mut out = Vec::new();
+            let start = root.join(&prefix);
+            walk(&root, &start, &mut out)?;
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn touch(&self, key: &ObjectKey) -> Result<()> {
+        let path = self.path_of(key);
+        let key = key.clone();
+        blocking(move || {
+            let file = open_existing(&path, &key)?;
+            file.set_modified(SystemTime::now())
+                .map_err(|e| Error::io(format!("touching {key}"), e))
+        })
+        .await
+    }
+
+    async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
+        let temp = self.inner.new_temp_path();
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await
+            .map_err(|e| Error::io("creating an upload temp file", e))?;
+        Ok(Box::new(LocalUpload {
+            inner: self.inner.clone(),
+            file: Some(file),
+            temp,
+        }))
+    }
+}
+
+struct LocalUpload {
+    inner: Arc<Inner>,
+    file: Option<tokio::fs::File>,
+    temp: PathBuf,
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::backend("writing an upload", "upload already finished"))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::io("writing an upload temp file", e))
+    }
+
+    async fn publish(mut self: Box<Self>, key: &ObjectKey) -> Result<()> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::backend("publishing an upload", "upload already finished"))?;
+        let synced = async {
+            file.flush().await?;
+            file.sync_all().await
+        }
+        .await;
+        drop(file);
+        if let Err(e) = synced {
+            let _ = tokio::fs::remove_file(&self.temp).await;
+            return Err(Error::io(format!("syncing upload of {key}"), e));
+        }
+        let inner = self.inner.clone();
+        let temp = self.temp.clone();
+        let target = inner.root.join(key.as_str());
+        let key = key.clone();
+        blocking(move || {
+            inner.ensure_parent(&target)?;
+            if let Err(e) = fs::rename(&temp, &target) {
+                let _ = fs::remove_file(&temp);
+                return Err(Error::io(format!("moving upload {key} into place"), e));
+            }
+            sync_parent(&target)
+        })
+        .await
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.file.take();
+        match tokio::fs::remove_file(&self.temp).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("removing an aborted upload", e)),
+        }
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        // An upload dropped without publish or abort (a cancelled task) leaves no file.
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Runs blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::backend("running a filesystem task", e.to_string()))?
+}
+
+fn open_existing(path: &Path, key: &ObjectKey) -> Result<File> {
+    File::open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            Error::not_found(key)
+        } else {
+            Error::io(format!("opening {key}"), e)
+        }
+    })
+}
+
+fn file_size(file: &File, key: &ObjectKey) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| Error::io(format!("reading metadata of {key}"), e))
+}
+
+fn map_file(file: &File, key: &ObjectKey) -> Result<Bytes> {
+    // SAFETY: segstore never modifies or truncates a file after it was moved into place
+    // (objects are replaced by rename, which leaves existing mappings on the old inode).
+    // Another program truncating files under the root is outside the contract, exactly as
+    // with tantivy's MmapDirectory.
+    let map = unsafe { memmap2::Mmap::map(file) }
+        .map_err(|e| Error::io(format!("mapping {key}"), e))?;
+    Ok(Bytes::from_owner(map))
+}
+
+/// Syncs the directory holding `path`, making a create, rename or unlink in it durable.
+fn sync_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// Creates `dir` and any missing parents, syncing each parent after adding a child, so the
+/// new directories survive a power loss.
+fn create_dir_durable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.is_dir() {
+            break;
+        }
+        missing.push(d);
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(format!("creating directory {}", d.display()), e)),
+        }
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_stale_temp_files(temp_dir: &Path) {
+    let Ok(entries) = fs::read_dir(temp_dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|m| now.duration_since(m).unwrap_or_default() > STALE_TEMP_AGE)
+            .unwrap_or(false);
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Collects every file under `dir` (recursively) as an object of `root`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let path = entry.path();
+        let file_type = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
+        if file_type.is_dir() {
+            if dir == root && entry.file_name() == TEMP_DIR {
+                continue;
+            }
+            walk(root, &path, out)?;
+        } else if file_type.is_file() {
+            let Some(key) = path
+                .strip_prefix(root)
+                .ok()
+                .and_then(|rel| rel.to_str())
+                .and_then(|rel| ObjectKey::new(rel).ok())
+            else {
+                continue; // not a name segstore writes; ignore it
+            };
+            let meta = entry
+                .metadata()
+                .map_err(|e| Error::io(format!("reading metadata of {key}"), e))?;
+            out.push(ObjectMeta {
+                key,
+                size: meta.len(),
+                last_modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+    }
+    Ok(())
+}

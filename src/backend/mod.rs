@@ -1,0 +1,123 @@
+//! The object layer: the minimal trait each storage medium implements.
+//!
+//! Everything above this layer (blobs, manifests, commits) is written once against
+//! [`ObjectBackend`]. An implementation only stores opaque bytes under [`ObjectKey`]s; it
+//! knows nothing of hashes or manifests. The contract of every method is stated on the
+//! method, because the commit protocol's safety rests on exactly these guarantees.
+//!
+//! Implementations: [`local::LocalBackend`] (a directory), [`memory::MemoryBackend`] (the
+//! in-memory reference used by tests), and `s3::S3Backend`.
+
+pub mod local;
+pub mod memory;
+
+use std::fmt;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::keys::ObjectKey;
+
+/// What a backend reports about one stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: ObjectKey,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written or [touched](ObjectBackend::touch). GC's grace period is
+    /// measured from here.
+    pub last_modified: SystemTime,
+}
+
+/// The result of a create-only write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object did not exist and now holds the given bytes.
+    Created,
+    /// An object already existed under the key; it was left untouched.
+    AlreadyExists,
+}
+
+/// A storage medium holding opaque objects under keys.
+///
+/// Guarantees every implementation must give:
+///
+/// - **Atomic visibility.** A reader sees an object entirely or not at all, never a prefix.
+/// - **Durability.** When a writing method returns `Ok`, the write survives a process crash
+///   (and, on local disk, a power loss).
+/// - **Read-after-write.** Once a write returned, every later `get`, `head` and
+///   `put_if_absent` on any handle to the same storage observes it. `list` may lag.
+#[async_trait]
+pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs and errors, such as `"local"` or `"s3"`.
+    fn name(&self) -> &'static str;
+
+    /// Reads a whole object. A missing object is [`Error::NotFound`](crate::Error::NotFound).
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes>;
+
+    /// Reads `range` of an object. A range past the end is
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange); an empty range is allowed.
+    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes>;
+
+    /// Size and age of an object, or `None` when it does not exist.
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>>;
+
+    /// Writes an object, replacing any previous one atomically. Durable on return.
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()>;
+
+    /// Creates an object only if none exists under `key`: the commit point of the manifest
+    /// protocol. Exactly one of any number of concurrent callers gets
+    /// [`PutOutcome::Created`]. Durable on return.
+    ///
+    /// If the outcome cannot be known (for example a timeout after the request was sent),
+    /// the method returns an error and the caller must read the key back to find out.
+    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome>;
+
+    /// Deletes an object. Deleting a missing object is `Ok`.
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Every object whose key starts with `prefix` (empty, or ending in `/`), sorted by key.
+    /// Objects still being uploaded are never listed. May lag behind recent writes.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Resets an existing object's `last_modified` to now, without changing its bytes.
+    /// A missing object is [`Error::NotFound`](crate::Error::NotFound).
+    async fn touch(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Starts a streaming upload whose final key is chosen when it ends; used for blobs,
+    /// whose name (their hash) is only known once every byte was seen.
+    async fn begin_upload(&self) -> Result<Box<dyn Upload>>;
+}
+
+/// A streaming upload in progress. Nothing is visible under any key until
+/// [`publish`](Upload::publish) returns.
+#[async_trait]
+pub trait Upload: Send {
+    /// Appends bytes. Implementations must not keep more than a bounded amount in memory.
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+
+    /// Makes the uploaded bytes durable and visible under `key`. If an object already
+    /// exists there, implementations may keep the existing one (keys are content
+    /// addresses, so both hold the same bytes).
+    async fn publish(self: Box<Self>, key: &ObjectKey) -> Result<()>;
+
+    /// Discards the upload and everything it staged.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Checks `range` against an object of `size` bytes, for implementations.
+pub fn check_range(key: &ObjectKey, range: &Range<u64>, size: u64) -> Result<()> {
+    if range.start > range.end || range.end > size {
+        return Err(crate::Error::OutOfRange {
+            path: key.to_string(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The crate's one public error type.
+//!
+//! Every fallible public function returns [`Result`]. Variants are meant to be matched on:
+//! a caller can tell a missing file from a conflicting commit from corrupt bytes without
+//! parsing messages. Lower-level errors (I/O, S3 SDK) stay attached as `source`.
+
+use std::fmt;
+
+/// Shorthand for `std::result::Result<T, segstore::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed source error kept attached to [`Error::Backend`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in segstore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The path (or object) does not exist in the committed state.
+    #[error("not found: {path}")]
+    NotFound {
+        /// The logical path or object key that was looked up.
+        path: String,
+    },
+
+    /// A path, collection name or key was rejected before any I/O happened.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The offending input, escaped for display.
+        path: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A commit lost against a concurrent commit that changed the same paths.
+    ///
+    /// The caller should re-read and decide; retrying blindly would overwrite the other
+    /// writer's update.
+    #[error("commit conflict in collection {collection:?} on {path}: {reason}")]
+    Conflict {
+        /// The collection the commit targeted.
+        collection: String,
+        /// A path that changed since the writer's base version.
+        path: String,
+        /// Details, such as the base and current versions.
+        reason: String,
+    },
+
+    /// Stored bytes do not match the hash they are named by.
+    #[error("corrupt data in {object}: expected blake3 {expected}, found {actual}")]
+    Corrupt {
+        /// The object (blob key) whose content failed verification.
+        object: String,
+        /// The hash the content should have.
+        expected: String,
+        /// The hash (or size) the content actually has.
+        actual: String,
+    },
+
+    /// A range read asked for bytes past the end of the file.
+    #[error("range {start}..{end} is out of bounds for {path} of {size} bytes")]
+    OutOfRange {
+        /// The path or object key.
+        path: String,
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The object's size.
+        size: u64,
+    },
+
+    /// A manifest or tree object could not be decoded: truncated, garbled, wrong magic,
+    /// bad checksum or an unsupported format version.
+    #[error("corrupt manifest {key}: {reason}")]
+    CorruptManifest {
+        /// The object key of the manifest or tree node.
+        key: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// The device or bucket is out of space (ENOSPC, EDQUOT). Nothing was committed.
+    #[error("storage full while {context}")]
+    StorageFull {
+        /// What segstore was doing.
+        context: String,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A local I/O error.
+    #[error("I/O error while {context}")]
+    Io {
+        /// What segstore was doing, including the object key where there is one.
+        context: String,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An error from a remote backend such as S3: network, authentication, throttling.
+    #[error("backend error while {context}: {message}")]
+    Backend {
+        /// What segstore was doing.
+        context: String,
+        /// A human readable summary. Never contains credentials.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A commit could not be confirmed or denied (for example a timeout after the request
+    /// was sent) and reading the version back did not settle it either.
+    #[error("outcome of commit to collection {collection:?} version {version} is unknown")]
+    CommitOutcomeUnknown {
+        /// The collection.
+        collection: String,
+        /// The version number the commit tried to create.
+        version: u64,
+    },
+
+    /// Configuration that cannot work, such as an unknown key or a bad value.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// The backend lacks a capability segstore relies on (for example conditional writes).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// Builds [`Error::InvalidPath`].
+    pub fn invalid_path(path: impl fmt::Debug, reason: impl Into<String>) -> Self {
+        let shown = format!("{path:?}");
+        let path = shown
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .map(str::to_owned)
+            .unwrap_or(shown);
+        Error::InvalidPath {
+            path,
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds [`Error::NotFound`].
+    pub fn not_found(path: impl fmt::Display) -> Self {
+        Error::NotFound {
+            path: path.to_string(),
+        }
+    }
+
+    /// Wraps an I/O error, mapping out-of-space errors to [`Error::StorageFull`] and
+    /// `ErrorKind::NotFound` to [`Error::NotFound`] is deliberately *not* done here: callers
+    /// decide whether a missing file means a missing object.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        let context = context.into();
+        if is_out_of_space(&source) {
+            Error::StorageFull { context, source }
+        } else {
+            Error::Io { context, source }
+        }
+    }
+
+    /// Builds [`Error::Backend`] without a source.
+    pub fn backend(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Backend {
+            context: context.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}
+
+fn is_out_of_space(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(code) if code == libc::ENOSPC || code == libc::EDQUOT)
+        || err.kind() == std::io::ErrorKind::StorageFull
+}

@@ -1,0 +1,206 @@
+//! The one place that builds object keys. See `docs/FORMAT.md` for the layout.
+//!
+//! ```text
+//! blobs/<aa>/<64-hex>                  immutable file content, named by its BLAKE3 hash
+//! trees/<aa>/<64-hex>                  immutable manifest tree node (shard index or page)
+//! manifests/<collection>/<20-digit N>  manifest root of version N, created put-if-absent
+//! manifests/<collection>/_latest       hint: a recent version number, never authoritative
+//! ```
+//!
+//! Collection names are user input, so they are percent-encoded into one key component:
+//! nothing a caller passes can add a separator or a relative step to a key.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::hash::BlobId;
+
+/// Prefix of every content blob.
+pub const BLOBS_PREFIX: &str = "blobs/";
+/// Prefix of every tree node.
+pub const TREES_PREFIX: &str = "trees/";
+/// Prefix of every manifest root.
+pub const MANIFESTS_PREFIX: &str = "manifests/";
+/// File name of the latest-version hint inside a collection's manifest folder.
+pub const LATEST_HINT: &str = "_latest";
+
+/// A validated, relative object key such as `blobs/ab/ab12...`.
+///
+/// Components are separated by `/`, none is empty, `.` or `..`, and no character is a
+/// control character or a backslash. Backends may therefore join it under their root or
+/// prefix without further checks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// Validates `key`.
+    pub fn new(key: impl Into<String>) -> Result<Self> {
+        let key = key.into();
+        validate_key(&key)?;
+        Ok(ObjectKey(key))
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last component.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid_path(key, "empty object key"));
+    }
+    for part in key.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return Err(Error::invalid_path(
+                key,
+                "object key has an empty or relative component",
+            ));
+        }
+        if part.chars().any(|c| c.is_control() || c == '\\') {
+            return Err(Error::invalid_path(
+                key,
+                "object key has a control character or backslash",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a list prefix: either empty, or a key prefix ending in `/`.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    match prefix.strip_suffix('/') {
+        Some(inner) => validate_key(inner),
+        None => Err(Error::invalid_path(prefix, "list prefix must end with '/'")),
+    }
+}
+
+/// Key of a content blob.
+pub fn blob(id: &BlobId) -> ObjectKey {
+    let hex = id.to_hex();
+    ObjectKey(format!("{BLOBS_PREFIX}{}/{hex}", &hex[..2]))
+}
+
+/// Key of a tree node.
+pub fn tree(id: &BlobId) -> ObjectKey {
+    let hex = id.to_hex();
+    ObjectKey(format!("{TREES_PREFIX}{}/{hex}", &hex[..2]))
+}
+
+/// Parses the id out of a blob or tree key (`blobs/ab/<hex>`), if it is one.
+pub fn id_from_key(key: &str) -> Option<BlobId> {
+    let name = key.rsplit('/').next()?;
+    name.parse().ok()
+}
+
+/// Folder of a collection's manifest versions, ending in `/`.
+pub fn manifest_prefix(collection: &str) -> String {
+    format!("{MANIFESTS_PREFIX}{}/", encode_component(collection))
+}
+
+/// Key of manifest version `version` of `collection`.
+pub fn manifest(collection: &str, version: u64) -> ObjectKey {
+    ObjectKey(format!("{}{version:020}", manifest_prefix(collection)))
+}
+
+/// Key of the latest-version hint of `collection`.
+pub fn latest_hint(collection: &str) -> ObjectKey {
+    ObjectKey(format!("{}{LATEST_HINT}", manifest_prefix(collection)))
+}
+
+/// Parses a manifest version from the last component of a manifest key.
+pub fn parse_manifest_version(file_name: &str) -> Option<u64> {
+    if file_name.len() == 20 && file_name.bytes().all(|b| b.is_ascii_digit()) {
+        file_name.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Percent-encodes a collection name into one safe key component.
+///
+/// ASCII letters, digits, `-` and `_` pass through, as does `.` except in first place;
+/// every other byte becomes `%XX`. The mapping is injective, so two collections never share
+/// a folder.
+pub fn encode_component(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_component`].
+pub fn decode_component(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = encoded.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let id = BlobId::of(b"x");
+        let hex = id.to_hex();
+        assert_eq!(blob(&id).as_str(), format!("blobs/{}/{hex}", &hex[..2]));
+        assert_eq!(
+            manifest("products", 7).as_str(),
+            "manifests/products/00000000000000000007"
+        );
+        assert_eq!(parse_manifest_version("00000000000000000007"), Some(7));
+        assert_eq!(parse_manifest_version("_latest"), None);
+        assert_eq!(id_from_key(blob(&id).as_str()), Some(id));
+    }
+
+    #[test]
+    fn collection_encoding_is_safe_and_reversible() {
+        for name in ["products", ".hidden", "a b", "ü/..", "%41", "..", "x.y"] {
+            let enc = encode_component(name);
+            assert!(ObjectKey::new(format!("manifests/{enc}/x")).is_ok(), "{enc}");
+            assert!(!enc.contains('/'));
+            assert!(!enc.starts_with('.'));
+            assert_eq!(decode_component(&enc).as_deref(), Some(name));
+        }
+        assert_ne!(encode_component("%41"), encode_component("A"));
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        for k in ["", "/a", "a//b", "a/../b", "a/./b", "a\\b", "a\0", "a/"] {
+            assert!(ObjectKey::new(k).is_err(), "{k:?}");
+        }
+    }
+}
