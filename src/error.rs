@@ -112,6 +112,35 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The backend refused the credentials or the operation (S3 403, EACCES).
+    /// The message never contains secrets.
+    #[error("permission denied while {context}: {message}")]
+    PermissionDenied {
+        /// What segstore was doing.
+        context: String,
+        /// The server's or system's explanation.
+        message: String,
+    },
+
+    /// The configured bucket does not exist.
+    #[error("bucket {bucket:?} does not exist")]
+    BucketNotFound {
+        /// The bucket name.
+        bucket: String,
+    },
+
+    /// The backend could not be reached in time: connection refused, DNS failure, timeout.
+    #[error("backend unreachable while {context}: {message}")]
+    Unavailable {
+        /// What segstore was doing.
+        context: String,
+        /// A human readable summary.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// A commit could not be confirmed or denied (for example a timeout after the request
     /// was sent) and reading the version back did not settle it either.
     #[error("outcome of commit to collection {collection:?} version {version} is unknown")]
