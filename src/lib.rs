@@ -1,12 +1,34 @@
 //! segstore: content-addressed, crash-safe storage for search-engine segment files.
+//!
+//! Files are stored as immutable blobs named by their BLAKE3 hash; a versioned manifest per
+//! collection maps each [`StoragePath`] to a blob; every change is a new manifest version
+//! created with a create-only write, so commits are atomic and crash-safe on local disk and
+//! on S3 alike. See `docs/ARCHITECTURE.md`.
+//!
+//! ```no_run
+//! use segstore::{LocalStorage, SegmentStorage, StorageBackend, StoragePath};
+//!
+//! # async fn demo() -> segstore::Result<()> {
+//! let store = LocalStorage::open("./segstore-data").await?;
+//! let path = StoragePath::new("products", StorageBackend::Tantivy, "shard_0", "seg.idx");
+//! store.write(&path, b"segment bytes").await?;
+//! assert_eq!(store.read(&path).await?, b"segment bytes");
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod blob;
 pub mod error;
 pub mod hash;
 pub mod keys;
+pub mod manifest;
 pub mod path;
+pub mod storage;
+pub mod store;
 
 pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};
+pub use storage::SegmentStorage;
+pub use store::{CommitInfo, FileMeta, LocalStorage, Op, Store, StoreOptions, Transaction};

@@ -1,0 +1,159 @@
+//! Finding a collection's latest version without a mutable "current" pointer.
+//!
+//! Versions are created in order (N+1 only once N exists) and retention deletes only old
+//! ones, so the existing versions form one contiguous run. From any version known to exist,
+//! the latest is found by probing N+1, N+2, N+4, ... and then bisecting: one probe when
+//! nothing changed, a few when others committed. A process that knows nothing yet starts
+//! from the `_latest` hint, and lists the folder only when the hint is missing or stale.
+
+use bytes::Bytes;
+
+use super::encoding::decode_root;
+use super::ManifestRoot;
+use crate::backend::ObjectBackend;
+use crate::error::{Error, Result};
+use crate::keys;
+
+/// The hint is rewritten on every version that is a multiple of this (and on version 1),
+/// so it is never more than this many versions behind: probing covers the gap in a few
+/// requests, and commits rarely pay for a hint write.
+pub const HINT_EVERY: u64 = 32;
+
+async fn version_exists(
+    backend: &dyn ObjectBackend,
+    collection: &str,
+    version: u64,
+) -> Result<bool> {
+    Ok(backend
+        .head(&keys::manifest(collection, version))
+        .await?
+        .is_some())
+}
+
+/// The latest version at or after `known`, which must exist (or be 0 for "nothing known
+/// to exist", which is only correct for a collection whose version 1 was never deleted).
+pub async fn probe_from(backend: &dyn ObjectBackend, collection: &str, known: u64) -> Result<u64> {
+    let mut low = known;
+    let mut step = 1u64;
+    let high = loop {
+        let candidate = low.saturating_add(step);
+        if version_exists(backend, collection, candidate).await? {
+            low = candidate;
+            step = step.saturating_mul(2);
+        } else {
+            break candidate;
+        }
+    };
+    // Invariant: `low` exists, `high` does not; the run is contiguous.
+    let (mut low, mut high) = (low, high);
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if version_exists(backend, collection, mid).await? {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
+}
+
+/// Finds the latest version from scratch: hint, then probes, then a listing as fallback.
+pub async fn discover(backend: &dyn ObjectBackend, collection: &str) -> Result<u64> {
+    if let Some(hint) = read_hint(backend, collection).await? {
+        if hint > 0 && version_exists(backend, collection, hint).await? {
+            return probe_from(backend, collection, hint).await;
+        }
+    }
+    let listed = backend
+        .list(&keys::manifest_prefix(collection))
+        .await?
+        .iter()
+        .filter_map(|m| keys::parse_manifest_version(m.key.file_name()))
+        .max();
+    match listed {
+        // The listing may lag behind the newest commits; probing catches up.
+        Some(v) => probe_from(backend, collection, v).await,
+        None => probe_from(backend, collection, 0).await,
+    }
+}
+
+async fn read_hint(backend: &dyn ObjectBackend, collection: &str) -> Result<Option<u64>> {
+    match backend.get(&keys::latest_hint(collection)).await {
+        // A garbled hint is only a hint: ignore it and fall back to listing.
+        Ok(bytes) => Ok(std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records `version` as a recent version of `collection`, if the schedule says so.
+/// Failures are logged and ignored: the hint is never needed for correctness.
+pub async fn maybe_write_hint(backend: &dyn ObjectBackend, collection: &str, version: u64) {
+    if version != 1 && version % HINT_EVERY != 0 {
+        return;
+    }
+    let key = keys::latest_hint(collection);
+    if let Err(e) = backend.put(&key, Bytes::from(version.to_string())).await {
+        tracing::warn!(collection, version, error = %e, "could not update the latest-version hint");
+    }
+}
+
+/// Reads and checks version `version` of `collection`; version 0 is the empty state.
+pub async fn load_root(
+    backend: &dyn ObjectBackend,
+    collection: &str,
+    version: u64,
+) -> Result<ManifestRoot> {
+    if version == 0 {
+        return Ok(ManifestRoot::empty(collection));
+    }
+    let key = keys::manifest(collection, version);
+    let bytes = backend.get(&key).await?;
+    let root = decode_root(key.as_str(), &bytes)?;
+    if root.collection != collection || root.version != version {
+        return Err(Error::CorruptManifest {
+            key: key.to_string(),
+            reason: format!(
+                "holds collection {:?} version {}, expected {collection:?} version {version}",
+                root.collection, root.version
+            ),
+        });
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    async fn make_versions(backend: &MemoryBackend, range: std::ops::RangeInclusive<u64>) {
+        for v in range {
+            backend
+                .put(&keys::manifest("c", v), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn probing_finds_the_end_of_the_run() {
+        let backend = MemoryBackend::new();
+        assert_eq!(discover(&backend, "c").await.unwrap(), 0);
+        make_versions(&backend, 1..=1).await;
+        assert_eq!(probe_from(&backend, "c", 0).await.unwrap(), 1);
+        make_versions(&backend, 2..=1000).await;
+        for known in [0, 1, 5, 999, 1000] {
+            assert_eq!(probe_from(&backend, "c", known).await.unwrap(), 1000);
+        }
+        // Old versions deleted by retention: discovery still works, via the listing.
+        for v in 1..=990 {
+            backend.delete(&keys::manifest("c", v)).await.unwrap();
+        }
+        assert_eq!(discover(&backend, "c").await.unwrap(), 1000);
+        maybe_write_hint(&backend, "c", 992).await;
+        assert_eq!(discover(&backend, "c").await.unwrap(), 1000);
+    }
+}

@@ -1,0 +1,393 @@
+//! Reading and rewriting the tree under a manifest root: lookups, listings, and building
+//! the next version from a set of changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::encoding::{decode_page, decode_shard, encode_page, encode_shard};
+use super::{FileEntry, ManifestRoot, Page, PageRef, ShardKey, ShardNode, ShardRef};
+use crate::backend::ObjectBackend;
+use crate::error::{Error, Result};
+use crate::hash::BlobId;
+use crate::keys;
+use crate::path::StoragePath;
+
+/// A page is split once it holds more entries than this...
+const PAGE_MAX_ENTRIES: usize = 1024;
+/// ...or once its entries weigh more than this many bytes (names plus inline content).
+const PAGE_MAX_WEIGHT: usize = 256 * 1024;
+/// Splitting cuts pages at about this many entries or this weight.
+const PAGE_TARGET_ENTRIES: usize = 512;
+const PAGE_TARGET_WEIGHT: usize = 96 * 1024;
+
+/// Changes to apply to one shard: `Some(entry)` sets a segment, `None` removes it.
+pub type ShardChanges = BTreeMap<String, Option<FileEntry>>;
+
+/// Changes to apply to a root, grouped by shard.
+pub type Changes = BTreeMap<ShardKey, ShardChanges>;
+
+/// A tree node ready to be stored under `keys::tree(id)`.
+#[derive(Debug, Clone)]
+pub struct EncodedNode {
+    /// The node's content address.
+    pub id: BlobId,
+    /// Its encoded bytes.
+    pub bytes: Bytes,
+}
+
+impl EncodedNode {
+    fn new(bytes: Bytes) -> Self {
+        EncodedNode {
+            id: BlobId::of(&bytes),
+            bytes,
+        }
+    }
+}
+
+/// Loads tree nodes through a cache. Nodes are immutable, so cached copies never go stale.
+#[derive(Debug)]
+pub struct Trees {
+    backend: Arc<dyn ObjectBackend>,
+    shards: quick_cache::sync::Cache<BlobId, Arc<ShardNode>>,
+    pages: quick_cache::sync::Cache<BlobId, Arc<Page>>,
+}
+
+impl Trees {
+    /// A reader over `backend` caching up to `cached_nodes` nodes of each kind.
+    pub fn new(backend: Arc<dyn ObjectBackend>, cached_nodes: usize) -> Self {
+        Trees {
+            backend,
+            shards: quick_cache::sync::Cache::new(cached_nodes.max(16)),
+            pages: quick_cache::sync::Cache::new(cached_nodes.max(16)),
+        }
+    }
+
+    async fn fetch(&self, id: &BlobId) -> Result<Bytes> {
+        let key = keys::tree(id);
+        let bytes = self.backend.get(&key).await.map_err(|e| match e {
+            Error::NotFound { .. } => Error::CorruptManifest {
+                key: key.to_string(),
+                reason: "tree node referenced by a manifest is missing".into(),
+            },
+            other => other,
+        })?;
+        let actual = BlobId::of(&bytes);
+        if actual != *id {
+            return Err(Error::Corrupt {
+                object: key.to_string(),
+                expected: id.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Loads a shard node.
+    pub async fn shard(&self, id: &BlobId) -> Result<Arc<ShardNode>> {
+        if let Some(node) = self.shards.get(id) {
+            return Ok(node);
+        }
+        let bytes = self.fetch(id).await?;
+        let node = Arc::new(decode_shard(keys::tree(id).as_str(), &bytes)?);
+        self.shards.insert(*id, node.clone());
+        Ok(node)
+    }
+
+    /// Loads a page.
+    pub async fn page(&self, id: &BlobId) -> Result<Arc<Page>> {
+        if let Some(page) = self.pages.get(id) {
+            return Ok(page);
+        }
+        let bytes = self.fetch(id).await?;
+        let page = Arc::new(decode_page(keys::tree(id).as_str(), &bytes)?);
+        self.pages.insert(*id, page.clone());
+        Ok(page)
+    }
+
+    /// The entry of `path` at `root`, if any.
+    pub async fn lookup(
+        &self,
+        root: &ManifestRoot,
+        path: &StoragePath,
+    ) -> Result<Option<FileEntry>> {
+        let key = ShardKey {
+            backend: path.backend,
+            shard: path.shard.clone(),
+        };
+        self.lookup_in(root, &key, &path.segment).await
+    }
+
+    /// The entry of `segment` in shard `key` at `root`, if any.
+    pub async fn lookup_in(
+        &self,
+        root: &ManifestRoot,
+        key: &ShardKey,
+        segment: &str,
+    ) -> Result<Option<FileEntry>> {
+        let Some(shard_ref) = root.shards.get(key) else {
+            return Ok(None);
+        };
+        let node = self.shard(&shard_ref.node).await?;
+        let Some(idx) = page_index(&node.pages, segment) else {
+            return Ok(None);
+        };
+        let page = self.page(&node.pages[idx].page).await?;
+        Ok(page
+            .entries
+            .binary_search_by(|(s, _)| s.as_str().cmp(segment))
+            .ok()
+            .map(|i| page.entries[i].1.clone()))
+    }
+
+    /// Every path at `root` selected by `prefix` (see `SegmentStorage::list`), sorted.
+    pub async fn list(
+        &self,
+        root: &ManifestRoot,
+        prefix: &StoragePath,
+    ) -> Result<Vec<StoragePath>> {
+        let mut out = Vec::new();
+        for (key, shard_ref) in &root.shards {
+            if key.backend != prefix.backend
+                || (prefix.shard.is_some() && prefix.shard != key.shard)
+            {
+                continue;
+            }
+            let node = self.shard(&shard_ref.node).await?;
+            let start = page_index(&node.pages, &prefix.segment).unwrap_or(0);
+            for page_ref in &node.pages[start..] {
+                if !page_ref.first.starts_with(&prefix.segment)
+                    && page_ref.first.as_str() > prefix.segment.as_str()
+                {
+                    break;
+                }
+                let page = self.page(&page_ref.page).await?;
+                out.extend(
+                    page.entries
+                        .iter()
+                        .filter(|(seg, _)| seg.starts_with(&prefix.segment))
+                        .map(|(seg, _)| StoragePath {
+                            collection: root.collection.clone(),
+                            backend: key.backend,
+                            shard: key.shard.clone(),
+                            segment: seg.clone(),
+                        }),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every entry of one shard, in order.
+    pub async fn shard_entries(&self, shard_ref: &ShardRef) -> Result<Vec<(String, FileEntry)>> {
+        let node = self.shard(&shard_ref.node).await?;
+        let mut out = Vec::with_capacity(shard_ref.files as usize);
+        for page_ref in &node.pages {
+            out.extend(self.page(&page_ref.page).await?.entries.iter().cloned());
+        }
+        Ok(out)
+    }
+
+    /// Every tree node id reachable from `root` (for GC marking and verification).
+    pub async fn node_ids(&self, root: &ManifestRoot) -> Result<Vec<BlobId>> {
+        let mut out = Vec::new();
+        for shard_ref in root.shards.values() {
+            out.push(shard_ref.node);
+            let node = self.shard(&shard_ref.node).await?;
+            out.extend(node.pages.iter().map(|p| p.page));
+        }
+        Ok(out)
+    }
+
+    /// Applies `changes` to `base`, returning the new root (with `version = base.version + 1`
+    /// and the caller's commit metadata filled in by the caller) and the nodes it needs.
+    pub async fn apply(
+        &self,
+        base: &ManifestRoot,
+        changes: &Changes,
+    ) -> Result<(BTreeMap<ShardKey, ShardRef>, Vec<EncodedNode>)> {
+        let mut shards = base.shards.clone();
+        let mut nodes = Vec::new();
+        for (key, shard_changes) in changes {
+            if shard_changes.is_empty() {
+                continue;
+            }
+            let node = match base.shards.get(key) {
+                Some(r) => (*self.shard(&r.node).await?).clone(),
+                None => ShardNode::default(),
+            };
+            let pages = self.apply_to_shard(node, shard_changes, &mut nodes).await?;
+            if pages.is_empty() {
+                shards.remove(key);
+                continue;
+            }
+            let shard_ref = ShardRef {
+                node: BlobId::from_bytes([0; 32]),
+                files: pages.iter().map(|p| p.files).sum(),
+                bytes: pages.iter().map(|p| p.bytes).sum(),
+            };
+            let encoded = EncodedNode::new(encode_shard(&ShardNode { pages })?);
+            shards.insert(
+                key.clone(),
+                ShardRef {
+                    node: encoded.id,
+                    ..shard_ref
+                },
+            );
+            nodes.push(encoded);
+        }
+        Ok((shards, nodes))
+    }
+
+    async fn apply_to_shard(
+        &self,
+        node: ShardNode,
+        changes: &ShardChanges,
+        nodes: &mut Vec<EncodedNode>,
+    ) -> Result<Vec<PageRef>> {
+        // Which page each change lands in; a shard with no pages gets one empty page.
+        let mut by_page: BTreeMap<usize, Vec<(&String, &Option<FileEntry>)>> = BTreeMap::new();
+        let old_pages = node.pages;
+        for (segment, change) in changes {
+            let idx = page_index(&old_pages, segment).unwrap_or(0);
+            by_page.entry(idx).or_default().push((segment, change));
+        }
+        let mut pages = Vec::with_capacity(old_pages.len() + 1);
+        let page_count = old_pages.len().max(1);
+        for idx in 0..page_count {
+            let Some(page_changes) = by_page.get(&idx) else {
+                pages.push(old_pages[idx].clone());
+                continue;
+            };
+            let mut entries: BTreeMap<String, FileEntry> = match old_pages.get(idx) {
+                Some(r) => self.page(&r.page).await?.entries.iter().cloned().collect(),
+                None => BTreeMap::new(),
+            };
+            for (segment, change) in page_changes {
+                match change {
+                    Some(entry) => entries.insert((*segment).clone(), entry.clone()),
+                    None => entries.remove(*segment),
+                };
+            }
+            for chunk in split_entries(entries.into_iter().collect()) {
+                let page_ref = PageRef {
+                    first: chunk[0].0.clone(),
+                    page: BlobId::from_bytes([0; 32]),
+                    files: chunk.len() as u64,
+                    bytes: chunk.iter().map(|(_, e)| e.size).sum(),
+                };
+                let encoded = EncodedNode::new(encode_page(&Page { entries: chunk })?);
+                pages.push(PageRef {
+                    page: encoded.id,
+                    ..page_ref
+                });
+                nodes.push(encoded);
+            }
+        }
+        Ok(pages)
+    }
+}
+
+/// The page that holds (or would hold) `segment`: the last page whose `first` is not
+/// greater than it, or the first page for names before every `first`.
+fn page_index(pages: &[PageRef], segment: &str) -> Option<usize> {
+    if pages.is_empty() {
+        return None;
+    }
+    let after = pages.partition_point(|p| p.first.as_str() <= segment);
+    Some(after.saturating_sub(1))
+}
+
+fn entry_weight(segment: &str, entry: &FileEntry) -> usize {
+    segment.len() + 48 + entry.inline.as_ref().map_or(0, |b| b.len())
+}
+
+/// Cuts sorted entries into pages; small enough input stays one page, empty input none.
+fn split_entries(entries: Vec<(String, FileEntry)>) -> Vec<Vec<(String, FileEntry)>> {
+    let total_weight: usize = entries.iter().map(|(s, e)| entry_weight(s, e)).sum();
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    if entries.len() <= PAGE_MAX_ENTRIES && total_weight <= PAGE_MAX_WEIGHT {
+        return vec![entries];
+    }
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut weight = 0;
+    for (segment, entry) in entries {
+        weight += entry_weight(&segment, &entry);
+        current.push((segment, entry));
+        if current.len() >= PAGE_TARGET_ENTRIES || weight >= PAGE_TARGET_WEIGHT {
+            out.push(std::mem::take(&mut current));
+            weight = 0;
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::path::StorageBackend;
+
+    fn key() -> ShardKey {
+        ShardKey {
+            backend: StorageBackend::Tantivy,
+            shard: Some("s".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn many_entries_split_into_pages_and_stay_findable() {
+        let backend = Arc::new(MemoryBackend::new());
+        let trees = Trees::new(backend.clone(), 1024);
+        let mut root = ManifestRoot::empty("c");
+        let mut model = BTreeMap::new();
+        for round in 0..5u64 {
+            let mut shard = ShardChanges::new();
+            for i in 0..1500u64 {
+                let seg = format!("f{:05}", (i * 7919 + round * 13) % 5000);
+                let change = if (i + round) % 5 == 0 {
+                    None
+                } else {
+                    Some(FileEntry::blob(BlobId::of(seg.as_bytes()), i))
+                };
+                model.insert(seg.clone(), change.clone());
+                shard.insert(seg, change);
+            }
+            let changes = Changes::from([(key(), shard)]);
+            let (shards, nodes) = trees.apply(&root, &changes).await.unwrap();
+            for n in nodes {
+                backend.put(&keys::tree(&n.id), n.bytes).await.unwrap();
+            }
+            root.shards = shards;
+            root.version += 1;
+        }
+        let node = trees.shard(&root.shards[&key()].node).await.unwrap();
+        assert!(
+            node.pages.len() > 1,
+            "expected a split, got {} pages",
+            node.pages.len()
+        );
+        let live: Vec<_> = model.iter().filter(|(_, v)| v.is_some()).collect();
+        assert_eq!(root.file_count(), live.len() as u64);
+        for (seg, change) in &model {
+            let found = trees.lookup_in(&root, &key(), seg).await.unwrap();
+            assert_eq!(&found, change, "{seg}");
+        }
+        let prefix = StoragePath::new("c", StorageBackend::Tantivy, "s", "f01");
+        let listed = trees.list(&root, &prefix).await.unwrap();
+        let expected: Vec<_> = live
+            .iter()
+            .filter(|(s, _)| s.starts_with("f01"))
+            .map(|(s, _)| s.to_string())
+            .collect();
+        let got: Vec<_> = listed.into_iter().map(|p| p.segment).collect();
+        assert_eq!(got, expected);
+    }
+}

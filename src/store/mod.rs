@@ -1,0 +1,536 @@
+//! [`Store`]: the segment store core, over any [`ObjectBackend`].
+//!
+//! Writes stage content as blobs first, then commit a new manifest version with a
+//! create-only write. Reads resolve a path through the latest manifest to a blob. The same
+//! core runs on local disk ([`LocalStorage`]), S3, and the cached tier.
+
+mod local;
+mod transaction;
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::backend::{ObjectBackend, PutOutcome};
+use crate::blob::BlobStore;
+use crate::error::{Error, Result};
+use crate::hash::BlobId;
+use crate::keys;
+use crate::manifest::tree::{EncodedNode, Trees};
+use crate::manifest::{encode_root, head, CommitId, FileEntry, ManifestRoot, INLINE_MAX};
+use crate::path::{validate_name, StoragePath};
+use crate::storage::SegmentStorage;
+
+pub use local::LocalStorage;
+pub use transaction::{Op, Transaction};
+
+/// Streaming writes read their source in chunks of this size.
+const STREAM_CHUNK: usize = 1024 * 1024;
+
+/// Tuning for a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How many decoded tree nodes of each kind to keep in memory.
+    pub cached_tree_nodes: usize,
+    /// How many times a commit is rebased onto newer versions before giving up with
+    /// [`Error::Conflict`].
+    pub max_commit_attempts: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cached_tree_nodes: 4096,
+            max_commit_attempts: 1000,
+        }
+    }
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The version now holding the change. When nothing changed (say, deleting a missing
+    /// path), no version is created and this is the current version.
+    pub version: u64,
+    /// Whether a new version was created.
+    pub created: bool,
+}
+
+/// Size and content hash of a stored file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the content.
+    pub id: BlobId,
+}
+
+/// The store core. Cheap to clone; clones share state.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn ObjectBackend>,
+    blobs: BlobStore,
+    trees: Trees,
+    collections: DashMap<String, Arc<Collection>>,
+    options: StoreOptions,
+}
+
+/// What this process knows of one collection.
+#[derive(Debug)]
+struct Collection {
+    name: String,
+    /// The newest root seen; only ever moves forward.
+    head: RwLock<Arc<ManifestRoot>>,
+    /// False until the latest version was discovered once (hint, probes or listing).
+    discovered: AtomicBool,
+    /// Serialises this process's commits to the collection: they would only race each
+    /// other. Other processes are kept out by the create-only commit itself.
+    commit_lock: tokio::sync::Mutex<()>,
+}
+
+impl Collection {
+    fn current(&self) -> Arc<ManifestRoot> {
+        self.head.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn advance(&self, root: Arc<ManifestRoot>) -> Arc<ManifestRoot> {
+        let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
+        if root.version > head.version {
+            *head = root;
+        }
+        head.clone()
+    }
+}
+
+impl Store {
+    /// A store over `backend`.
+    pub fn new(backend: Arc<dyn ObjectBackend>, options: StoreOptions) -> Self {
+        Store {
+            inner: Arc::new(Inner {
+                blobs: BlobStore::new(backend.clone()),
+                trees: Trees::new(backend.clone(), options.cached_tree_nodes),
+                backend,
+                collections: DashMap::new(),
+                options,
+            }),
+        }
+    }
+
+    /// The object backend underneath.
+    pub fn backend(&self) -> &Arc<dyn ObjectBackend> {
+        &self.inner.backend
+    }
+
+    /// The blob layer.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    /// The manifest tree reader.
+    pub fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        if let Some(c) = self.inner.collections.get(name) {
+            return Ok(c.clone());
+        }
+        validate_name(name)?;
+        let entry = self
+            .inner
+            .collections
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Collection {
+                    name: name.to_owned(),
+                    head: RwLock::new(Arc::new(ManifestRoot::empty(name))),
+                    discovered: AtomicBool::new(false),
+                    commit_lock: tokio::sync::Mutex::new(()),
+                })
+            });
+        Ok(entry.clone())
+    }
+
+    /// The latest committed manifest of `collection` (version 0 if it has none).
+    pub async fn head(&self, collection: &str) -> Result<Arc<ManifestRoot>> {
+        let c = self.collection(collection)?;
+        self.refresh(&c).await
+    }
+
+    async fn refresh(&self, c: &Collection) -> Result<Arc<ManifestRoot>> {
+        let backend = self.inner.backend.as_ref();
+        let current = c.current();
+        let latest = if c.discovered.load(Ordering::Acquire) {
+            head::probe_from(backend, &c.name, current.version).await?
+        } else {
+            let v = head::discover(backend, &c.name).await?;
+            c.discovered.store(true, Ordering::Release);
+            v
+        };
+        if latest <= current.version {
+            return Ok(current);
+        }
+        let root = head::load_root(backend, &c.name, latest).await?;
+        Ok(c.advance(Arc::new(root)))
+    }
+
+    /// Manifest version `version` of `collection`, if it is still retained.
+    pub async fn root_at(&self, collection: &str, version: u64) -> Result<ManifestRoot> {
+        validate_name(collection)?;
+        head::load_root(self.inner.backend.as_ref(), collection, version).await
+    }
+
+    /// The manifest entry of `path`, if it exists.
+    pub async fn entry(&self, path: &StoragePath) -> Result<Option<FileEntry>> {
+        path.validate()?;
+        let root = self.head(&path.collection).await?;
+        self.inner.trees.lookup(&root, path).await
+    }
+
+    async fn existing_entry(&self, path: &StoragePath) -> Result<FileEntry> {
+        self.entry(path)
+            .await?
+            .ok_or_else(|| Error::not_found(path))
+    }
+
+    /// Size and hash of `path`.
+    pub async fn metadata(&self, path: &StoragePath) -> Result<FileMeta> {
+        let entry = self.existing_entry(path).await?;
+        Ok(FileMeta {
+            size: entry.size,
+            id: entry.id,
+        })
+    }
+
+    /// Reads a whole file without copying it (local blobs are memory-mapped), verified
+    /// against its hash.
+    pub async fn read_bytes(&self, path: &StoragePath) -> Result<Bytes> {
+        let entry = self.existing_entry(path).await?;
+        self.read_entry(&entry).await
+    }
+
+    /// Reads the content an entry names, verified.
+    pub async fn read_entry(&self, entry: &FileEntry) -> Result<Bytes> {
+        match &entry.inline {
+            Some(data) => Ok(data.clone()),
+            None => self.inner.blobs.get_verified(&entry.id, entry.size).await,
+        }
+    }
+
+    /// Reads `range` of a file. Not verified against the hash (the cached tier verifies
+    /// ranges); a range past the end is [`Error::OutOfRange`].
+    pub async fn read_range(&self, path: &StoragePath, range: Range<u64>) -> Result<Bytes> {
+        let entry = self.existing_entry(path).await?;
+        if range.start > range.end || range.end > entry.size {
+            return Err(Error::OutOfRange {
+                path: path.to_string(),
+                start: range.start,
+                end: range.end,
+                size: entry.size,
+            });
+        }
+        match &entry.inline {
+            Some(data) => Ok(data.slice(range.start as usize..range.end as usize)),
+            None => self.inner.blobs.get_range(&entry.id, range).await,
+        }
+    }
+
+    /// Stores content and returns the manifest entry that names it, without committing.
+    pub async fn stage_bytes(&self, data: Bytes) -> Result<FileEntry> {
+        if data.len() <= INLINE_MAX {
+            return Ok(FileEntry::inline(data));
+        }
+        let size = data.len() as u64;
+        let id = self.inner.blobs.put(data).await?;
+        Ok(FileEntry::blob(id, size))
+    }
+
+    /// Stores content read from `reader` without holding it all in memory, and returns the
+    /// entry that names it, without committing.
+    pub async fn stage_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        mut reader: R,
+    ) -> Result<FileEntry> {
+        let first = read_chunk(&mut reader, INLINE_MAX + 1).await?;
+        if first.len() <= INLINE_MAX {
+            return Ok(FileEntry::inline(first));
+        }
+        let mut writer = self.inner.blobs.writer().await?;
+        let mut chunk = first;
+        loop {
+            if let Err(e) = writer.write(chunk).await {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+            chunk = match read_chunk(&mut reader, STREAM_CHUNK).await {
+                Ok(c) if c.is_empty() => break,
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            };
+        }
+        let (id, size) = writer.finish().await?;
+        Ok(FileEntry::blob(id, size))
+    }
+
+    /// Writes `data` to `path` as one commit.
+    pub async fn write_bytes(&self, path: &StoragePath, data: Bytes) -> Result<CommitInfo> {
+        path.validate()?;
+        let entry = self.stage_bytes(data).await?;
+        self.commit_put(path, entry).await
+    }
+
+    /// Writes everything `reader` yields to `path` as one commit, streaming: memory use
+    /// stays bounded whatever the size.
+    pub async fn write_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        path: &StoragePath,
+        reader: R,
+    ) -> Result<CommitInfo> {
+        path.validate()?;
+        let entry = self.stage_stream(reader).await?;
+        self.commit_put(path, entry).await
+    }
+
+    async fn commit_put(&self, path: &StoragePath, entry: FileEntry) -> Result<CommitInfo> {
+        let ops = vec![Op::Put {
+            path: path.clone(),
+            entry,
+        }];
+        self.commit_ops(&path.collection, ops, None).await
+    }
+
+    /// Starts a transaction on `collection`, based on its latest version.
+    pub async fn transaction(&self, collection: &str) -> Result<Transaction> {
+        let base = self.head(collection).await?;
+        Ok(Transaction::new(self.clone(), collection.to_owned(), base))
+    }
+
+    /// Commits `ops` as one version. With a `base`, fails with [`Error::Conflict`] if a
+    /// path the ops touch changed since `base`; without one, the ops apply to whatever is
+    /// latest (last writer wins per path, as in a filesystem).
+    pub async fn commit_ops(
+        &self,
+        collection: &str,
+        ops: Vec<Op>,
+        base: Option<Arc<ManifestRoot>>,
+    ) -> Result<CommitInfo> {
+        for op in &ops {
+            for path in op.paths() {
+                path.validate()?;
+                if path.collection != collection {
+                    return Err(Error::invalid_path(
+                        path.to_string(),
+                        format!("not in collection {collection:?}"),
+                    ));
+                }
+            }
+        }
+        let c = self.collection(collection)?;
+        let _serialised = c.commit_lock.lock().await;
+        let commit_id = CommitId::random();
+        let trees = &self.inner.trees;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let head = self.refresh(&c).await?;
+            if let Some(base) = &base {
+                transaction::check_conflicts(trees, base, &head, &ops).await?;
+            }
+            let changes = transaction::resolve(trees, &head, &ops).await?;
+            if changes.is_empty() {
+                return Ok(CommitInfo {
+                    version: head.version,
+                    created: false,
+                });
+            }
+            let (shards, nodes) = trees.apply(&head, &changes).await?;
+            let root = ManifestRoot {
+                collection: collection.to_owned(),
+                version: head.version + 1,
+                commit_id,
+                timestamp_ms: now_ms(),
+                shards,
+            };
+            match self.try_commit(&root, nodes).await? {
+                Attempt::Won => {
+                    let version = root.version;
+                    c.advance(Arc::new(root));
+                    head::maybe_write_hint(self.inner.backend.as_ref(), collection, version).await;
+                    return Ok(CommitInfo {
+                        version,
+                        created: true,
+                    });
+                }
+                Attempt::Lost(winner) => {
+                    c.advance(Arc::new(winner));
+                    if attempt >= self.inner.options.max_commit_attempts {
+                        return Err(Error::Conflict {
+                            collection: collection.to_owned(),
+                            path: ops
+                                .first()
+                                .map(|op| op.paths()[0].to_string())
+                                .unwrap_or_default(),
+                            reason: format!(
+                                "still losing to other writers after {attempt} attempts"
+                            ),
+                        });
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+    }
+
+    /// Stores the tree nodes, then tries to create the root: the commit point.
+    async fn try_commit(&self, root: &ManifestRoot, nodes: Vec<EncodedNode>) -> Result<Attempt> {
+        let backend = &self.inner.backend;
+        futures::future::try_join_all(
+            nodes
+                .into_iter()
+                .map(|n| async move { backend.put(&keys::tree(&n.id), n.bytes).await }),
+        )
+        .await?;
+        let key = keys::manifest(&root.collection, root.version);
+        let encoded = encode_root(root)?;
+        match backend.put_if_absent(&key, encoded).await {
+            Ok(PutOutcome::Created) => Ok(Attempt::Won),
+            // A retried request may find its own first try already applied, so an
+            // "exists" answer is settled by the commit id, like any unknown outcome.
+            Ok(PutOutcome::AlreadyExists) => match self.settle(root).await? {
+                Some(attempt) => Ok(attempt),
+                None => Err(Error::CommitOutcomeUnknown {
+                    collection: root.collection.clone(),
+                    version: root.version,
+                }),
+            },
+            Err(err) => match self.settle(root).await {
+                Ok(Some(attempt)) => Ok(attempt),
+                // Nothing landed: the commit did not happen, and the caller learns why.
+                Ok(None) => Err(err),
+                Err(_) => Err(Error::CommitOutcomeUnknown {
+                    collection: root.collection.clone(),
+                    version: root.version,
+                }),
+            },
+        }
+    }
+
+    /// Reads back the version a commit tried to create: ours, someone else's, or absent.
+    async fn settle(&self, root: &ManifestRoot) -> Result<Option<Attempt>> {
+        let backend = self.inner.backend.as_ref();
+        match head::load_root(backend, &root.collection, root.version).await {
+            Ok(found) if found.commit_id == root.commit_id => Ok(Some(Attempt::Won)),
+            Ok(found) => Ok(Some(Attempt::Lost(found))),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every path selected by `prefix`, sorted.
+    pub async fn list(&self, prefix: &StoragePath) -> Result<Vec<StoragePath>> {
+        prefix.validate_prefix()?;
+        let root = self.head(&prefix.collection).await?;
+        self.inner.trees.list(&root, prefix).await
+    }
+
+    /// Deletes `path` as one commit.
+    pub async fn delete(&self, path: &StoragePath) -> Result<CommitInfo> {
+        let ops = vec![Op::Delete { path: path.clone() }];
+        self.commit_ops(&path.collection, ops, None).await
+    }
+
+    /// Renames `from` to `to` as one commit.
+    pub async fn rename(&self, from: &StoragePath, to: &StoragePath) -> Result<CommitInfo> {
+        from.validate()?;
+        to.validate()?;
+        if from.collection != to.collection {
+            return Err(Error::invalid_path(
+                to.to_string(),
+                "rename cannot move a file to another collection",
+            ));
+        }
+        let ops = vec![Op::Rename {
+            from: from.clone(),
+            to: to.clone(),
+        }];
+        self.commit_ops(&from.collection, ops, None).await
+    }
+}
+
+enum Attempt {
+    Won,
+    Lost(ManifestRoot),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Waits a little after losing a commit race, so that many writers spread out.
+async fn backoff(attempt: u32) {
+    let cap_ms = 1u64 << attempt.min(6);
+    let wait = rand::random_range(0..=cap_ms);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+/// Reads until `limit` bytes or the end of the input.
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(limit);
+    while buf.len() < limit {
+        let n = (&mut *reader)
+            .take((limit - buf.len()) as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| Error::io("reading the input stream", e))?;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(buf.freeze())
+}
+
+#[async_trait]
+impl SegmentStorage for Store {
+    async fn write(&self, path: &StoragePath, data: &[u8]) -> Result<()> {
+        self.write_bytes(path, Bytes::copy_from_slice(data))
+            .await
+            .map(|_| ())
+    }
+
+    async fn read(&self, path: &StoragePath) -> Result<Vec<u8>> {
+        Ok(self.read_bytes(path).await?.to_vec())
+    }
+
+    async fn exists(&self, path: &StoragePath) -> Result<bool> {
+        Ok(self.entry(path).await?.is_some())
+    }
+
+    async fn list(&self, prefix: &StoragePath) -> Result<Vec<StoragePath>> {
+        Store::list(self, prefix).await
+    }
+
+    async fn delete(&self, path: &StoragePath) -> Result<()> {
+        Store::delete(self, path).await.map(|_| ())
+    }
+
+    async fn rename(&self, from: &StoragePath, to: &StoragePath) -> Result<()> {
+        Store::rename(self, from, to).await.map(|_| ())
+    }
+}
