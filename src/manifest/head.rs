@@ -91,7 +91,7 @@ async fn read_hint(backend: &dyn ObjectBackend, collection: &str) -> Result<Opti
 /// Records `version` as a recent version of `collection`, if the schedule says so.
 /// Failures are logged and ignored: the hint is never needed for correctness.
 pub async fn maybe_write_hint(backend: &dyn ObjectBackend, collection: &str, version: u64) {
-    if version != 1 && version % HINT_EVERY != 0 {
+    if version != 1 && !version.is_multiple_of(HINT_EVERY) {
         return;
     }
     let key = keys::latest_hint(collection);

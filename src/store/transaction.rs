@@ -61,9 +61,8 @@ pub(crate) async fn resolve(trees: &Trees, head: &ManifestRoot, ops: &[Op]) -> R
     for op in ops {
         for path in op.paths() {
             let key = (shard_key(path), path.segment.clone());
-            if !current.contains_key(&key) {
-                let entry = trees.lookup(head, path).await?;
-                current.insert(key, entry);
+            if let std::collections::btree_map::Entry::Vacant(slot) = current.entry(key) {
+                slot.insert(trees.lookup(head, path).await?);
             }
         }
     }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what is missing (moto's S3 server),
+# checks formatting and lints, then runs every test. The S3 tests start their own moto
+# server on a free loopback port. Under CI=true a missing S3 server fails the run.
+#
+# Heavier property tests: SEGSTORE_PROPTEST_CASES=500 scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --locked --all-targets -- --test-threads=2
+cargo test --locked --doc

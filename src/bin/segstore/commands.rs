@@ -1,0 +1,176 @@
+//! One function per subcommand.
+
+use std::io::Write;
+
+use segstore::{Error, LocalStorage, Result, SegmentStorage, StorageBackend, StoragePath};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::{Cli, Command};
+
+/// Maps an error to the documented exit code.
+pub fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::NotFound { .. } => 3,
+        Error::InvalidPath { .. } | Error::OutOfRange { .. } | Error::InvalidConfig(_) => 4,
+        Error::Conflict { .. } => 5,
+        Error::Corrupt { .. } | Error::CorruptManifest { .. } => 6,
+        Error::Io { .. }
+        | Error::StorageFull { .. }
+        | Error::Backend { .. }
+        | Error::PermissionDenied { .. }
+        | Error::BucketNotFound { .. }
+        | Error::Unavailable { .. }
+        | Error::CommitOutcomeUnknown { .. }
+        | Error::Unsupported(_) => 7,
+        _ => 1,
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let store = LocalStorage::open(&cli.data_dir).await?;
+    match cli.command {
+        Command::Demo => crate::demo::run(&store, cli.json).await,
+        Command::Put { path, file } => {
+            let path: StoragePath = path.parse()?;
+            let info = match file.filter(|f| f.as_os_str() != "-") {
+                Some(f) => {
+                    let file = tokio::fs::File::open(&f)
+                        .await
+                        .map_err(|e| Error::io(format!("opening {}", f.display()), e))?;
+                    store.write_stream(&path, file).await?
+                }
+                None => store.write_stream(&path, tokio::io::stdin()).await?,
+            };
+            let meta = store.metadata(&path).await?;
+            report(
+                cli.json,
+                json!({"path": path.to_string(), "version": info.version, "size": meta.size, "blake3": meta.id.to_hex()}),
+                &format!(
+                    "stored {path} ({} bytes, blake3 {}) at version {}",
+                    meta.size, meta.id, info.version
+                ),
+            );
+            Ok(())
+        }
+        Command::Get { path, output } => {
+            let path: StoragePath = path.parse()?;
+            let data = store.read_bytes(&path).await?;
+            match output {
+                Some(out) => tokio::fs::write(&out, &data)
+                    .await
+                    .map_err(|e| Error::io(format!("writing {}", out.display()), e)),
+                None => {
+                    let mut stdout = tokio::io::stdout();
+                    stdout
+                        .write_all(&data)
+                        .await
+                        .and(stdout.flush().await)
+                        .map_err(|e| Error::io("writing to stdout", e))
+                }
+            }
+        }
+        Command::Ls { prefix } => {
+            let prefix = parse_prefix(&prefix)?;
+            let paths = SegmentStorage::list(&store, &prefix).await?;
+            let mut out = std::io::stdout().lock();
+            if cli.json {
+                let items: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+                let _ = writeln!(out, "{}", json!(items));
+            } else {
+                for p in paths {
+                    let _ = writeln!(out, "{p}");
+                }
+            }
+            Ok(())
+        }
+        Command::Mv { from, to } => {
+            let (from, to): (StoragePath, StoragePath) = (from.parse()?, to.parse()?);
+            let info = segstore::Store::rename(&store, &from, &to).await?;
+            report(
+                cli.json,
+                json!({"version": info.version}),
+                &format!("renamed {from} -> {to} at version {}", info.version),
+            );
+            Ok(())
+        }
+        Command::Rm { path } => {
+            let path: StoragePath = path.parse()?;
+            let info = segstore::Store::delete(&store, &path).await?;
+            report(
+                cli.json,
+                json!({"version": info.version, "changed": info.created}),
+                &if info.created {
+                    format!("deleted {path} at version {}", info.version)
+                } else {
+                    format!("{path} did not exist; nothing changed")
+                },
+            );
+            Ok(())
+        }
+        Command::Log { collection, limit } => {
+            let head = store.head(&collection).await?;
+            let mut out = std::io::stdout().lock();
+            let mut rows = Vec::new();
+            let oldest = head.version.saturating_sub(limit.saturating_sub(1)).max(1);
+            for v in (oldest..=head.version).rev() {
+                match store.root_at(&collection, v).await {
+                    Ok(root) => rows.push(root),
+                    Err(Error::NotFound { .. }) => break, // removed by retention
+                    Err(e) => return Err(e),
+                }
+            }
+            if cli.json {
+                let items: Vec<_> = rows
+                    .iter()
+                    .map(|r| json!({"version": r.version, "timestamp_ms": r.timestamp_ms, "files": r.file_count(), "bytes": r.total_bytes(), "commit_id": r.commit_id.to_string()}))
+                    .collect();
+                let _ = writeln!(out, "{}", json!(items));
+            } else {
+                for r in rows {
+                    let when =
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.timestamp_ms);
+                    let _ = writeln!(
+                        out,
+                        "version {:>6}  {}  {:>8} files  {:>12} bytes  commit {}",
+                        r.version,
+                        humantime::format_rfc3339_millis(when),
+                        r.file_count(),
+                        r.total_bytes(),
+                        r.commit_id
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parses a list prefix: `collection/backend`, `collection/backend/shard` or a full path
+/// whose last component is a segment prefix.
+fn parse_prefix(s: &str) -> Result<StoragePath> {
+    let parts: Vec<&str> = s.trim_end_matches('/').split('/').collect();
+    let backend = |b: &str| b.parse::<StorageBackend>();
+    let prefix = match parts.as_slice() {
+        [c, b] => StoragePath::unsharded(*c, backend(b)?, ""),
+        [c, b, shard] => StoragePath::new(*c, backend(b)?, *shard, ""),
+        [c, b, shard, seg] => StoragePath::new(*c, backend(b)?, *shard, *seg),
+        _ => {
+            return Err(Error::invalid_path(
+                s,
+                "expected collection/backend[/shard[/segment-prefix]]",
+            ))
+        }
+    };
+    prefix.validate_prefix()?;
+    Ok(prefix)
+}
+
+fn report(json: bool, value: serde_json::Value, text: &str) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
