@@ -32,3 +32,8 @@ pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};
 pub use storage::SegmentStorage;
 pub use store::{CommitInfo, FileMeta, LocalStorage, Op, Store, StoreOptions, Transaction};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
