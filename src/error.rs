@@ -151,6 +151,24 @@ pub enum Error {
         version: u64,
     },
 
+    /// A writer took longer than the allowed stall time between staging its blobs and
+    /// committing (a paused process, a suspended machine). Its commit is refused because
+    /// garbage collection may have removed the unreferenced blobs it staged. Retry the
+    /// whole write.
+    #[error("writer for collection {collection:?} stalled for {elapsed:?} (limit {limit:?}) before committing; nothing was committed")]
+    StalledWriter {
+        /// The collection.
+        collection: String,
+        /// Time between staging and the commit attempt.
+        elapsed: std::time::Duration,
+        /// The configured limit.
+        limit: std::time::Duration,
+    },
+
+    /// A write was attempted through a read-only view (a snapshot or an old version).
+    #[error("read-only: {0}")]
+    ReadOnly(String),
+
     /// Configuration that cannot work, such as an unknown key or a bad value.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -5,6 +5,8 @@
 //! trees/<aa>/<64-hex>                  immutable manifest tree node (shard index or page)
 //! manifests/<collection>/<20-digit N>  manifest root of version N, created put-if-absent
 //! manifests/<collection>/_latest       hint: a recent version number, never authoritative
+//! manifests/<collection>/_boundary     retention boundary: versions below it may be gone
+//! pins/<collection>/<name>             snapshot: a named pin of one version
 //! ```
 //!
 //! Collection names are user input, so they are percent-encoded into one key component:
@@ -23,6 +25,10 @@ pub const TREES_PREFIX: &str = "trees/";
 pub const MANIFESTS_PREFIX: &str = "manifests/";
 /// File name of the latest-version hint inside a collection's manifest folder.
 pub const LATEST_HINT: &str = "_latest";
+/// File name of the retention boundary inside a collection's manifest folder.
+pub const BOUNDARY: &str = "_boundary";
+/// Prefix of every snapshot (pin).
+pub const PINS_PREFIX: &str = "pins/";
 
 /// A validated, relative object key such as `blobs/ab/ab12...`.
 ///
@@ -120,6 +126,21 @@ pub fn manifest(collection: &str, version: u64) -> ObjectKey {
 /// Key of the latest-version hint of `collection`.
 pub fn latest_hint(collection: &str) -> ObjectKey {
     ObjectKey(format!("{}{LATEST_HINT}", manifest_prefix(collection)))
+}
+
+/// Key of the retention boundary of `collection`: every version below it may be deleted.
+pub fn boundary(collection: &str) -> ObjectKey {
+    ObjectKey(format!("{}{BOUNDARY}", manifest_prefix(collection)))
+}
+
+/// Folder of a collection's snapshots, ending in `/`.
+pub fn pins_prefix(collection: &str) -> String {
+    format!("{PINS_PREFIX}{}/", encode_component(collection))
+}
+
+/// Key of snapshot `name` of `collection`.
+pub fn pin(collection: &str, name: &str) -> ObjectKey {
+    ObjectKey(format!("{}{}", pins_prefix(collection), encode_component(name)))
 }
 
 /// Parses a manifest version from the last component of a manifest key.

@@ -100,6 +100,33 @@ pub async fn maybe_write_hint(backend: &dyn ObjectBackend, collection: &str, ver
     }
 }
 
+/// The retention boundary of `collection`: the oldest version retention keeps. Versions
+/// below it may have been deleted. 0 when retention never ran.
+pub async fn read_boundary(backend: &dyn ObjectBackend, collection: &str) -> Result<u64> {
+    match backend.get(&keys::boundary(collection)).await {
+        Ok(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::CorruptManifest {
+                key: keys::boundary(collection).to_string(),
+                reason: "retention boundary is not a decimal version number".into(),
+            }),
+        Err(Error::NotFound { .. }) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Raises the retention boundary to `version` (never lowers it). Durable on return, and
+/// must be called before any version below `version` is deleted.
+pub async fn raise_boundary(backend: &dyn ObjectBackend, collection: &str, version: u64) -> Result<()> {
+    if read_boundary(backend, collection).await? >= version {
+        return Ok(());
+    }
+    backend
+        .put(&keys::boundary(collection), Bytes::from(version.to_string()))
+        .await
+}
+
 /// Reads and checks version `version` of `collection`; version 0 is the empty state.
 pub async fn load_root(
     backend: &dyn ObjectBackend,

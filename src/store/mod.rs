@@ -4,6 +4,7 @@
 //! create-only write. Reads resolve a path through the latest manifest to a blob. The same
 //! core runs on local disk ([`LocalStorage`]), S3, and the cached tier.
 
+mod commit;
 mod local;
 mod transaction;
 
@@ -17,18 +18,21 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::backend::{ObjectBackend, PutOutcome};
+use crate::backend::ObjectBackend;
 use crate::blob::BlobStore;
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
-use crate::keys;
-use crate::manifest::tree::{EncodedNode, Trees};
-use crate::manifest::{encode_root, head, CommitId, FileEntry, ManifestRoot, INLINE_MAX};
+use crate::manifest::tree::Trees;
+use crate::manifest::{head, FileEntry, ManifestRoot, INLINE_MAX};
 use crate::path::{validate_name, StoragePath};
 use crate::storage::SegmentStorage;
 
+pub(crate) use commit::{Plan, StagedAt};
 pub use local::LocalStorage;
 pub use transaction::{Op, Transaction};
+
+/// Default for [`StoreOptions::max_writer_stall`]: half of the default GC grace period.
+pub const DEFAULT_MAX_WRITER_STALL: Duration = Duration::from_secs(30 * 60);
 
 /// Streaming writes read their source in chunks of this size.
 const STREAM_CHUNK: usize = 1024 * 1024;
@@ -41,6 +45,10 @@ pub struct StoreOptions {
     /// How many times a commit is rebased onto newer versions before giving up with
     /// [`Error::Conflict`].
     pub max_commit_attempts: u32,
+    /// A commit made longer than this after its writer began staging blobs is refused
+    /// with [`Error::StalledWriter`]. Must be well below the GC grace period, so that GC
+    /// can never delete a blob a commit in flight is about to reference.
+    pub max_writer_stall: Duration,
 }
 
 impl Default for StoreOptions {
@@ -48,6 +56,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cached_tree_nodes: 4096,
             max_commit_attempts: 1000,
+            max_writer_stall: DEFAULT_MAX_WRITER_STALL,
         }
     }
 }
@@ -289,8 +298,9 @@ impl Store {
     /// Writes `data` to `path` as one commit.
     pub async fn write_bytes(&self, path: &StoragePath, data: Bytes) -> Result<CommitInfo> {
         path.validate()?;
+        let staged_at = StagedAt::now();
         let entry = self.stage_bytes(data).await?;
-        self.commit_put(path, entry).await
+        self.commit_put(path, entry, staged_at).await
     }
 
     /// Writes everything `reader` yields to `path` as one commit, streaming: memory use
@@ -301,143 +311,30 @@ impl Store {
         reader: R,
     ) -> Result<CommitInfo> {
         path.validate()?;
+        let staged_at = StagedAt::now();
         let entry = self.stage_stream(reader).await?;
-        self.commit_put(path, entry).await
+        self.commit_put(path, entry, staged_at).await
     }
 
-    async fn commit_put(&self, path: &StoragePath, entry: FileEntry) -> Result<CommitInfo> {
+    async fn commit_put(
+        &self,
+        path: &StoragePath,
+        entry: FileEntry,
+        staged_at: StagedAt,
+    ) -> Result<CommitInfo> {
         let ops = vec![Op::Put {
             path: path.clone(),
             entry,
         }];
-        self.commit_ops(&path.collection, ops, None).await
+        let plan = Plan::Ops { ops, base: None };
+        self.commit_plan(&path.collection, plan, Some(staged_at))
+            .await
     }
 
     /// Starts a transaction on `collection`, based on its latest version.
     pub async fn transaction(&self, collection: &str) -> Result<Transaction> {
         let base = self.head(collection).await?;
         Ok(Transaction::new(self.clone(), collection.to_owned(), base))
-    }
-
-    /// Commits `ops` as one version. With a `base`, fails with [`Error::Conflict`] if a
-    /// path the ops touch changed since `base`; without one, the ops apply to whatever is
-    /// latest (last writer wins per path, as in a filesystem).
-    pub async fn commit_ops(
-        &self,
-        collection: &str,
-        ops: Vec<Op>,
-        base: Option<Arc<ManifestRoot>>,
-    ) -> Result<CommitInfo> {
-        for op in &ops {
-            for path in op.paths() {
-                path.validate()?;
-                if path.collection != collection {
-                    return Err(Error::invalid_path(
-                        path.to_string(),
-                        format!("not in collection {collection:?}"),
-                    ));
-                }
-            }
-        }
-        let c = self.collection(collection)?;
-        let _serialised = c.commit_lock.lock().await;
-        let commit_id = CommitId::random();
-        let trees = &self.inner.trees;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let head = self.refresh(&c).await?;
-            if let Some(base) = &base {
-                transaction::check_conflicts(trees, base, &head, &ops).await?;
-            }
-            let changes = transaction::resolve(trees, &head, &ops).await?;
-            if changes.is_empty() {
-                return Ok(CommitInfo {
-                    version: head.version,
-                    created: false,
-                });
-            }
-            let (shards, nodes) = trees.apply(&head, &changes).await?;
-            let root = ManifestRoot {
-                collection: collection.to_owned(),
-                version: head.version + 1,
-                commit_id,
-                timestamp_ms: now_ms(),
-                shards,
-            };
-            match self.try_commit(&root, nodes).await? {
-                Attempt::Won => {
-                    let version = root.version;
-                    c.advance(Arc::new(root));
-                    head::maybe_write_hint(self.inner.backend.as_ref(), collection, version).await;
-                    return Ok(CommitInfo {
-                        version,
-                        created: true,
-                    });
-                }
-                Attempt::Lost(winner) => {
-                    c.advance(Arc::new(winner));
-                    if attempt >= self.inner.options.max_commit_attempts {
-                        return Err(Error::Conflict {
-                            collection: collection.to_owned(),
-                            path: ops
-                                .first()
-                                .map(|op| op.paths()[0].to_string())
-                                .unwrap_or_default(),
-                            reason: format!(
-                                "still losing to other writers after {attempt} attempts"
-                            ),
-                        });
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-    }
-
-    /// Stores the tree nodes, then tries to create the root: the commit point.
-    async fn try_commit(&self, root: &ManifestRoot, nodes: Vec<EncodedNode>) -> Result<Attempt> {
-        let backend = &self.inner.backend;
-        futures::future::try_join_all(
-            nodes
-                .into_iter()
-                .map(|n| async move { backend.put(&keys::tree(&n.id), n.bytes).await }),
-        )
-        .await?;
-        let key = keys::manifest(&root.collection, root.version);
-        let encoded = encode_root(root)?;
-        match backend.put_if_absent(&key, encoded).await {
-            Ok(PutOutcome::Created) => Ok(Attempt::Won),
-            // A retried request may find its own first try already applied, so an
-            // "exists" answer is settled by the commit id, like any unknown outcome.
-            Ok(PutOutcome::AlreadyExists) => match self.settle(root).await? {
-                Some(attempt) => Ok(attempt),
-                None => Err(Error::CommitOutcomeUnknown {
-                    collection: root.collection.clone(),
-                    version: root.version,
-                }),
-            },
-            Err(err) => match self.settle(root).await {
-                Ok(Some(attempt)) => Ok(attempt),
-                // Nothing landed: the commit did not happen, and the caller learns why.
-                Ok(None) => Err(err),
-                Err(_) => Err(Error::CommitOutcomeUnknown {
-                    collection: root.collection.clone(),
-                    version: root.version,
-                }),
-            },
-        }
-    }
-
-    /// Reads back the version a commit tried to create: ours, someone else's, or absent.
-    async fn settle(&self, root: &ManifestRoot) -> Result<Option<Attempt>> {
-        let backend = self.inner.backend.as_ref();
-        match head::load_root(backend, &root.collection, root.version).await {
-            Ok(found) if found.commit_id == root.commit_id => Ok(Some(Attempt::Won)),
-            Ok(found) => Ok(Some(Attempt::Lost(found))),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Every path selected by `prefix`, sorted.
@@ -471,23 +368,12 @@ impl Store {
     }
 }
 
-enum Attempt {
-    Won,
-    Lost(ManifestRoot),
-}
-
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch, for commit timestamps.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Waits a little after losing a commit race, so that many writers spread out.
-async fn backoff(attempt: u32) {
-    let cap_ms = 1u64 << attempt.min(6);
-    let wait = rand::random_range(0..=cap_ms);
-    tokio::time::sleep(Duration::from_millis(wait)).await;
 }
 
 /// Reads until `limit` bytes or the end of the input.

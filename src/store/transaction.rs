@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{CommitInfo, Store};
+use super::{CommitInfo, Plan, StagedAt, Store};
 use crate::error::{Error, Result};
 use crate::manifest::tree::{Changes, Trees};
 use crate::manifest::{FileEntry, ManifestRoot, ShardKey};
@@ -145,6 +145,8 @@ pub struct Transaction {
     collection: String,
     base: Arc<ManifestRoot>,
     ops: Vec<Op>,
+    /// When the first blob was staged: bounds how long the commit may be delayed.
+    staged_at: Option<StagedAt>,
 }
 
 impl Transaction {
@@ -154,6 +156,7 @@ impl Transaction {
             collection,
             base,
             ops: Vec::new(),
+            staged_at: None,
         }
     }
 
@@ -184,6 +187,7 @@ impl Transaction {
     /// Stores `data` now (as a blob, or inline if small) and records a put of `path`.
     pub async fn put(&mut self, path: &StoragePath, data: impl Into<Bytes>) -> Result<()> {
         self.check(path)?;
+        self.staged_at.get_or_insert_with(StagedAt::now);
         let entry = self.store.stage_bytes(data.into()).await?;
         self.ops.push(Op::Put {
             path: path.clone(),
@@ -196,6 +200,7 @@ impl Transaction {
     /// another path's [`Store::entry`]).
     pub fn put_entry(&mut self, path: &StoragePath, entry: FileEntry) -> Result<()> {
         self.check(path)?;
+        self.staged_at.get_or_insert_with(StagedAt::now);
         self.ops.push(Op::Put {
             path: path.clone(),
             entry,
@@ -223,8 +228,12 @@ impl Transaction {
 
     /// Commits every recorded operation as one new version.
     pub async fn commit(self) -> Result<CommitInfo> {
+        let plan = Plan::Ops {
+            ops: self.ops,
+            base: Some(self.base),
+        };
         self.store
-            .commit_ops(&self.collection, self.ops, Some(self.base))
+            .commit_plan(&self.collection, plan, self.staged_at)
             .await
     }
 }

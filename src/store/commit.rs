@@ -1,0 +1,249 @@
+//! The commit loop: build version N+1 on the latest head, create it put-if-absent, and on
+//! losing, rebase and retry. See `docs/ARCHITECTURE.md`, "Commit".
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::transaction::{self, Op};
+use super::{now_ms, CommitInfo, Store};
+use crate::backend::PutOutcome;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::manifest::tree::EncodedNode;
+use crate::manifest::{encode_root, head, CommitId, ManifestRoot, ShardKey, ShardRef};
+
+/// What a commit should do to the latest version.
+pub(crate) enum Plan {
+    /// Apply operations; with a base, fail on conflicts with changes made since it.
+    Ops {
+        ops: Vec<Op>,
+        base: Option<Arc<ManifestRoot>>,
+    },
+    /// Make the whole collection equal to an earlier state (restore).
+    Replace {
+        shards: BTreeMap<ShardKey, ShardRef>,
+    },
+}
+
+/// When the writer began staging content for this commit. A commit that comes later than
+/// `StoreOptions::max_writer_stall` after it is refused: GC may have judged its fresh but
+/// still unreferenced blobs garbage in the meantime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StagedAt {
+    wall: SystemTime,
+    mono: Instant,
+}
+
+impl StagedAt {
+    pub(crate) fn now() -> Self {
+        StagedAt {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// The longer of wall-clock and monotonic time since staging: the wall clock counts a
+    /// suspended machine, the monotonic clock is immune to clock steps.
+    fn elapsed(&self) -> Duration {
+        let wall = SystemTime::now()
+            .duration_since(self.wall)
+            .unwrap_or_default();
+        wall.max(self.mono.elapsed())
+    }
+}
+
+pub(crate) enum Attempt {
+    Won,
+    Lost(ManifestRoot),
+}
+
+impl Store {
+    /// Commits `ops` as one version. With a `base`, fails with [`Error::Conflict`] if a
+    /// path the ops touch changed since `base`; without one, the ops apply to whatever is
+    /// latest (last writer wins per path, as in a filesystem).
+    pub async fn commit_ops(
+        &self,
+        collection: &str,
+        ops: Vec<Op>,
+        base: Option<Arc<ManifestRoot>>,
+    ) -> Result<CommitInfo> {
+        for op in &ops {
+            for path in op.paths() {
+                path.validate()?;
+                if path.collection != collection {
+                    return Err(Error::invalid_path(
+                        path.to_string(),
+                        format!("not in collection {collection:?}"),
+                    ));
+                }
+            }
+        }
+        self.commit_plan(collection, Plan::Ops { ops, base }, None)
+            .await
+    }
+
+    pub(crate) async fn commit_plan(
+        &self,
+        collection: &str,
+        plan: Plan,
+        staged_at: Option<StagedAt>,
+    ) -> Result<CommitInfo> {
+        let c = self.collection(collection)?;
+        let _serialised = c.commit_lock.lock().await;
+        let commit_id = CommitId::random();
+        let trees = &self.inner.trees;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let head = self.refresh(&c).await?;
+            let (shards, nodes) = match &plan {
+                Plan::Ops { ops, base } => {
+                    if let Some(base) = base {
+                        transaction::check_conflicts(trees, base, &head, ops).await?;
+                    }
+                    let changes = transaction::resolve(trees, &head, ops).await?;
+                    if changes.is_empty() {
+                        return Ok(CommitInfo {
+                            version: head.version,
+                            created: false,
+                        });
+                    }
+                    trees.apply(&head, &changes).await?
+                }
+                Plan::Replace { shards } => {
+                    if *shards == head.shards {
+                        return Ok(CommitInfo {
+                            version: head.version,
+                            created: false,
+                        });
+                    }
+                    (shards.clone(), Vec::new())
+                }
+            };
+            let root = ManifestRoot {
+                collection: collection.to_owned(),
+                version: head.version + 1,
+                commit_id,
+                timestamp_ms: now_ms(),
+                shards,
+            };
+            if let Some(staged) = staged_at {
+                let elapsed = staged.elapsed();
+                let limit = self.inner.options.max_writer_stall;
+                if elapsed > limit {
+                    return Err(Error::StalledWriter {
+                        collection: collection.to_owned(),
+                        elapsed,
+                        limit,
+                    });
+                }
+            }
+            let attempt_result = self.try_commit(&root, nodes).await?;
+            let attempt_result = match attempt_result {
+                Attempt::Won => self.check_boundary(&root).await?,
+                lost => lost,
+            };
+            match attempt_result {
+                Attempt::Won => {
+                    let version = root.version;
+                    c.advance(Arc::new(root));
+                    head::maybe_write_hint(self.inner.backend.as_ref(), collection, version).await;
+                    return Ok(CommitInfo {
+                        version,
+                        created: true,
+                    });
+                }
+                Attempt::Lost(winner) => {
+                    c.advance(Arc::new(winner));
+                    if attempt >= self.inner.options.max_commit_attempts {
+                        return Err(Error::Conflict {
+                            collection: collection.to_owned(),
+                            path: String::new(),
+                            reason: format!(
+                                "still losing to other writers after {attempt} attempts"
+                            ),
+                        });
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+    }
+
+    /// Stores the tree nodes, then tries to create the root: the commit point.
+    async fn try_commit(&self, root: &ManifestRoot, nodes: Vec<EncodedNode>) -> Result<Attempt> {
+        let backend = &self.inner.backend;
+        futures::future::try_join_all(
+            nodes
+                .into_iter()
+                .map(|n| async move { backend.put(&keys::tree(&n.id), n.bytes).await }),
+        )
+        .await?;
+        let key = keys::manifest(&root.collection, root.version);
+        let encoded = encode_root(root)?;
+        match backend.put_if_absent(&key, encoded).await {
+            Ok(PutOutcome::Created) => Ok(Attempt::Won),
+            // A retried request may find its own first try already applied, so an
+            // "exists" answer is settled by the commit id, like any unknown outcome.
+            Ok(PutOutcome::AlreadyExists) => match self.settle(root).await? {
+                Some(attempt) => Ok(attempt),
+                None => Err(Error::CommitOutcomeUnknown {
+                    collection: root.collection.clone(),
+                    version: root.version,
+                }),
+            },
+            Err(err) => match self.settle(root).await {
+                Ok(Some(attempt)) => Ok(attempt),
+                // Nothing landed: the commit did not happen, and the caller learns why.
+                Ok(None) => Err(err),
+                Err(_) => Err(Error::CommitOutcomeUnknown {
+                    collection: root.collection.clone(),
+                    version: root.version,
+                }),
+            },
+        }
+    }
+
+    /// Reads back the version a commit tried to create: ours, someone else's, or absent.
+    async fn settle(&self, root: &ManifestRoot) -> Result<Option<Attempt>> {
+        let backend = self.inner.backend.as_ref();
+        match head::load_root(backend, &root.collection, root.version).await {
+            Ok(found) if found.commit_id == root.commit_id => Ok(Some(Attempt::Won)),
+            Ok(found) => Ok(Some(Attempt::Lost(found))),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After creating version N: if retention has already deleted versions up to or past
+    /// N, this writer stalled and re-created a deleted version number. Nobody can see it
+    /// (readers only probe forward from newer versions), so it is removed and the commit
+    /// is rebased onto the real latest version.
+    async fn check_boundary(&self, root: &ManifestRoot) -> Result<Attempt> {
+        let backend = self.inner.backend.as_ref();
+        let boundary = head::read_boundary(backend, &root.collection).await?;
+        if root.version >= boundary {
+            return Ok(Attempt::Won);
+        }
+        tracing::warn!(
+            collection = %root.collection,
+            version = root.version,
+            boundary,
+            "a stalled commit re-created a deleted version; removing it and rebasing"
+        );
+        backend
+            .delete(&keys::manifest(&root.collection, root.version))
+            .await?;
+        let latest = head::discover(backend, &root.collection).await?;
+        let winner = head::load_root(backend, &root.collection, latest).await?;
+        Ok(Attempt::Lost(winner))
+    }
+}
+
+/// Waits a little after losing a commit race, so that many writers spread out.
+async fn backoff(attempt: u32) {
+    let cap_ms = 1u64 << attempt.min(6);
+    let wait = rand::random_range(0..=cap_ms);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
