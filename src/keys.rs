@@ -140,7 +140,11 @@ pub fn pins_prefix(collection: &str) -> String {
 
 /// Key of snapshot `name` of `collection`.
 pub fn pin(collection: &str, name: &str) -> ObjectKey {
-    ObjectKey(format!("{}{}", pins_prefix(collection), encode_component(name)))
+    ObjectKey(format!(
+        "{}{}",
+        pins_prefix(collection),
+        encode_component(name)
+    ))
 }
 
 /// Parses a manifest version from the last component of a manifest key.

@@ -20,16 +20,19 @@
 pub mod backend;
 pub mod blob;
 pub mod error;
+pub mod gc;
 pub mod hash;
 pub mod keys;
 pub mod manifest;
 pub mod path;
+pub mod snapshot;
 pub mod storage;
 pub mod store;
 
 pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};
+pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::SegmentStorage;
 pub use store::{CommitInfo, FileMeta, LocalStorage, Op, Store, StoreOptions, Transaction};
 

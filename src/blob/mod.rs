@@ -15,20 +15,25 @@ use crate::error::{Error, Result};
 use crate::hash::{update_hasher, BlobId};
 use crate::keys;
 
-/// A dedup hit refreshes a blob's age when it is older than this, keeping it well inside
-/// any GC grace period without a write on every hit.
-pub const FRESHEN_AFTER: Duration = Duration::from_secs(10 * 60);
+/// By default a dedup hit refreshes a blob's age when it is older than this, keeping it
+/// well inside the GC grace period without a write on every hit.
+pub const DEFAULT_FRESHEN_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// Blob operations over an object backend.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     backend: Arc<dyn ObjectBackend>,
+    freshen_after: Duration,
 }
 
 impl BlobStore {
-    /// Blobs stored in `backend`.
-    pub fn new(backend: Arc<dyn ObjectBackend>) -> Self {
-        BlobStore { backend }
+    /// Blobs stored in `backend`; dedup hits on blobs older than `freshen_after` refresh
+    /// their age.
+    pub fn new(backend: Arc<dyn ObjectBackend>, freshen_after: Duration) -> Self {
+        BlobStore {
+            backend,
+            freshen_after,
+        }
     }
 
     /// The backend blobs live in.
@@ -57,7 +62,7 @@ impl BlobStore {
         let age = SystemTime::now()
             .duration_since(meta.last_modified)
             .unwrap_or_default();
-        if age > FRESHEN_AFTER {
+        if age >= self.freshen_after {
             match self.backend.touch(&key).await {
                 Ok(()) => {}
                 // Deleted between head and touch (GC sweeping it): store it again.

@@ -3,7 +3,7 @@
 //! ```text
 //! magic     4 bytes  "SGSM"
 //! version   u16 LE   format version, currently 1
-//! kind      u8       1 = root, 2 = shard node, 3 = page
+//! kind      u8       1 = root, 2 = shard node, 3 = page, 4 = snapshot
 //! payload   postcard encoding of the object
 //! checksum  32 bytes BLAKE3 of every byte before it
 //! ```
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{ManifestRoot, Page, ShardNode};
+use super::{ManifestRoot, Page, ShardNode, Snapshot};
 use crate::error::{Error, Result};
 
 /// The manifest format this build writes and reads.
@@ -32,6 +32,7 @@ pub(crate) enum Kind {
     Root = 1,
     ShardNode = 2,
     Page = 3,
+    Snapshot = 4,
 }
 
 pub(crate) fn encode<T: Serialize>(kind: Kind, value: &T) -> Result<Bytes> {
@@ -108,6 +109,16 @@ pub(crate) fn encode_page(page: &Page) -> Result<Bytes> {
 
 pub(crate) fn decode_page(key: &str, bytes: &[u8]) -> Result<Page> {
     decode(key, Kind::Page, bytes)
+}
+
+/// Encodes a snapshot (pin).
+pub fn encode_snapshot(snapshot: &Snapshot) -> Result<Bytes> {
+    encode(Kind::Snapshot, snapshot)
+}
+
+/// Decodes a snapshot read from `key`.
+pub fn decode_snapshot(key: &str, bytes: &[u8]) -> Result<Snapshot> {
+    decode(key, Kind::Snapshot, bytes)
 }
 
 #[cfg(test)]

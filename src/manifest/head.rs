@@ -14,6 +14,11 @@ use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
 use crate::keys;
 
+/// Default of `StoreOptions::version_min_age`: retention never deletes a version younger
+/// than this, so a head confirmed as latest within this window still has every successor
+/// in place and can be probed forward from.
+pub const PROBE_TRUST_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// The hint is rewritten on every version that is a multiple of this (and on version 1),
 /// so it is never more than this many versions behind: probing covers the gap in a few
 /// requests, and commits rarely pay for a hint write.
@@ -61,7 +66,12 @@ pub async fn probe_from(backend: &dyn ObjectBackend, collection: &str, known: u6
 pub async fn discover(backend: &dyn ObjectBackend, collection: &str) -> Result<u64> {
     if let Some(hint) = read_hint(backend, collection).await? {
         if hint > 0 && version_exists(backend, collection, hint).await? {
-            return probe_from(backend, collection, hint).await;
+            let latest = probe_from(backend, collection, hint).await?;
+            // A hint naming a pinned version below the retention boundary exists while its
+            // successors may be gone; only a result at or above the boundary is sound.
+            if latest >= read_boundary(backend, collection).await? {
+                return Ok(latest);
+            }
         }
     }
     let listed = backend
@@ -118,12 +128,19 @@ pub async fn read_boundary(backend: &dyn ObjectBackend, collection: &str) -> Res
 
 /// Raises the retention boundary to `version` (never lowers it). Durable on return, and
 /// must be called before any version below `version` is deleted.
-pub async fn raise_boundary(backend: &dyn ObjectBackend, collection: &str, version: u64) -> Result<()> {
+pub async fn raise_boundary(
+    backend: &dyn ObjectBackend,
+    collection: &str,
+    version: u64,
+) -> Result<()> {
     if read_boundary(backend, collection).await? >= version {
         return Ok(());
     }
     backend
-        .put(&keys::boundary(collection), Bytes::from(version.to_string()))
+        .put(
+            &keys::boundary(collection),
+            Bytes::from(version.to_string()),
+        )
         .await
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::BlobId;
 use crate::path::StorageBackend;
 
-pub use encoding::{decode_root, encode_root, FORMAT_VERSION};
+pub use encoding::{decode_root, decode_snapshot, encode_root, encode_snapshot, FORMAT_VERSION};
 
 /// Files up to this size are stored inside the manifest page instead of as blobs: it saves
 /// a request per small file (`meta.json`, `.del` files) on object stores.
@@ -170,4 +170,26 @@ pub struct PageRef {
 pub struct Page {
     /// `(segment, entry)` pairs sorted by segment, without duplicates.
     pub entries: Vec<(String, FileEntry)>,
+}
+
+/// A named pin of one manifest version: kept by retention and GC until deleted or expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The collection.
+    pub collection: String,
+    /// The snapshot's name, unique within the collection.
+    pub name: String,
+    /// The pinned version.
+    pub version: u64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Expiry time, milliseconds since the Unix epoch; `None` pins until deleted.
+    pub expires_ms: Option<u64>,
+}
+
+impl Snapshot {
+    /// True when the snapshot has expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|e| e <= now_ms)
+    }
 }

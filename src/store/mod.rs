@@ -9,9 +9,8 @@ mod local;
 mod transaction;
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -49,6 +48,13 @@ pub struct StoreOptions {
     /// with [`Error::StalledWriter`]. Must be well below the GC grace period, so that GC
     /// can never delete a blob a commit in flight is about to reference.
     pub max_writer_stall: Duration,
+    /// A write that finds its blob already stored refreshes the blob's age when it is
+    /// older than this, so that GC's grace period protects it again.
+    pub freshen_after: Duration,
+    /// Retention never deletes versions younger than this, and a reader trusts its known
+    /// head for forward probing only this long. Every process sharing a store must use the
+    /// same value.
+    pub version_min_age: Duration,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +63,8 @@ impl Default for StoreOptions {
             cached_tree_nodes: 4096,
             max_commit_attempts: 1000,
             max_writer_stall: DEFAULT_MAX_WRITER_STALL,
+            freshen_after: crate::blob::DEFAULT_FRESHEN_AFTER,
+            version_min_age: head::PROBE_TRUST_WINDOW,
         }
     }
 }
@@ -101,8 +109,11 @@ struct Collection {
     name: String,
     /// The newest root seen; only ever moves forward.
     head: RwLock<Arc<ManifestRoot>>,
-    /// False until the latest version was discovered once (hint, probes or listing).
-    discovered: AtomicBool,
+    /// When `head` was last confirmed to be the latest version. Probing forward from it is
+    /// only sound for a while: retention may delete old versions, but never versions
+    /// younger than `StoreOptions::version_min_age`, so only a recently confirmed head is
+    /// guaranteed to have all its successors still in place.
+    confirmed: std::sync::Mutex<Option<Instant>>,
     /// Serialises this process's commits to the collection: they would only race each
     /// other. Other processes are kept out by the create-only commit itself.
     commit_lock: tokio::sync::Mutex<()>,
@@ -127,7 +138,7 @@ impl Store {
     pub fn new(backend: Arc<dyn ObjectBackend>, options: StoreOptions) -> Self {
         Store {
             inner: Arc::new(Inner {
-                blobs: BlobStore::new(backend.clone()),
+                blobs: BlobStore::new(backend.clone(), options.freshen_after),
                 trees: Trees::new(backend.clone(), options.cached_tree_nodes),
                 backend,
                 collections: DashMap::new(),
@@ -144,6 +155,11 @@ impl Store {
     /// The blob layer.
     pub fn blobs(&self) -> &BlobStore {
         &self.inner.blobs
+    }
+
+    /// The tuning options.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
     }
 
     /// The manifest tree reader.
@@ -164,7 +180,7 @@ impl Store {
                 Arc::new(Collection {
                     name: name.to_owned(),
                     head: RwLock::new(Arc::new(ManifestRoot::empty(name))),
-                    discovered: AtomicBool::new(false),
+                    confirmed: std::sync::Mutex::new(None),
                     commit_lock: tokio::sync::Mutex::new(()),
                 })
             });
@@ -180,13 +196,18 @@ impl Store {
     async fn refresh(&self, c: &Collection) -> Result<Arc<ManifestRoot>> {
         let backend = self.inner.backend.as_ref();
         let current = c.current();
-        let latest = if c.discovered.load(Ordering::Acquire) {
+        let started = Instant::now();
+        let trusted = c
+            .confirmed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| started.duration_since(t) < self.inner.options.version_min_age);
+        let latest = if trusted {
             head::probe_from(backend, &c.name, current.version).await?
         } else {
-            let v = head::discover(backend, &c.name).await?;
-            c.discovered.store(true, Ordering::Release);
-            v
+            head::discover(backend, &c.name).await?
         };
+        *c.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
         if latest <= current.version {
             return Ok(current);
         }
@@ -241,6 +262,16 @@ impl Store {
     /// ranges); a range past the end is [`Error::OutOfRange`].
     pub async fn read_range(&self, path: &StoragePath, range: Range<u64>) -> Result<Bytes> {
         let entry = self.existing_entry(path).await?;
+        self.read_entry_range(path, &entry, range).await
+    }
+
+    /// Reads `range` of the content an entry names, unverified.
+    pub async fn read_entry_range(
+        &self,
+        path: &StoragePath,
+        entry: &FileEntry,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
         if range.start > range.end || range.end > entry.size {
             return Err(Error::OutOfRange {
                 path: path.to_string(),

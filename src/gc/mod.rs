@@ -1,0 +1,292 @@
+//! Retention and garbage collection.
+//!
+//! **Retention** decides which manifest versions to keep: the newest `keep_last`, those
+//! younger than `keep_within`, every pinned one, and always the latest. It first raises the
+//! collection's boundary (so a stalled writer cannot resurrect a deleted version number),
+//! then deletes the rest.
+//!
+//! **GC** marks every blob and tree node that a kept version references, then sweeps the
+//! unmarked ones that are older than the grace period. A writer stages its blobs before it
+//! commits and refuses to commit after `max_writer_stall`; dedup hits refresh a blob's age.
+//! With `grace > max_writer_stall + freshen_after`, a blob that a commit in flight is about
+//! to reference is always younger than the grace period, so it is never swept.
+
+mod mark;
+mod stats;
+mod verify;
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::manifest::head;
+use crate::store::{now_ms, Store};
+
+pub use mark::Marks;
+pub use stats::{CollectionStats, StoreStats};
+pub use verify::{VerifyOptions, VerifyReport};
+
+/// Which manifest versions to keep. A version is kept if any rule keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Keep the newest N versions (at least 1 is always kept).
+    pub keep_last: Option<u64>,
+    /// Keep versions younger than this.
+    pub keep_within: Option<Duration>,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            keep_last: Some(20),
+            keep_within: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// Keeps every version.
+    pub fn keep_all() -> Self {
+        RetentionPolicy {
+            keep_last: None,
+            keep_within: None,
+        }
+    }
+}
+
+/// Settings of a GC run.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Which versions to keep.
+    pub retention: RetentionPolicy,
+    /// Unreferenced objects younger than this are kept: they may belong to a commit in
+    /// flight. Must exceed the store's `max_writer_stall + freshen_after`.
+    pub grace: Duration,
+    /// Report what would be deleted, delete nothing.
+    pub dry_run: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            retention: RetentionPolicy::default(),
+            grace: DEFAULT_GRACE,
+            dry_run: false,
+        }
+    }
+}
+
+/// Default GC grace period.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// What retention did (or would do) to one collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Versions kept, ascending.
+    pub kept: Vec<u64>,
+    /// Versions deleted (or, in a dry run, that would be), ascending.
+    pub deleted: Vec<u64>,
+    /// Expired snapshots removed.
+    pub expired_snapshots: Vec<String>,
+}
+
+/// What a GC run did (or would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// True if nothing was deleted because this was a dry run.
+    pub dry_run: bool,
+    /// Collections visited.
+    pub collections: u64,
+    /// Manifest versions kept, over all collections.
+    pub versions_kept: u64,
+    /// Manifest versions deleted by retention.
+    pub versions_deleted: u64,
+    /// Expired snapshots removed.
+    pub snapshots_expired: u64,
+    /// Blobs referenced by kept versions.
+    pub blobs_referenced: u64,
+    /// Unreferenced blobs deleted.
+    pub blobs_deleted: u64,
+    /// Bytes of those blobs.
+    pub bytes_freed: u64,
+    /// Unreferenced tree nodes deleted.
+    pub trees_deleted: u64,
+    /// Bytes of those tree nodes.
+    pub tree_bytes_freed: u64,
+    /// Unreferenced objects kept because they are younger than the grace period.
+    pub young_unreferenced: u64,
+    /// Objects that could not be deleted; the next run retries them.
+    pub failures: Vec<String>,
+}
+
+impl Store {
+    /// Applies `policy` to `collection`.
+    pub async fn apply_retention(
+        &self,
+        collection: &str,
+        policy: &RetentionPolicy,
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        let latest = self.head(collection).await?.version;
+        let now = now_ms();
+        let mut pinned = HashSet::new();
+        for snap in self.snapshots(collection).await? {
+            if snap.is_expired(now) {
+                if !dry_run {
+                    self.backend()
+                        .delete(&keys::pin(collection, &snap.name))
+                        .await?;
+                }
+                report.expired_snapshots.push(snap.name);
+            } else {
+                pinned.insert(snap.version);
+            }
+        }
+        let versions = self.versions(collection).await?;
+        let wall_now = SystemTime::now();
+        let age = |t: SystemTime| wall_now.duration_since(t).unwrap_or_default();
+        // The boundary is the oldest version the suffix rules keep; everything from it to
+        // the latest is kept. Versions younger than the probe trust window are always
+        // kept, since idle readers may still probe forward through them.
+        let mut boundary = latest.max(1);
+        for &(v, modified) in versions.iter().rev() {
+            let by_count = policy.keep_last.is_none_or(|n| v + n.max(1) > latest);
+            let by_age = policy.keep_within.is_some_and(|t| age(modified) < t);
+            let too_young = age(modified) < self.options().version_min_age;
+            let keep_all = policy.keep_last.is_none() && policy.keep_within.is_none();
+            if keep_all || (policy.keep_last.is_some() && by_count) || by_age || too_young {
+                boundary = boundary.min(v);
+            } else {
+                break;
+            }
+        }
+        for &(v, _) in &versions {
+            if v >= boundary || pinned.contains(&v) {
+                report.kept.push(v);
+            } else {
+                report.deleted.push(v);
+            }
+        }
+        if dry_run || report.deleted.is_empty() {
+            return Ok(report);
+        }
+        // Raise the boundary durably before deleting anything below it.
+        head::raise_boundary(self.backend().as_ref(), collection, boundary).await?;
+        for &v in &report.deleted {
+            self.backend()
+                .delete(&keys::manifest(collection, v))
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Runs retention on every collection, then deletes unreferenced blobs and tree nodes
+    /// older than the grace period.
+    pub async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        let opts = self.options();
+        let minimum = opts.max_writer_stall + opts.freshen_after;
+        if options.grace <= minimum {
+            return Err(Error::InvalidConfig(format!(
+                "gc grace {:?} must exceed max_writer_stall + freshen_after = {minimum:?}",
+                options.grace
+            )));
+        }
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        // Objects must be listed as candidates only after the roots are read: anything
+        // written after the mark phase is then either marked or younger than the grace.
+        let mut marks = Marks::default();
+        for collection in self.collections().await? {
+            report.collections += 1;
+            let retention = self
+                .apply_retention(&collection, &options.retention, options.dry_run)
+                .await?;
+            report.versions_deleted += retention.deleted.len() as u64;
+            report.snapshots_expired += retention.expired_snapshots.len() as u64;
+            for v in retention.kept {
+                if let Some(root) = self.root_if_present(&collection, v).await? {
+                    report.versions_kept += 1;
+                    marks.add_root(self, &root).await?;
+                }
+            }
+            // Versions committed while we were marking are newer than the listing.
+            let latest = self.head(&collection).await?;
+            marks.add_root(self, &latest).await?;
+        }
+        report.blobs_referenced = marks.blobs.len() as u64;
+        let (deleted, bytes) = self
+            .sweep(
+                keys::BLOBS_PREFIX,
+                |id| marks.blobs.contains_key(id),
+                options,
+                &mut report,
+            )
+            .await?;
+        report.blobs_deleted = deleted;
+        report.bytes_freed = bytes;
+        let (deleted, bytes) = self
+            .sweep(
+                keys::TREES_PREFIX,
+                |id| marks.trees.contains(id),
+                options,
+                &mut report,
+            )
+            .await?;
+        report.trees_deleted = deleted;
+        report.tree_bytes_freed = bytes;
+        tracing::info!(?report, "gc finished");
+        Ok(report)
+    }
+
+    async fn sweep(
+        &self,
+        prefix: &str,
+        referenced: impl Fn(&crate::BlobId) -> bool,
+        options: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<(u64, u64)> {
+        let (mut deleted, mut bytes) = (0, 0);
+        let old_enough = |t: SystemTime| {
+            SystemTime::now().duration_since(t).unwrap_or_default() >= options.grace
+        };
+        for meta in self.backend().list(prefix).await? {
+            let Some(id) = keys::id_from_key(meta.key.as_str()) else {
+                continue; // not ours
+            };
+            if referenced(&id) {
+                continue;
+            }
+            if !old_enough(meta.last_modified) {
+                report.young_unreferenced += 1;
+                continue;
+            }
+            if options.dry_run {
+                deleted += 1;
+                bytes += meta.size;
+                continue;
+            }
+            // A dedup hit may have refreshed it since the listing: look again right
+            // before deleting.
+            match self.backend().head(&meta.key).await {
+                Ok(Some(now)) if old_enough(now.last_modified) => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    report.failures.push(format!("{}: {e}", meta.key));
+                    continue;
+                }
+            }
+            match self.backend().delete(&meta.key).await {
+                Ok(()) => {
+                    deleted += 1;
+                    bytes += meta.size;
+                }
+                Err(e) => report.failures.push(format!("{}: {e}", meta.key)),
+            }
+        }
+        Ok((deleted, bytes))
+    }
+}

@@ -1,0 +1,152 @@
+//! Snapshots (named pins of a version), time travel, restore and diff.
+//!
+//! A snapshot is an immutable object `pins/<collection>/<name>` naming one version.
+//! Retention never deletes a pinned version and GC never deletes what it references, until
+//! the snapshot is deleted or expires. Restore commits a *new* version equal to the pinned
+//! one, so history is kept, not rewritten; because tree nodes are content-addressed, it
+//! copies only the root's shard references.
+
+mod diff;
+mod view;
+
+use std::time::Duration;
+
+use crate::backend::PutOutcome;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::manifest::{decode_snapshot, encode_snapshot, Snapshot};
+use crate::path::validate_name;
+use crate::store::{now_ms, CommitInfo, Plan, Store};
+
+pub use diff::{Diff, DiffEntry};
+pub use view::VersionView;
+
+/// Which state of a collection to look at or restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A manifest version number.
+    Version(u64),
+    /// A snapshot by name.
+    Snapshot(String),
+}
+
+impl Store {
+    /// Pins `version` (default: the latest) of `collection` under `name`. Fails with
+    /// [`Error::Conflict`] if the name is taken, [`Error::NotFound`] if the version is not
+    /// retained.
+    pub async fn create_snapshot(
+        &self,
+        collection: &str,
+        name: &str,
+        version: Option<u64>,
+        ttl: Option<Duration>,
+    ) -> Result<Snapshot> {
+        validate_name(collection)?;
+        validate_name(name)?;
+        let version = match version {
+            Some(v) => v,
+            None => self.head(collection).await?.version,
+        };
+        if version == 0 {
+            return Err(Error::not_found(format!(
+                "{collection} has no committed version"
+            )));
+        }
+        self.root_at(collection, version).await?;
+        let created_ms = now_ms();
+        let snapshot = Snapshot {
+            collection: collection.to_owned(),
+            name: name.to_owned(),
+            version,
+            created_ms,
+            expires_ms: ttl.map(|t| created_ms.saturating_add(t.as_millis() as u64)),
+        };
+        let key = keys::pin(collection, name);
+        match self
+            .backend()
+            .put_if_absent(&key, encode_snapshot(&snapshot)?)
+            .await?
+        {
+            PutOutcome::Created => {}
+            PutOutcome::AlreadyExists => {
+                return Err(Error::Conflict {
+                    collection: collection.to_owned(),
+                    path: name.to_owned(),
+                    reason: "a snapshot with this name already exists".into(),
+                })
+            }
+        }
+        // Retention may have deleted the version between the check and the pin; a pin of
+        // a deleted version would be a lie, so undo it.
+        if let Err(e) = self.root_at(collection, version).await {
+            let _ = self.backend().delete(&key).await;
+            return Err(e);
+        }
+        Ok(snapshot)
+    }
+
+    /// The snapshot `name` of `collection`.
+    pub async fn snapshot(&self, collection: &str, name: &str) -> Result<Snapshot> {
+        validate_name(collection)?;
+        validate_name(name)?;
+        let key = keys::pin(collection, name);
+        let bytes = self.backend().get(&key).await.map_err(|e| match e {
+            Error::NotFound { .. } => Error::not_found(format!("snapshot {collection}/{name}")),
+            other => other,
+        })?;
+        decode_snapshot(key.as_str(), &bytes)
+    }
+
+    /// Every snapshot of `collection` (expired ones included), sorted by name.
+    pub async fn snapshots(&self, collection: &str) -> Result<Vec<Snapshot>> {
+        validate_name(collection)?;
+        let mut out = Vec::new();
+        for meta in self.backend().list(&keys::pins_prefix(collection)).await? {
+            let bytes = match self.backend().get(&meta.key).await {
+                Ok(b) => b,
+                Err(Error::NotFound { .. }) => continue, // deleted since the listing
+                Err(e) => return Err(e),
+            };
+            out.push(decode_snapshot(meta.key.as_str(), &bytes)?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Deletes snapshot `name`. Deleting a missing snapshot is [`Error::NotFound`].
+    pub async fn delete_snapshot(&self, collection: &str, name: &str) -> Result<()> {
+        self.snapshot(collection, name).await?;
+        self.backend().delete(&keys::pin(collection, name)).await
+    }
+
+    /// The version a target names.
+    pub async fn resolve_target(&self, collection: &str, target: &Target) -> Result<u64> {
+        match target {
+            Target::Version(v) => Ok(*v),
+            Target::Snapshot(name) => Ok(self.snapshot(collection, name).await?.version),
+        }
+    }
+
+    /// A read-only view of `collection` as it was at `target`.
+    pub async fn view(&self, collection: &str, target: &Target) -> Result<VersionView> {
+        let version = self.resolve_target(collection, target).await?;
+        let root = self.root_at(collection, version).await?;
+        Ok(VersionView::new(self.clone(), root))
+    }
+
+    /// Commits a new version of `collection` whose files equal those at `target`.
+    pub async fn restore(&self, collection: &str, target: &Target) -> Result<CommitInfo> {
+        let version = self.resolve_target(collection, target).await?;
+        let root = self.root_at(collection, version).await?;
+        // The restored version references the old tree nodes; they exist, since the old
+        // root is retained and GC keeps everything a retained root reaches.
+        self.commit_plan(
+            collection,
+            Plan::Replace {
+                shards: root.shards,
+            },
+            None,
+        )
+        .await
+    }
+}
