@@ -34,7 +34,9 @@ fn main() {
     let rt = common::runtime();
     let raw_dir = common::bench_dir("range-raw");
     let store_dir = common::bench_dir("range-store");
-    let store = rt.block_on(LocalStorage::open(store_dir.path())).expect("open");
+    let store = rt
+        .block_on(LocalStorage::open(store_dir.path()))
+        .expect("open");
 
     let mut rng = FastRng::new(0x4a96e);
     let mut fds = Vec::new();
@@ -48,7 +50,12 @@ fn main() {
         let fd = File::open(&raw).expect("open baseline");
         // SAFETY: the file is private to this bench and never modified while mapped.
         let map = unsafe { memmap2::Mmap::map(&fd) }.expect("mmap baseline");
-        let path = StoragePath::new("range", StorageBackend::Tantivy, "s0", format!("seg_{i:04}.idx"));
+        let path = StoragePath::new(
+            "range",
+            StorageBackend::Tantivy,
+            "s0",
+            format!("seg_{i:04}.idx"),
+        );
         rt.block_on(store.write_bytes(&path, data)).expect("write");
         ids.push(rt.block_on(store.metadata(&path)).expect("metadata").id);
         fds.push(fd);
@@ -92,7 +99,10 @@ fn main() {
                     acc += rt.block_on(async {
                         let mut acc = 0u64;
                         for &(f, off) in &reqs {
-                            let b = store.read_range(&paths[f], off..off + READ).await.expect("read_range");
+                            let b = store
+                                .read_range(&paths[f], off..off + READ)
+                                .await
+                                .expect("read_range");
                             acc += (b[0] ^ b[READ as usize - 1]) as u64;
                         }
                         acc
@@ -102,7 +112,11 @@ fn main() {
                     acc += rt.block_on(async {
                         let mut acc = 0u64;
                         for &(f, off) in &reqs {
-                            let b = store.blobs().get_range(&ids[f], off..off + READ).await.expect("get_range");
+                            let b = store
+                                .blobs()
+                                .get_range(&ids[f], off..off + READ)
+                                .await
+                                .expect("get_range");
                             acc += (b[0] ^ b[READ as usize - 1]) as u64;
                         }
                         acc

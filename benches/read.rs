@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{mb_per_s, median, print_header, print_table, FastRng, Row, Target};
-use segstore::{keys, LocalStorage, SegmentStorage, StorageBackend, StoragePath};
+use segstore::{keys, BlobId, LocalStorage, SegmentStorage, StorageBackend, StoragePath};
 
 const FILE_SIZE: usize = 16 * 1024 * 1024;
 
@@ -49,10 +49,16 @@ fn setup(rt: &tokio::runtime::Runtime, store: &LocalStorage, raw_dir: &Path, n: 
         let raw = raw_dir.join(format!("seg_{i:04}.idx"));
         fs::write(&raw, &data).expect("writing a baseline file");
         File::open(&raw).and_then(|f| f.sync_all()).expect("sync");
-        let path = StoragePath::new("read", StorageBackend::Tantivy, "s0", format!("seg_{i:04}.idx"));
+        let path = StoragePath::new(
+            "read",
+            StorageBackend::Tantivy,
+            "s0",
+            format!("seg_{i:04}.idx"),
+        );
         rt.block_on(store.write_bytes(&path, data)).expect("write");
         let id = rt.block_on(store.metadata(&path)).expect("metadata").id;
-        fx.blob_files.push(store.root().join(keys::blob(&id).as_str()));
+        fx.blob_files
+            .push(store.root().join(keys::blob(&id).as_str()));
         fx.raw_files.push(raw);
         fx.paths.push(path);
     }
@@ -61,12 +67,19 @@ fn setup(rt: &tokio::runtime::Runtime, store: &LocalStorage, raw_dir: &Path, n: 
 
 #[derive(Default)]
 struct Times {
+    hash: Duration,
     raw: Duration,
     read: Duration,
     read_bytes: Duration,
 }
 
-fn run_round(rt: &tokio::runtime::Runtime, store: &LocalStorage, fx: &Fixture, n: usize, cold: bool) -> Times {
+fn run_round(
+    rt: &tokio::runtime::Runtime,
+    store: &LocalStorage,
+    fx: &Fixture,
+    n: usize,
+    cold: bool,
+) -> Times {
     let mut t = Times::default();
     for i in 0..n {
         for k in 0..3 {
@@ -80,6 +93,10 @@ fn run_round(rt: &tokio::runtime::Runtime, store: &LocalStorage, fx: &Fixture, n
                     black_box(&v);
                     t.raw += start.elapsed();
                     assert_eq!(v.len(), FILE_SIZE);
+                    // Diagnostic, outside every contender's clock: hashing alone.
+                    let start = Instant::now();
+                    black_box(BlobId::of(&v));
+                    t.hash += start.elapsed();
                 }
                 1 => {
                     if cold {
@@ -98,7 +115,9 @@ fn run_round(rt: &tokio::runtime::Runtime, store: &LocalStorage, fx: &Fixture, n
                         evict(&fx.blob_files[i]);
                     }
                     let start = Instant::now();
-                    let b = rt.block_on(store.read_bytes(&fx.paths[i])).expect("read_bytes");
+                    let b = rt
+                        .block_on(store.read_bytes(&fx.paths[i]))
+                        .expect("read_bytes");
                     black_box(&b);
                     t.read_bytes += start.elapsed();
                     assert_eq!(b.len(), FILE_SIZE);
@@ -113,7 +132,11 @@ fn report(title: &str, n: usize, rounds: &[Times]) {
     let bytes = (n * FILE_SIZE) as u64;
     let raw: Vec<f64> = rounds.iter().map(|t| mb_per_s(bytes, t.raw)).collect();
     let read: Vec<f64> = rounds.iter().map(|t| mb_per_s(bytes, t.read)).collect();
-    let rb: Vec<f64> = rounds.iter().map(|t| mb_per_s(bytes, t.read_bytes)).collect();
+    let rb: Vec<f64> = rounds
+        .iter()
+        .map(|t| mb_per_s(bytes, t.read_bytes))
+        .collect();
+    let hash: Vec<f64> = rounds.iter().map(|t| mb_per_s(bytes, t.hash)).collect();
     let ratio = |s: &[f64]| median(&s.iter().zip(&raw).map(|(s, b)| s / b).collect::<Vec<_>>());
     print_table(
         title,
@@ -133,6 +156,13 @@ fn report(title: &str, n: usize, rounds: &[Times]) {
                 ratio(&rb),
                 Target::AtLeast(0.9),
             ),
+            Row::new(
+                "diagnostic: BlobId::of (BLAKE3) alone on the bytes just read",
+                format!("{:.0} MB/s", median(&raw)),
+                format!("{:.0} MB/s", median(&hash)),
+                ratio(&hash),
+                Target::Info,
+            ),
         ],
     );
 }
@@ -151,7 +181,9 @@ fn main() {
     let rt = common::runtime();
     let raw_dir = common::bench_dir("read-raw");
     let store_dir = common::bench_dir("read-store");
-    let store = rt.block_on(LocalStorage::open(store_dir.path())).expect("open");
+    let store = rt
+        .block_on(LocalStorage::open(store_dir.path()))
+        .expect("open");
     let fx = setup(&rt, &store, raw_dir.path(), files);
 
     // Warm-up: bring every file into the page cache.

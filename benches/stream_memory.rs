@@ -74,7 +74,8 @@ fn child(mode: &str, size: u64) {
         let path = StoragePath::new("stream", StorageBackend::Tantivy, "s0", "big.idx");
         (hwm_before, rss_before) = memory_kib();
         let start = Instant::now();
-        rt.block_on(store.write_stream(&path, reader)).expect("write_stream");
+        rt.block_on(store.write_stream(&path, reader))
+            .expect("write_stream");
         secs = start.elapsed().as_secs_f64();
         let meta = rt.block_on(store.metadata(&path)).expect("metadata");
         assert_eq!(meta.size, size);
@@ -155,7 +156,10 @@ fn main() {
     let size = (2048.0 * 1024.0 * 1024.0 * common::scale()) as u64;
     print_header(
         "stream_memory",
-        &format!("{:.0} MiB streamed write in a fresh child process", size as f64 / 1048576.0),
+        &format!(
+            "{:.0} MiB streamed write in a fresh child process",
+            size as f64 / 1048576.0
+        ),
     );
     let seg = run_child("segstore", size);
     let raw = run_child("raw", size);
@@ -163,7 +167,10 @@ fn main() {
     let growth = seg.hwm_after - seg.hwm_before;
     let raw_growth = raw.hwm_after - raw.hwm_before;
     print_table(
-        &format!("Peak memory of a {:.0} MiB streaming write", size as f64 / 1048576.0),
+        &format!(
+            "Peak memory of a {:.0} MiB streaming write",
+            size as f64 / 1048576.0
+        ),
         "VmHWM before the write",
         &[
             Row::new(
