@@ -71,7 +71,10 @@ impl FromStr for BlobId {
     fn from_str(s: &str) -> Result<Self> {
         let mut out = [0u8; 32];
         if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::invalid_path(s, "not a 64-digit lowercase hex BLAKE3 hash"));
+            return Err(Error::invalid_path(
+                s,
+                "not a 64-digit lowercase hex BLAKE3 hash",
+            ));
         }
         hex::decode_to_slice(s, &mut out)
             .map_err(|e| Error::invalid_path(s, format!("bad hex: {e}")))?;

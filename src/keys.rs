@@ -189,7 +189,10 @@ mod tests {
     fn collection_encoding_is_safe_and_reversible() {
         for name in ["products", ".hidden", "a b", "ü/..", "%41", "..", "x.y"] {
             let enc = encode_component(name);
-            assert!(ObjectKey::new(format!("manifests/{enc}/x")).is_ok(), "{enc}");
+            assert!(
+                ObjectKey::new(format!("manifests/{enc}/x")).is_ok(),
+                "{enc}"
+            );
             assert!(!enc.contains('/'));
             assert!(!enc.starts_with('.'));
             assert_eq!(decode_component(&enc).as_deref(), Some(name));

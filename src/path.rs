@@ -269,8 +269,10 @@ mod tests {
                 "{p:?} should be rejected"
             );
         }
-        assert!(StoragePath::new("c", StorageBackend::Tantivy, "s", "x".repeat(255))
-            .validate()
-            .is_ok());
+        assert!(
+            StoragePath::new("c", StorageBackend::Tantivy, "s", "x".repeat(255))
+                .validate()
+                .is_ok()
+        );
     }
 }

@@ -91,9 +91,7 @@ impl Inner {
             return Ok(());
         };
         let known = |dirs: &Mutex<HashSet<PathBuf>>| {
-            dirs.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(dir)
+            dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(dir)
         };
         if known(&self.known_dirs) {
             return Ok(());
@@ -247,9 +245,7 @@ impl ObjectBackend for LocalBackend {
                     sync_parent(&target)?;
                     Ok(PutOutcome::Created)
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    Ok(PutOutcome::AlreadyExists)
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
                 Err(e) => Err(Error::io(format!("creating {key}"), e)),
             }
         })
@@ -404,8 +400,8 @@ fn map_file(file: &File, key: &ObjectKey) -> Result<Bytes> {
     // (objects are replaced by rename, which leaves existing mappings on the old inode).
     // Another program truncating files under the root is outside the contract, exactly as
     // with tantivy's MmapDirectory.
-    let map = unsafe { memmap2::Mmap::map(file) }
-        .map_err(|e| Error::io(format!("mapping {key}"), e))?;
+    let map =
+        unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io(format!("mapping {key}"), e))?;
     Ok(Bytes::from_owner(map))
 }
 
