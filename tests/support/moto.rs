@@ -5,6 +5,12 @@
 //! look green there) and are skipped loudly otherwise. `scripts/ensure-test-deps.sh`
 //! installs it.
 //!
+//! moto checks `If-None-Match: *` and then stores the object as two steps, on a thread per
+//! request, so two concurrent creates can both succeed (real S3 decides atomically). The
+//! harness therefore serialises moto's request handling through a `sitecustomize` module
+//! on `PYTHONPATH` that wraps moto's WSGI app in a lock; otherwise the create-race tests
+//! would test moto's race instead of segstore.
+//!
 //! The server dies with the test process: it is started with `PR_SET_PDEATHSIG`, from a
 //! thread that lives as long as the process (the signal fires when the *thread* that
 //! spawned the child exits, and test threads come and go).
@@ -147,7 +153,10 @@ fn start_or_skip(which: &str) -> Option<MotoServer> {
                      run scripts/ensure-test-deps.sh before cargo test"
                 );
             }
-            eprintln!(
+            // Written to the stderr handle directly: libtest captures `eprintln!` of
+            // passing tests, and this must be seen.
+            let _ = writeln!(
+                std::io::stderr().lock(),
                 "\n######## SKIP: {why}. S3 tests are NOT running. \
                  Install it with scripts/ensure-test-deps.sh ########\n"
             );
@@ -210,6 +219,12 @@ fn start(which: &str) -> Result<MotoServer, Missing> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        output.contains(SERIALISED_MARKER),
+        "moto started, but its request handling could not be serialised, so create races \
+         would be moto's own; its output:\n{output}"
+    );
     // The child handle is dropped without waiting: the process lives on until the test
     // binary exits, and the kernel kills it then.
     Ok(MotoServer {
@@ -219,12 +234,46 @@ fn start(which: &str) -> Result<MotoServer, Missing> {
     })
 }
 
+/// Python run at interpreter start (as `sitecustomize`): wraps moto's WSGI entry point in a
+/// process-wide lock, and says so on stderr so the harness can check it took effect.
+const SERIALISE_MOTO: &str = r#"
+import sys, threading
+try:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication as _App
+except Exception as e:
+    sys.stderr.write("segstore-harness: could not serialise moto: %r\n" % (e,))
+else:
+    _lock = threading.Lock()
+    _call = _App.__call__
+    def _serialised(self, environ, start_response):
+        with _lock:
+            return _call(self, environ, start_response)
+    _App.__call__ = _serialised
+    sys.stderr.write("segstore-harness: moto requests serialised\n")
+"#;
+
+/// Marker `SERIALISE_MOTO` prints when it worked.
+const SERIALISED_MARKER: &str = "segstore-harness: moto requests serialised";
+
 fn spawn_moto(port: u16, log: &PathBuf) -> std::io::Result<std::process::Child> {
     let out = std::fs::File::create(log)?;
     let err = out.try_clone()?;
+    let site_dir = log.with_extension("site");
+    std::fs::create_dir_all(&site_dir)?;
+    std::fs::write(site_dir.join("sitecustomize.py"), SERIALISE_MOTO)?;
+    let python_path = match std::env::var_os("PYTHONPATH") {
+        Some(existing) if !existing.is_empty() => {
+            let mut joined = site_dir.into_os_string();
+            joined.push(":");
+            joined.push(existing);
+            joined
+        }
+        _ => site_dir.into_os_string(),
+    };
     let mut command = Command::new("moto_server");
     command
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("PYTHONPATH", python_path)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);

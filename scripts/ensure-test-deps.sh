@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond cargo: moto_server, the S3 server the S3
+# backend's tests run against. Idempotent: does nothing if moto_server already runs.
+set -euo pipefail
+
+moto_works() {
+    # A pyenv shim can exist without the command behind it, so ask it to run.
+    command -v moto_server >/dev/null 2>&1 && moto_server --help >/dev/null 2>&1
+}
+
+if ! moto_works; then
+    echo "ensure-test-deps: installing moto[server] with pip" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+    # pyenv needs its shims regenerated for a newly installed console script.
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash || true
+    fi
+fi
+
+if ! moto_works; then
+    echo "ensure-test-deps: moto_server is still not runnable; is pip's bin directory on PATH?" >&2
+    exit 1
+fi
+echo "ensure-test-deps: moto_server OK ($(command -v moto_server))" >&2
