@@ -1,12 +1,17 @@
 //! Every way opening an S3 backend can fail gets a typed error, quickly, and no error
-//! reveals the secret key.
+//! reveals the secret key. Also: how conditional creates behave when the network or the
+//! server misbehaves (through a fault-injecting proxy in front of moto).
 
 mod support;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use segstore::backend::s3::{S3Backend, S3Config, S3Credentials};
+use segstore::backend::{ObjectBackend, PutOutcome};
+use segstore::keys::ObjectKey;
 use segstore::Error;
+use support::proxy::{Fault, Proxy};
 use support::{moto, proxy};
 
 /// Connects, expecting failure, and checks the error never shows the secret.
@@ -133,4 +138,84 @@ fn config_debug_redacts_the_secret() {
         "{shown}"
     );
     assert!(shown.contains(moto::ACCESS_KEY));
+}
+
+/// A backend on a fresh bucket, reached through a proxy that injects no fault yet (so
+/// that `connect`'s own checks pass).
+async fn through_proxy() -> Option<(S3Backend, Proxy)> {
+    let server = moto::server()?;
+    let bucket = moto::fresh_bucket().await?.bucket;
+    let proxy = Proxy::start(server.port, Fault::None);
+    let config = moto::config_for(&proxy.endpoint(), &bucket);
+    Some((S3Backend::connect(config).await.unwrap(), proxy))
+}
+
+fn key(k: &str) -> ObjectKey {
+    ObjectKey::new(k).unwrap()
+}
+
+#[tokio::test]
+async fn conditional_put_retries_after_conflicts() {
+    let Some((b, proxy)) = through_proxy().await else {
+        return;
+    };
+    // 409 ConditionalRequestConflict: another conditional write was in flight and ours was
+    // rejected unapplied, so asking again is safe.
+    proxy.set_fault(Fault::ConflictOnConditionalPut(2));
+    let k = key("manifests/c/00000000000000000001");
+    let outcome = b
+        .put_if_absent(&k, Bytes::from_static(b"mine"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(
+        proxy.fault(),
+        Fault::ConflictOnConditionalPut(0),
+        "both 409s were seen"
+    );
+    assert_eq!(b.get(&k).await.unwrap(), "mine");
+}
+
+#[tokio::test]
+async fn conditional_put_that_keeps_conflicting_decides_by_reading() {
+    let Some((b, proxy)) = through_proxy().await else {
+        return;
+    };
+    proxy.set_fault(Fault::ConflictOnConditionalPut(usize::MAX));
+    // Nothing there: every attempt was rejected, and no guess is made.
+    let absent = key("manifests/c/00000000000000000001");
+    let err = b
+        .put_if_absent(&absent, Bytes::from_static(b"mine"))
+        .await
+        .unwrap_err();
+    assert_no_secret(&err);
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    assert!(b.head(&absent).await.unwrap().is_none());
+    // Another writer's object there (plain puts pass the proxy): ours never landed.
+    let taken = key("manifests/c/00000000000000000002");
+    b.put(&taken, Bytes::from_static(b"theirs")).await.unwrap();
+    let outcome = b
+        .put_if_absent(&taken, Bytes::from_static(b"mine"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PutOutcome::AlreadyExists);
+    assert_eq!(b.get(&taken).await.unwrap(), "theirs");
+}
+
+#[tokio::test]
+async fn lost_answer_to_a_conditional_put_is_an_error_not_a_guess() {
+    let Some((b, proxy)) = through_proxy().await else {
+        return;
+    };
+    proxy.set_fault(Fault::LoseConditionalPutAnswers);
+    let k = key("manifests/c/00000000000000000001");
+    let err = b
+        .put_if_absent(&k, Bytes::from_static(b"mine"))
+        .await
+        .expect_err("an unanswered create must not be reported as Created or AlreadyExists");
+    assert_no_secret(&err);
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    // The server did apply it; reading back is how the commit layer learns it won.
+    proxy.set_fault(Fault::None);
+    assert_eq!(b.get(&k).await.unwrap(), "mine");
 }

@@ -102,3 +102,19 @@ pub(super) fn open_check(config: &S3Config) -> aws_sdk_s3::config::Builder {
                 .build(),
         )
 }
+
+/// Throughput assumed for server-side copies when sizing their deadline: S3 copies
+/// inside the region, but a multi-GiB `CopyObject` can still take minutes.
+const COPY_BYTES_PER_SEC: u64 = 20 * 1024 * 1024;
+
+/// Override for a server-side copy of `bytes`: the configured operation timeout plus time
+/// in proportion to the size, since the whole copy happens within one request.
+pub(super) fn copy_of(config: &S3Config, bytes: u64) -> aws_sdk_s3::config::Builder {
+    let extra = Duration::from_secs(bytes / COPY_BYTES_PER_SEC);
+    aws_sdk_s3::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(config.connect_timeout)
+            .operation_timeout(config.operation_timeout + extra)
+            .build(),
+    )
+}

@@ -5,6 +5,7 @@
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use tokio::task::JoinSet;
 
+use super::client;
 use super::config::MAX_PART_SIZE;
 use super::errors::{classify, is_misnamed_complete_result, Failure};
 use super::S3Backend;
@@ -31,6 +32,8 @@ pub(super) async fn copy_object(
         .key(dst)
         .copy_source(copy_source(backend.bucket(), src))
         .metadata_directive(MetadataDirective::Replace)
+        .customize()
+        .config_override(client::copy_of(backend.config(), size))
         .send()
         .await
         .map(|_| ())
@@ -102,7 +105,9 @@ async fn copy_parts(
             .upload_id(upload_id)
             .part_number(number)
             .copy_source(&source)
-            .copy_source_range(format!("bytes={offset}-{}", end - 1));
+            .copy_source_range(format!("bytes={offset}-{}", end - 1))
+            .customize()
+            .config_override(client::copy_of(config, end - offset));
         in_flight.spawn(async move {
             let out = request.send().await.map_err(classify)?;
             let etag = out
