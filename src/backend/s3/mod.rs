@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod copy;
 mod errors;
+mod sweep;
 mod upload;
 
 use std::ops::Range;
