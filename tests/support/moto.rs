@@ -169,10 +169,12 @@ struct Missing(String);
 
 fn start(which: &str) -> Result<MotoServer, Missing> {
     let port = closed_port();
-    let log = std::env::temp_dir().join(format!(
-        "segstore-moto-{which}-{}-{port}.log",
-        std::process::id()
-    ));
+    // One log per test binary and server, replaced on each run, in cargo's scratch dir.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "tests".into());
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("moto-{binary}-{which}.log"));
     let (tx, rx) = mpsc::channel();
     let log_path = log.clone();
     // This thread spawns the server and then parks forever: PR_SET_PDEATHSIG fires when
