@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs and a fresh machine may lack. Idempotent.
+# Installs what the test suite needs and a fresh machine may lack: rustfmt and clippy,
+# and moto_server, the S3 server the S3 tests run against. Idempotent.
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -12,12 +13,23 @@ for component in rustfmt clippy; do
   fi
 done
 
-if ! command -v moto_server >/dev/null 2>&1; then
-  echo "== installing moto[server] (the S3 test server)"
-  python3 -m pip install --quiet 'moto[server]'
-  hash -r
+
+moto_works() {
+    # A pyenv shim can exist without the command behind it, so ask it to run.
+    command -v moto_server >/dev/null 2>&1 && moto_server --help >/dev/null 2>&1
+}
+
+if ! moto_works; then
+    echo "ensure-test-deps: installing moto[server] with pip" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+    # pyenv needs its shims regenerated for a newly installed console script.
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash || true
+    fi
 fi
-if ! command -v moto_server >/dev/null 2>&1; then
-  echo "moto_server is still not on PATH after installing moto[server]" >&2
-  exit 1
+
+if ! moto_works; then
+    echo "ensure-test-deps: moto_server is still not runnable; is pip's bin directory on PATH?" >&2
+    exit 1
 fi
+echo "ensure-test-deps: moto_server OK ($(command -v moto_server))" >&2

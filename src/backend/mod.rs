@@ -10,6 +10,7 @@
 
 pub mod local;
 pub mod memory;
+pub mod s3;
 
 use std::fmt;
 use std::ops::Range;
