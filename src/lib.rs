@@ -29,12 +29,15 @@ pub mod snapshot;
 pub mod storage;
 pub mod store;
 
+pub use backend::s3::{S3Config, S3Credentials};
 pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::SegmentStorage;
-pub use store::{CommitInfo, FileMeta, LocalStorage, Op, Store, StoreOptions, Transaction};
+pub use store::{
+    CommitInfo, FileMeta, LocalStorage, Op, S3Storage, Store, StoreOptions, Transaction,
+};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

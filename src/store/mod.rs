@@ -5,7 +5,9 @@
 //! core runs on local disk ([`LocalStorage`]), S3, and the cached tier.
 
 mod commit;
+mod delegate;
 mod local;
+mod s3;
 mod transaction;
 
 use std::ops::Range;
@@ -28,6 +30,7 @@ use crate::storage::SegmentStorage;
 
 pub(crate) use commit::{Plan, StagedAt};
 pub use local::LocalStorage;
+pub use s3::S3Storage;
 pub use transaction::{Op, Transaction};
 
 /// Default for [`StoreOptions::max_writer_stall`]: half of the default GC grace period.
