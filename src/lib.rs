@@ -36,7 +36,8 @@ pub use path::{StorageBackend, StoragePath};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::SegmentStorage;
 pub use store::{
-    CommitInfo, FileMeta, LocalStorage, Op, S3Storage, Store, StoreOptions, Transaction,
+    CommitInfo, FileMeta, LocalStorage, Op, S3Storage, SegmentFile, Store, StoreOptions,
+    Transaction,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

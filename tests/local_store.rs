@@ -470,3 +470,38 @@ async fn concurrent_tasks_lose_no_update() {
     assert_eq!(all.len(), 60);
     assert_eq!(store.head("products").await.unwrap().version, 60);
 }
+
+#[tokio::test]
+async fn open_file_handles_read_ranges_and_outlive_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStorage::open(dir.path()).await.unwrap();
+    let data = pseudo_random(300_000, 5);
+    let p = path("s", "seg");
+    store.write(&p, &data).await.unwrap();
+    let file = store.open_file(&p).await.unwrap();
+    assert_eq!(file.len(), data.len() as u64);
+    assert!(file.resident().is_some(), "local blobs are mapped");
+    assert_eq!(
+        &file.read_range(1000..5096).await.unwrap()[..],
+        &data[1000..5096]
+    );
+    assert!(matches!(
+        file.read_range(0..data.len() as u64 + 1).await,
+        Err(Error::OutOfRange { .. })
+    ));
+    // Replacing and deleting the path leaves the open handle's content intact.
+    store.write(&p, b"replaced").await.unwrap();
+    store.delete(&p).await.unwrap();
+    assert_eq!(
+        file.read_verified().await.unwrap(),
+        Bytes::from(data.clone())
+    );
+    let small = path("s", "small");
+    store.write(&small, b"tiny").await.unwrap();
+    let f = store.open_file(&small).await.unwrap();
+    assert_eq!(&f.read_range(1..3).await.unwrap()[..], b"in");
+    assert!(matches!(
+        store.open_file(&p).await,
+        Err(Error::NotFound { .. })
+    ));
+}

@@ -57,12 +57,28 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
     /// A short name for logs and errors, such as `"local"` or `"s3"`.
     fn name(&self) -> &'static str;
 
+    /// True when staging an upload costs no more than the final write (local disk): the
+    /// blob layer then writes and hashes at the same time, and drops the staged copy on a
+    /// dedup hit. False (the default) makes it hash first and skip uploading content that
+    /// already exists, which is what saves bandwidth on a remote store.
+    fn cheap_staging(&self) -> bool {
+        false
+    }
+
     /// Reads a whole object. A missing object is [`Error::NotFound`](crate::Error::NotFound).
     async fn get(&self, key: &ObjectKey) -> Result<Bytes>;
 
     /// Reads `range` of an object. A range past the end is
     /// [`Error::OutOfRange`](crate::Error::OutOfRange); an empty range is allowed.
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes>;
+
+    /// A zero-copy view of a whole object, when the backend can give one cheaply (a
+    /// memory map of a local file). `None` (the default) means "read ranges instead".
+    /// Only for immutable objects (blobs): the view never changes once handed out.
+    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        let _ = key;
+        Ok(None)
+    }
 
     /// Size and age of an object, or `None` when it does not exist.
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>>;
@@ -100,6 +116,13 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
 pub trait Upload: Send {
     /// Appends bytes. Implementations must not keep more than a bounded amount in memory.
     async fn write(&mut self, chunk: Bytes) -> Result<()>;
+
+    /// Makes the bytes written so far durable ahead of [`publish`](Upload::publish), so
+    /// that callers can overlap that wait with other work (hashing). Optional: `publish`
+    /// does it too.
+    async fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     /// Makes the uploaded bytes durable and visible under `key`. If an object already
     /// exists there, implementations may keep the existing one (keys are content

@@ -41,14 +41,40 @@ impl BlobStore {
         &self.backend
     }
 
-    /// Stores `data` unless an identical blob exists, and returns its id.
+    /// Stores `data` unless an identical blob exists, and returns its id. Durable on
+    /// return.
     pub async fn put(&self, data: Bytes) -> Result<BlobId> {
-        let data_for_hash = data.clone();
-        let id = tokio::task::spawn_blocking(move || BlobId::of(&data_for_hash))
-            .await
-            .map_err(|e| Error::backend("hashing a blob", e.to_string()))?;
+        if self.backend.cheap_staging() && data.len() >= OVERLAP_MIN {
+            return self.put_overlapped(data).await;
+        }
+        let id = hash_off_thread(data.clone()).await?;
         if !self.reuse_existing(&id).await? {
             self.backend.put(&keys::blob(&id), data).await?;
+        }
+        Ok(id)
+    }
+
+    /// Local disk: write and sync the staged copy while hashing, so the hash costs no
+    /// extra time; publish it under the hash, or drop it on a dedup hit.
+    async fn put_overlapped(&self, data: Bytes) -> Result<BlobId> {
+        let mut upload = self.backend.begin_upload().await?;
+        let to_write = data.clone();
+        let staged = async {
+            upload.write(to_write).await?;
+            upload.prepare().await
+        };
+        let (staged, id) = tokio::join!(staged, hash_off_thread(data));
+        let id = match (staged, id) {
+            (Ok(()), Ok(id)) => id,
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+        };
+        if self.reuse_existing(&id).await? {
+            upload.abort().await?;
+        } else {
+            upload.publish(&keys::blob(&id)).await?;
         }
         Ok(id)
     }
@@ -78,7 +104,7 @@ impl BlobStore {
         Ok(BlobWriter {
             store: self.clone(),
             upload: Some(self.backend.begin_upload().await?),
-            hasher: blake3::Hasher::new(),
+            hasher: Some(Box::new(blake3::Hasher::new())),
             size: 0,
         })
     }
@@ -98,10 +124,7 @@ impl BlobStore {
                 actual: format!("{} bytes", bytes.len()),
             });
         }
-        let check = bytes.clone();
-        let actual = tokio::task::spawn_blocking(move || BlobId::of(&check))
-            .await
-            .map_err(|e| Error::backend("hashing a blob", e.to_string()))?;
+        let actual = hash_off_thread(bytes.clone()).await?;
         if actual != *id {
             return Err(Error::Corrupt {
                 object: key.to_string(),
@@ -121,6 +144,19 @@ impl BlobStore {
     }
 }
 
+/// Blobs at least this large are written and hashed at the same time on local disk.
+const OVERLAP_MIN: usize = 256 * 1024;
+
+/// Hashes on the blocking pool (multi-threaded for large inputs), keeping async threads free.
+async fn hash_off_thread(data: Bytes) -> Result<BlobId> {
+    if data.len() < 64 * 1024 {
+        return Ok(BlobId::of(&data));
+    }
+    tokio::task::spawn_blocking(move || BlobId::of(&data))
+        .await
+        .map_err(|e| Error::backend("hashing a blob", e.to_string()))
+}
+
 /// A blob that a manifest names but storage lacks is damage, not a missing path.
 fn missing_is_corrupt(err: Error, id: &BlobId) -> Error {
     match err {
@@ -137,20 +173,27 @@ fn missing_is_corrupt(err: Error, id: &BlobId) -> Error {
 pub struct BlobWriter {
     store: BlobStore,
     upload: Option<Box<dyn Upload>>,
-    hasher: blake3::Hasher,
+    /// `None` only while a chunk is being hashed on the blocking pool.
+    hasher: Option<Box<blake3::Hasher>>,
     size: u64,
 }
 
 impl BlobWriter {
     /// Appends bytes.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        let upload = self
-            .upload
-            .as_mut()
-            .ok_or_else(|| Error::backend("writing a blob", "writer already finished"))?;
-        update_hasher(&mut self.hasher, &chunk);
+        let (Some(upload), Some(mut hasher)) = (self.upload.as_mut(), self.hasher.take()) else {
+            return Err(Error::backend("writing a blob", "writer already finished"));
+        };
         self.size += chunk.len() as u64;
-        upload.write(chunk).await
+        // Hash this chunk on another thread while the upload takes it.
+        let to_hash = chunk.clone();
+        let hashing = tokio::task::spawn_blocking(move || {
+            update_hasher(&mut hasher, &to_hash);
+            hasher
+        });
+        let (written, hashed) = tokio::join!(upload.write(chunk), hashing);
+        self.hasher = Some(hashed.map_err(|e| Error::backend("hashing a blob", e.to_string()))?);
+        written
     }
 
     /// Bytes written so far.
@@ -165,7 +208,11 @@ impl BlobWriter {
             .upload
             .take()
             .ok_or_else(|| Error::backend("finishing a blob", "writer already finished"))?;
-        let id = BlobId::from(self.hasher.finalize());
+        let hasher = self
+            .hasher
+            .take()
+            .ok_or_else(|| Error::backend("finishing a blob", "writer already finished"))?;
+        let id = BlobId::from(hasher.finalize());
         if self.store.reuse_existing(&id).await? {
             upload.abort().await?;
         } else {

@@ -17,10 +17,11 @@ use crate::path::StoragePath;
 /// A page is split once it holds more entries than this...
 const PAGE_MAX_ENTRIES: usize = 1024;
 /// ...or once its entries weigh more than this many bytes (names plus inline content).
-const PAGE_MAX_WEIGHT: usize = 256 * 1024;
+/// Every commit rewrites the pages it touches, so this bounds a commit's write size.
+const PAGE_MAX_WEIGHT: usize = 64 * 1024;
 /// Splitting cuts pages at about this many entries or this weight.
 const PAGE_TARGET_ENTRIES: usize = 512;
-const PAGE_TARGET_WEIGHT: usize = 96 * 1024;
+const PAGE_TARGET_WEIGHT: usize = 32 * 1024;
 
 /// Changes to apply to one shard: `Some(entry)` sets a segment, `None` removes it.
 pub type ShardChanges = BTreeMap<String, Option<FileEntry>>;

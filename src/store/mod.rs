@@ -6,6 +6,7 @@
 
 mod commit;
 mod delegate;
+mod file;
 mod local;
 mod s3;
 mod transaction;
@@ -29,6 +30,7 @@ use crate::path::{validate_name, StoragePath};
 use crate::storage::SegmentStorage;
 
 pub(crate) use commit::{Plan, StagedAt};
+pub use file::SegmentFile;
 pub use local::LocalStorage;
 pub use s3::S3Storage;
 pub use transaction::{Op, Transaction};
