@@ -32,6 +32,30 @@ pub async fn run(cli: Cli) -> Result<()> {
     let store = LocalStorage::open(&cli.data_dir).await?;
     match cli.command {
         Command::Demo => crate::demo::run(&store, cli.json).await,
+        Command::Snapshot { action } => crate::lifecycle::snapshot(&store, action, cli.json).await,
+        Command::Diff {
+            collection,
+            from,
+            to,
+        } => crate::lifecycle::diff(&store, &collection, &from, to.as_deref(), cli.json).await,
+        Command::Gc {
+            dry_run,
+            grace,
+            keep_last,
+            keep_within,
+        } => {
+            let options = segstore::gc::GcOptions {
+                retention: segstore::gc::RetentionPolicy {
+                    keep_last: Some(keep_last),
+                    keep_within: Some(keep_within),
+                },
+                grace,
+                dry_run,
+            };
+            crate::lifecycle::gc(&store, &options, cli.json).await
+        }
+        Command::Verify { sample } => crate::lifecycle::verify(&store, sample, cli.json).await,
+        Command::Stats => crate::lifecycle::stats(&store, cli.json).await,
         Command::Put { path, file } => {
             let path: StoragePath = path.parse()?;
             let info = match file.filter(|f| f.as_os_str() != "-") {
@@ -167,7 +191,7 @@ fn parse_prefix(s: &str) -> Result<StoragePath> {
     Ok(prefix)
 }
 
-fn report(json: bool, value: serde_json::Value, text: &str) {
+pub fn report(json: bool, value: serde_json::Value, text: &str) {
     if json {
         println!("{value}");
     } else {

@@ -5,6 +5,7 @@
 
 mod commands;
 mod demo;
+mod lifecycle;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,43 @@ pub enum Command {
         /// Path to delete.
         path: String,
     },
+    /// Manage snapshots (named pins of a version).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
+    /// Show the paths added, removed and changed between two versions or snapshots.
+    Diff {
+        /// The collection.
+        collection: String,
+        /// The older state: a version number or a snapshot name.
+        from: String,
+        /// The newer state (default: the latest version).
+        to: Option<String>,
+    },
+    /// Apply retention and delete unreferenced blobs older than the grace period.
+    Gc {
+        /// Report what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep unreferenced objects younger than this (e.g. `1h`, `90m`).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Keep the newest N versions of each collection.
+        #[arg(long, default_value_t = 20)]
+        keep_last: u64,
+        /// Also keep versions younger than this (e.g. `24h`).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        keep_within: std::time::Duration,
+    },
+    /// Check that every referenced blob exists and matches its hash.
+    Verify {
+        /// Check only this fraction of blobs (0.0 to 1.0).
+        #[arg(long)]
+        sample: Option<f64>,
+    },
+    /// Logical against physical bytes, blob and version counts.
+    Stats,
     /// Show a collection's version history, newest first.
     Log {
         /// The collection.
@@ -76,6 +114,43 @@ pub enum Command {
         /// How many versions to show.
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: u64,
+    },
+}
+
+/// Snapshot subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Pin a version (default: the latest) under a name.
+    Create {
+        /// The collection.
+        collection: String,
+        /// The snapshot's name.
+        name: String,
+        /// The version to pin.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Expire the snapshot after this long (e.g. `7d`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// List a collection's snapshots.
+    List {
+        /// The collection.
+        collection: String,
+    },
+    /// Delete a snapshot (the data it pinned becomes collectable).
+    Delete {
+        /// The collection.
+        collection: String,
+        /// The snapshot's name.
+        name: String,
+    },
+    /// Commit a new version equal to a snapshot or version (history is kept).
+    Restore {
+        /// The collection.
+        collection: String,
+        /// A snapshot name or a version number.
+        target: String,
     },
 }
 

@@ -1,0 +1,249 @@
+//! Snapshot, diff, GC, verify and stats subcommands.
+
+use segstore::gc::{GcOptions, VerifyOptions};
+use segstore::{Error, Result, Store, Target};
+use serde_json::json;
+
+use crate::commands::report;
+use crate::SnapshotAction;
+
+/// A version number or a snapshot name.
+fn target(s: &str) -> Target {
+    match s.parse::<u64>() {
+        Ok(v) => Target::Version(v),
+        Err(_) => Target::Snapshot(s.to_owned()),
+    }
+}
+
+fn when(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+pub async fn snapshot(store: &Store, action: SnapshotAction, json: bool) -> Result<()> {
+    match action {
+        SnapshotAction::Create {
+            collection,
+            name,
+            version,
+            ttl,
+        } => {
+            let s = store
+                .create_snapshot(&collection, &name, version, ttl)
+                .await?;
+            report(
+                json,
+                json!({"collection": s.collection, "name": s.name, "version": s.version, "expires_ms": s.expires_ms}),
+                &format!(
+                    "snapshot {} pins {} version {}",
+                    s.name, s.collection, s.version
+                ),
+            );
+        }
+        SnapshotAction::List { collection } => {
+            let list = store.snapshots(&collection).await?;
+            if json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|s| json!({"name": s.name, "version": s.version, "created_ms": s.created_ms, "expires_ms": s.expires_ms}))
+                    .collect();
+                println!("{}", json!(items));
+            } else {
+                for s in list {
+                    let expiry = s
+                        .expires_ms
+                        .map(|e| format!(", expires {}", when(e)))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<24} version {:>6}  created {}{expiry}",
+                        s.name,
+                        s.version,
+                        when(s.created_ms)
+                    );
+                }
+            }
+        }
+        SnapshotAction::Delete { collection, name } => {
+            store.delete_snapshot(&collection, &name).await?;
+            report(
+                json,
+                json!({"deleted": name}),
+                &format!("deleted snapshot {name}"),
+            );
+        }
+        SnapshotAction::Restore {
+            collection,
+            target: t,
+        } => {
+            let info = store.restore(&collection, &target(&t)).await?;
+            report(
+                json,
+                json!({"version": info.version, "changed": info.created}),
+                &if info.created {
+                    format!("restored {collection} to {t} as version {}", info.version)
+                } else {
+                    format!("{collection} already equals {t}; nothing changed")
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn diff(
+    store: &Store,
+    collection: &str,
+    from: &str,
+    to: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let to = match to {
+        Some(t) => target(t),
+        None => Target::Version(store.head(collection).await?.version),
+    };
+    let d = store.diff(collection, &target(from), &to).await?;
+    if json {
+        let names =
+            |l: &[segstore::DiffEntry]| l.iter().map(|e| e.path.to_string()).collect::<Vec<_>>();
+        println!(
+            "{}",
+            json!({"added": names(&d.added), "removed": names(&d.removed), "changed": names(&d.changed)})
+        );
+    } else {
+        for e in &d.added {
+            println!("+ {}", e.path);
+        }
+        for e in &d.removed {
+            println!("- {}", e.path);
+        }
+        for e in &d.changed {
+            println!("~ {}", e.path);
+        }
+    }
+    Ok(())
+}
+
+pub async fn gc(store: &Store, options: &GcOptions, json: bool) -> Result<()> {
+    let spinner = progress(json, "collecting garbage");
+    let r = store.gc(options).await;
+    spinner.finish_and_clear();
+    let r = r?;
+    report(
+        json,
+        json!({
+            "dry_run": r.dry_run, "collections": r.collections, "versions_kept": r.versions_kept,
+            "versions_deleted": r.versions_deleted, "snapshots_expired": r.snapshots_expired,
+            "blobs_referenced": r.blobs_referenced, "blobs_deleted": r.blobs_deleted,
+            "bytes_freed": r.bytes_freed, "trees_deleted": r.trees_deleted,
+            "young_unreferenced": r.young_unreferenced, "failures": r.failures,
+        }),
+        &format!(
+            "{}{} blobs ({} bytes) and {} tree nodes {}; {} versions deleted, {} kept; {} young unreferenced objects kept{}",
+            if r.dry_run { "dry run: " } else { "" },
+            r.blobs_deleted,
+            r.bytes_freed,
+            r.trees_deleted,
+            if r.dry_run { "would be deleted" } else { "deleted" },
+            r.versions_deleted,
+            r.versions_kept,
+            r.young_unreferenced,
+            if r.failures.is_empty() { String::new() } else { format!("; {} failures (retried next run)", r.failures.len()) },
+        ),
+    );
+    Ok(())
+}
+
+pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()> {
+    if sample.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return Err(Error::InvalidConfig(
+            "--sample must be between 0.0 and 1.0".into(),
+        ));
+    }
+    let spinner = progress(json, "verifying blobs");
+    let r = store
+        .verify(&VerifyOptions {
+            sample,
+            ..VerifyOptions::default()
+        })
+        .await;
+    spinner.finish_and_clear();
+    let r = r?;
+    let hex = |l: &[segstore::BlobId]| l.iter().map(|i| i.to_hex()).collect::<Vec<_>>();
+    report(
+        json,
+        json!({
+            "healthy": r.is_healthy(), "versions": r.versions, "blobs_referenced": r.blobs_referenced,
+            "blobs_checked": r.blobs_checked, "bytes_checked": r.bytes_checked,
+            "missing": hex(&r.missing), "corrupt": hex(&r.corrupt), "orphans": hex(&r.orphans),
+            "damaged_manifests": r.damaged_manifests,
+        }),
+        &format!(
+            "{}: {} versions, {} of {} blobs checked ({} bytes); {} missing, {} corrupt, {} damaged manifests, {} orphans",
+            if r.is_healthy() { "healthy" } else { "DAMAGED" },
+            r.versions, r.blobs_checked, r.blobs_referenced, r.bytes_checked,
+            r.missing.len(), r.corrupt.len(), r.damaged_manifests.len(), r.orphans.len(),
+        ),
+    );
+    if !json {
+        for id in &r.missing {
+            println!("missing {id}");
+        }
+        for id in &r.corrupt {
+            println!("corrupt {id}");
+        }
+    }
+    if r.is_healthy() {
+        Ok(())
+    } else {
+        Err(Error::Corrupt {
+            object: "store".into(),
+            expected: "every referenced blob present and intact".into(),
+            actual: format!(
+                "{} missing, {} corrupt, {} damaged manifests",
+                r.missing.len(),
+                r.corrupt.len(),
+                r.damaged_manifests.len()
+            ),
+        })
+    }
+}
+
+pub async fn stats(store: &Store, json: bool) -> Result<()> {
+    let s = store.stats().await?;
+    if json {
+        let cols: Vec<_> = s
+            .collections
+            .iter()
+            .map(|c| json!({"name": c.name, "latest_version": c.latest_version, "versions": c.versions, "snapshots": c.snapshots, "files": c.files, "logical_bytes": c.logical_bytes}))
+            .collect();
+        println!(
+            "{}",
+            json!({"collections": cols, "logical_bytes": s.logical_bytes, "blobs": s.blobs, "physical_bytes": s.physical_bytes, "tree_nodes": s.tree_nodes, "tree_bytes": s.tree_bytes, "dedup_ratio": s.dedup_ratio()})
+        );
+    } else {
+        for c in &s.collections {
+            println!(
+                "{:<24} version {:>6} ({} stored, {} snapshots)  {:>8} files  {:>14} bytes",
+                c.name, c.latest_version, c.versions, c.snapshots, c.files, c.logical_bytes
+            );
+        }
+        println!(
+            "total: {} logical bytes in {} blobs of {} bytes (dedup ratio {:.2}); {} tree nodes of {} bytes",
+            s.logical_bytes, s.blobs, s.physical_bytes, s.dedup_ratio(), s.tree_nodes, s.tree_bytes
+        );
+    }
+    Ok(())
+}
+
+/// A spinner on stderr for long operations, hidden for JSON output or when stderr is not
+/// a terminal.
+fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
