@@ -28,6 +28,7 @@ pub mod path;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
+pub mod transfer;
 
 pub use backend::s3::{S3Config, S3Credentials};
 pub use error::{Error, Result};

@@ -207,7 +207,9 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|t| started.duration_since(t) < self.inner.options.version_min_age);
-        let latest = if trusted {
+        // A collection seen empty may be filled by an import, whose versions need not
+        // start at 1: only probe forward from a version that exists.
+        let latest = if trusted && current.version > 0 {
             head::probe_from(backend, &c.name, current.version).await?
         } else {
             head::discover(backend, &c.name).await?

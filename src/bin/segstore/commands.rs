@@ -56,6 +56,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Verify { sample } => crate::lifecycle::verify(&store, sample, cli.json).await,
         Command::Stats => crate::lifecycle::stats(&store, cli.json).await,
+        Command::Export {
+            collection,
+            dest,
+            snapshot,
+        } => crate::lifecycle::export(&store, &collection, &dest, snapshot, cli.json).await,
+        Command::Import { collection, source } => {
+            crate::lifecycle::import(&store, &collection, &source, cli.json).await
+        }
         Command::Put { path, file } => {
             let path: StoragePath = path.parse()?;
             let info = match file.filter(|f| f.as_os_str() != "-") {

@@ -247,3 +247,64 @@ fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
 }
+
+fn is_tar(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e == "tar")
+}
+
+fn transfer_json(r: &segstore::transfer::TransferReport) -> serde_json::Value {
+    json!({"versions": r.versions, "snapshots": r.snapshots, "blobs": r.blobs, "blobs_skipped": r.blobs_skipped, "bytes": r.bytes, "trees": r.trees})
+}
+
+pub async fn export(
+    store: &Store,
+    collection: &str,
+    dest: &std::path::Path,
+    snapshot: Option<String>,
+    json: bool,
+) -> Result<()> {
+    use segstore::transfer::ExportScope;
+    let scope = snapshot.map_or(ExportScope::AllVersions, ExportScope::Snapshot);
+    let spinner = progress(json, "exporting");
+    let r = if is_tar(dest) {
+        store.export_tar(collection, &scope, dest).await
+    } else {
+        store.export_dir(collection, &scope, dest).await
+    };
+    spinner.finish_and_clear();
+    let r = r?;
+    report(
+        json,
+        transfer_json(&r),
+        &format!(
+            "exported {collection}: {} versions, {} snapshots, {} blobs ({} bytes), {} tree nodes to {}",
+            r.versions, r.snapshots, r.blobs, r.bytes, r.trees, dest.display()
+        ),
+    );
+    Ok(())
+}
+
+pub async fn import(
+    store: &Store,
+    collection: &str,
+    source: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    let spinner = progress(json, "importing");
+    let r = if is_tar(source) {
+        store.import_tar(collection, source).await
+    } else {
+        store.import_dir(collection, source).await
+    };
+    spinner.finish_and_clear();
+    let r = r?;
+    report(
+        json,
+        transfer_json(&r),
+        &format!(
+            "imported {collection}: {} versions, {} snapshots, {} blobs ({} bytes, {} already present), {} tree nodes, all verified",
+            r.versions, r.snapshots, r.blobs, r.bytes, r.blobs_skipped, r.trees
+        ),
+    );
+    Ok(())
+}

@@ -107,6 +107,23 @@ pub enum Command {
     },
     /// Logical against physical bytes, blob and version counts.
     Stats,
+    /// Export a collection (every version, or one snapshot) to a directory or a `.tar`.
+    Export {
+        /// The collection.
+        collection: String,
+        /// Target directory, or a file ending in `.tar`.
+        dest: PathBuf,
+        /// Export only this snapshot.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Import a collection from an export directory or `.tar`, verifying every object.
+    Import {
+        /// The collection.
+        collection: String,
+        /// The export directory, or a `.tar` file.
+        source: PathBuf,
+    },
     /// Show a collection's version history, newest first.
     Log {
         /// The collection.

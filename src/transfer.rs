@@ -1,0 +1,327 @@
+//! Export and import: move a collection between stores (local disk, S3) as a portable
+//! directory or tar archive, verifying every object on the way in.
+//!
+//! An export is itself a small segstore tree (`blobs/`, `trees/`, `manifests/`, `pins/`
+//! as in `FORMAT.md`) holding exactly the objects the exported versions reference, so it
+//! can be checked with `b3sum` and even opened as a read-only store.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::backend::local::LocalBackend;
+use crate::backend::{ObjectBackend, PutOutcome};
+use crate::error::{Error, Result};
+use crate::gc::Marks;
+use crate::hash::{update_hasher, BlobId};
+use crate::keys::{self, ObjectKey};
+use crate::manifest::{decode_snapshot, head, ManifestRoot};
+use crate::path::validate_name;
+use crate::store::Store;
+
+/// Blobs are copied in pieces of this size, so memory stays bounded.
+const COPY_CHUNK: u64 = 8 * 1024 * 1024;
+
+/// Which versions to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportScope {
+    /// Every stored version, and every snapshot.
+    AllVersions,
+    /// One snapshot's version, and the snapshot itself.
+    Snapshot(String),
+}
+
+/// What an export or import moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferReport {
+    /// Manifest versions.
+    pub versions: u64,
+    /// Snapshots.
+    pub snapshots: u64,
+    /// Blobs copied.
+    pub blobs: u64,
+    /// Blobs already present at the destination (deduplicated).
+    pub blobs_skipped: u64,
+    /// Bytes of blob content copied.
+    pub bytes: u64,
+    /// Tree nodes copied.
+    pub trees: u64,
+}
+
+impl Store {
+    /// Copies `collection` (all versions, or one snapshot) into `dest`.
+    pub async fn export_to(
+        &self,
+        collection: &str,
+        scope: &ExportScope,
+        dest: &dyn ObjectBackend,
+    ) -> Result<TransferReport> {
+        validate_name(collection)?;
+        let mut report = TransferReport::default();
+        let (versions, pins): (Vec<u64>, Vec<String>) = match scope {
+            ExportScope::AllVersions => (
+                self.versions(collection)
+                    .await?
+                    .into_iter()
+                    .map(|(v, _)| v)
+                    .collect(),
+                self.snapshots(collection)
+                    .await?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect(),
+            ),
+            ExportScope::Snapshot(name) => {
+                let snap = self.snapshot(collection, name).await?;
+                (vec![snap.version], vec![name.clone()])
+            }
+        };
+        let mut roots = Vec::new();
+        let mut marks = Marks::default();
+        for v in versions {
+            if let Some(root) = self.root_if_present(collection, v).await? {
+                marks.add_root(self, &root).await?;
+                roots.push(root);
+            }
+        }
+        let src = self.backend().as_ref();
+        let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
+        blobs.sort();
+        for (id, size) in blobs {
+            if copy_blob(src, dest, &id, size).await? {
+                report.blobs += 1;
+                report.bytes += size;
+            } else {
+                report.blobs_skipped += 1;
+            }
+        }
+        for id in &marks.trees {
+            let key = keys::tree(id);
+            dest.put(&key, src.get(&key).await?).await?;
+            report.trees += 1;
+        }
+        for root in &roots {
+            let key = keys::manifest(collection, root.version);
+            dest.put(&key, src.get(&key).await?).await?;
+            report.versions += 1;
+        }
+        for name in pins {
+            let key = keys::pin(collection, &name);
+            dest.put(&key, src.get(&key).await?).await?;
+            report.snapshots += 1;
+        }
+        Ok(report)
+    }
+
+    /// Copies `collection` from `source` (an export, or any store) into this store,
+    /// verifying every blob and tree node against its hash and every root's checksum.
+    /// The collection must not exist here yet ([`Error::Conflict`] otherwise).
+    pub async fn import_from(
+        &self,
+        source: Arc<dyn ObjectBackend>,
+        collection: &str,
+    ) -> Result<TransferReport> {
+        validate_name(collection)?;
+        if self.head(collection).await?.version != 0 {
+            return Err(Error::Conflict {
+                collection: collection.to_owned(),
+                path: String::new(),
+                reason: "import needs a collection that does not exist in the target store".into(),
+            });
+        }
+        let reader = Store::new(source.clone(), self.options().clone());
+        let source = source.as_ref();
+        let mut report = TransferReport::default();
+        let mut roots: Vec<ManifestRoot> = Vec::new();
+        for meta in source.list(&keys::manifest_prefix(collection)).await? {
+            if let Some(v) = keys::parse_manifest_version(meta.key.file_name()) {
+                roots.push(head::load_root(source, collection, v).await?);
+            }
+        }
+        if roots.is_empty() {
+            return Err(Error::not_found(format!(
+                "collection {collection} in the import source"
+            )));
+        }
+        let mut marks = Marks::default();
+        for root in &roots {
+            // Loads (and so verifies) every tree node through the reader's checks.
+            marks.add_root(&reader, root).await?;
+        }
+        let dest = self.backend().as_ref();
+        let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
+        blobs.sort();
+        for (id, size) in blobs {
+            if copy_blob(source, dest, &id, size).await? {
+                report.blobs += 1;
+                report.bytes += size;
+            } else {
+                report.blobs_skipped += 1;
+            }
+        }
+        for id in &marks.trees {
+            let key = keys::tree(id);
+            dest.put(&key, source.get(&key).await?).await?;
+            report.trees += 1;
+        }
+        // The boundary makes older gaps (versions the source's retention removed) safe:
+        // new versions are only ever probed for above the newest contiguous run.
+        let versions: BTreeSet<u64> = roots.iter().map(|r| r.version).collect();
+        let newest = *versions.iter().next_back().unwrap_or(&0);
+        let mut run_start = newest;
+        while run_start > 1 && versions.contains(&(run_start - 1)) {
+            run_start -= 1;
+        }
+        head::raise_boundary(dest, collection, run_start).await?;
+        for root in &roots {
+            let key = keys::manifest(collection, root.version);
+            match dest.put_if_absent(&key, source.get(&key).await?).await? {
+                PutOutcome::Created => report.versions += 1,
+                PutOutcome::AlreadyExists => {
+                    return Err(Error::Conflict {
+                        collection: collection.to_owned(),
+                        path: key.to_string(),
+                        reason: "a concurrent writer created this version during the import".into(),
+                    })
+                }
+            }
+        }
+        let kept = versions;
+        for meta in source.list(&keys::pins_prefix(collection)).await? {
+            let bytes = source.get(&meta.key).await?;
+            let snap = decode_snapshot(meta.key.as_str(), &bytes)?;
+            if kept.contains(&snap.version) {
+                dest.put(&keys::pin(collection, &snap.name), bytes).await?;
+                report.snapshots += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Exports to a directory (created if missing).
+    pub async fn export_dir(
+        &self,
+        collection: &str,
+        scope: &ExportScope,
+        dir: &Path,
+    ) -> Result<TransferReport> {
+        let dest = LocalBackend::open(dir).await?;
+        self.export_to(collection, scope, &dest).await
+    }
+
+    /// Imports from a directory written by [`Store::export_dir`].
+    pub async fn import_dir(&self, collection: &str, dir: &Path) -> Result<TransferReport> {
+        if !dir.is_dir() {
+            return Err(Error::not_found(dir.display()));
+        }
+        let source = LocalBackend::open(dir).await?;
+        self.import_from(Arc::new(source), collection).await
+    }
+
+    /// Exports to a tar archive at `archive`.
+    pub async fn export_tar(
+        &self,
+        collection: &str,
+        scope: &ExportScope,
+        archive: &Path,
+    ) -> Result<TransferReport> {
+        let staging =
+            tempfile::tempdir().map_err(|e| Error::io("creating a staging directory", e))?;
+        let report = self.export_dir(collection, scope, staging.path()).await?;
+        let (src, dst) = (staging.path().to_path_buf(), archive.to_path_buf());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let file = std::fs::File::create(&dst)?;
+            let mut tar = tar::Builder::new(file);
+            for top in [
+                keys::BLOBS_PREFIX,
+                keys::TREES_PREFIX,
+                keys::MANIFESTS_PREFIX,
+                keys::PINS_PREFIX,
+            ] {
+                let dir = src.join(top.trim_end_matches('/'));
+                if dir.is_dir() {
+                    tar.append_dir_all(top.trim_end_matches('/'), dir)?;
+                }
+            }
+            tar.into_inner()?.sync_all()
+        })
+        .await
+        .map_err(|e| Error::backend("writing a tar archive", e.to_string()))?
+        .map_err(|e| Error::io(format!("writing {}", archive.display()), e))?;
+        Ok(report)
+    }
+
+    /// Imports from a tar archive written by [`Store::export_tar`]. Entries that would
+    /// land outside the unpacking directory are refused.
+    pub async fn import_tar(&self, collection: &str, archive: &Path) -> Result<TransferReport> {
+        let staging =
+            tempfile::tempdir().map_err(|e| Error::io("creating a staging directory", e))?;
+        let (src, dst) = (archive.to_path_buf(), staging.path().to_path_buf());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut tar = tar::Archive::new(std::fs::File::open(&src)?);
+            for entry in tar.entries()? {
+                let mut entry = entry?;
+                // `unpack_in` refuses absolute paths and `..` components.
+                if !entry.unpack_in(&dst)? {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "archive entry escapes the target directory",
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::backend("reading a tar archive", e.to_string()))?
+        .map_err(|e| Error::io(format!("reading {}", archive.display()), e))?;
+        self.import_dir(collection, staging.path()).await
+    }
+}
+
+/// Copies blob `id` in bounded chunks, verifying its hash and size; false if `dest`
+/// already had it.
+async fn copy_blob(
+    src: &dyn ObjectBackend,
+    dest: &dyn ObjectBackend,
+    id: &BlobId,
+    size: u64,
+) -> Result<bool> {
+    let key: ObjectKey = keys::blob(id);
+    if dest.head(&key).await?.is_some() {
+        return Ok(false);
+    }
+    let mut upload = dest.begin_upload().await?;
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0;
+    while offset < size {
+        let end = (offset + COPY_CHUNK).min(size);
+        let chunk = match src.get_range(&key, offset..end).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = upload.abort().await;
+                return Err(match e {
+                    Error::NotFound { .. } | Error::OutOfRange { .. } => Error::Corrupt {
+                        object: key.to_string(),
+                        expected: format!("{id} ({size} bytes)"),
+                        actual: "missing or short blob in the source".into(),
+                    },
+                    other => other,
+                });
+            }
+        };
+        update_hasher(&mut hasher, &chunk);
+        offset = end;
+        upload.write(chunk).await?;
+    }
+    let actual = BlobId::from(hasher.finalize());
+    if actual != *id {
+        let _ = upload.abort().await;
+        return Err(Error::Corrupt {
+            object: key.to_string(),
+            expected: id.to_hex(),
+            actual: actual.to_hex(),
+        });
+    }
+    upload.publish(&key).await?;
+    Ok(true)
+}

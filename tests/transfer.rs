@@ -1,0 +1,177 @@
+//! Export and import round trips: local disk, tar archives, and S3 (moto).
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use segstore::transfer::ExportScope;
+use segstore::{
+    Error, LocalStorage, S3Storage, SegmentStorage, StorageBackend, StoragePath, Store, Target,
+};
+use support::moto;
+
+fn p(seg: &str) -> StoragePath {
+    StoragePath::new("books", StorageBackend::Tantivy, "s0", seg)
+}
+
+fn content(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13) ^ seed)
+        .collect()
+}
+
+/// Three versions and a snapshot: a small file, a large one, a rename, a delete.
+async fn populate(store: &Store) {
+    store.write(&p("meta.json"), b"{}").await.unwrap();
+    store
+        .write(&p("seg.idx"), &content(1, 3 * 1024 * 1024))
+        .await
+        .unwrap();
+    store
+        .create_snapshot("books", "first", None, None)
+        .await
+        .unwrap();
+    store.rename(&p("seg.idx"), &p("seg.merged")).await.unwrap();
+    store
+        .write(&p("extra.bin"), &content(2, 100_000))
+        .await
+        .unwrap();
+    store.delete(&p("meta.json")).await.unwrap();
+}
+
+async fn assert_same_history(a: &Store, b: &Store) {
+    let (ha, hb) = (
+        a.head("books").await.unwrap(),
+        b.head("books").await.unwrap(),
+    );
+    assert_eq!(ha.version, hb.version);
+    for v in 1..=ha.version {
+        let (ra, rb) = (
+            a.root_at("books", v).await.unwrap(),
+            b.root_at("books", v).await.unwrap(),
+        );
+        assert_eq!(ra, rb, "version {v}");
+    }
+    for path in a.list(&p("")).await.unwrap() {
+        assert_eq!(a.read(&path).await.unwrap(), b.read(&path).await.unwrap());
+    }
+    let snap = b
+        .view("books", &Target::Snapshot("first".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        snap.read(&p("seg.idx")).await.unwrap(),
+        content(1, 3 * 1024 * 1024)
+    );
+}
+
+#[tokio::test]
+async fn directory_and_tar_round_trips_keep_history_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = LocalStorage::open(dir.path().join("src")).await.unwrap();
+    populate(&src).await;
+
+    let export = dir.path().join("export");
+    let report = src
+        .export_dir("books", &ExportScope::AllVersions, &export)
+        .await
+        .unwrap();
+    assert_eq!(report.versions, 5);
+    assert_eq!(report.snapshots, 1);
+    assert_eq!(report.blobs, 2);
+    let dst = LocalStorage::open(dir.path().join("dst")).await.unwrap();
+    let imported = dst.import_dir("books", &export).await.unwrap();
+    assert_eq!(imported.versions, 5);
+    assert_same_history(&src, &dst).await;
+    // The imported collection keeps working.
+    dst.write(&p("after"), b"more").await.unwrap();
+    assert_eq!(dst.head("books").await.unwrap().version, 6);
+    // Importing twice is refused.
+    assert!(matches!(
+        dst.import_dir("books", &export).await,
+        Err(Error::Conflict { .. })
+    ));
+
+    let archive = dir.path().join("books.tar");
+    src.export_tar("books", &ExportScope::AllVersions, &archive)
+        .await
+        .unwrap();
+    let dst2 = LocalStorage::open(dir.path().join("dst2")).await.unwrap();
+    dst2.import_tar("books", &archive).await.unwrap();
+    assert_same_history(&src, &dst2).await;
+}
+
+#[tokio::test]
+async fn a_snapshot_alone_can_be_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = LocalStorage::open(dir.path().join("src")).await.unwrap();
+    populate(&src).await;
+    let export = dir.path().join("export");
+    let report = src
+        .export_dir("books", &ExportScope::Snapshot("first".into()), &export)
+        .await
+        .unwrap();
+    assert_eq!((report.versions, report.snapshots, report.blobs), (1, 1, 1));
+    let dst = LocalStorage::open(dir.path().join("dst")).await.unwrap();
+    dst.import_dir("books", &export).await.unwrap();
+    assert_eq!(dst.head("books").await.unwrap().version, 2);
+    assert_eq!(
+        dst.read(&p("seg.idx")).await.unwrap(),
+        content(1, 3 * 1024 * 1024)
+    );
+    dst.write(&p("next"), b"n").await.unwrap();
+    assert_eq!(dst.head("books").await.unwrap().version, 3);
+}
+
+#[tokio::test]
+async fn a_damaged_export_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = LocalStorage::open(dir.path().join("src")).await.unwrap();
+    populate(&src).await;
+    let export = dir.path().join("export");
+    src.export_dir("books", &ExportScope::AllVersions, &export)
+        .await
+        .unwrap();
+    let id = src.metadata(&p("extra.bin")).await.unwrap().id;
+    let blob = export.join(segstore::keys::blob(&id).as_str());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[77] ^= 0x20;
+    std::fs::write(&blob, bytes).unwrap();
+    let dst = LocalStorage::open(dir.path().join("dst")).await.unwrap();
+    assert!(matches!(
+        dst.import_dir("books", &export).await,
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(
+        dst.head("books").await.unwrap().version,
+        0,
+        "nothing committed"
+    );
+}
+
+#[tokio::test]
+async fn local_to_s3_and_back() {
+    let Some(config) = moto::fresh_bucket().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStorage::open(dir.path().join("src")).await.unwrap();
+    populate(&local).await;
+    let s3 = S3Storage::connect(config).await.unwrap();
+    let report = local
+        .export_to("books", &ExportScope::AllVersions, s3.backend().as_ref())
+        .await
+        .unwrap();
+    assert_eq!(report.versions, 5);
+    assert_same_history(&local, &s3).await;
+    s3.write(&p("from-s3"), &Bytes::from_static(b"s3"))
+        .await
+        .unwrap();
+    let back = LocalStorage::open(dir.path().join("back")).await.unwrap();
+    back.import_from(Arc::clone(s3.backend()), "books")
+        .await
+        .unwrap();
+    assert_eq!(back.read(&p("from-s3")).await.unwrap(), b"s3");
+    assert_eq!(back.head("books").await.unwrap().version, 6);
+}
