@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod blob;
+pub mod config;
 pub mod error;
 pub mod gc;
 pub mod hash;
@@ -31,6 +32,7 @@ pub mod store;
 pub mod transfer;
 
 pub use backend::s3::{S3Config, S3Credentials};
+pub use config::StorageConfig;
 pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use segstore::{Error, LocalStorage, Result, SegmentStorage, StorageBackend, StoragePath};
+use segstore::{
+    Error, LocalStorage, Result, SegmentStorage, StorageBackend, StorageConfig, StoragePath, Store,
+};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
@@ -29,9 +31,22 @@ pub fn exit_code(e: &Error) -> u8 {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let store = LocalStorage::open(&cli.data_dir).await?;
+    let (store, location): (Store, String) = match &cli.config {
+        Some(path) => {
+            let config = StorageConfig::load(path)?;
+            (
+                config.open_store().await?,
+                format!("the store configured in {}", path.display()),
+            )
+        }
+        None => {
+            let local = LocalStorage::open(&cli.data_dir).await?;
+            let location = local.root().display().to_string();
+            (local.store().clone(), location)
+        }
+    };
     match cli.command {
-        Command::Demo => crate::demo::run(&store, cli.json).await,
+        Command::Demo => crate::demo::run(&store, &location, cli.json).await,
         Command::Snapshot { action } => crate::lifecycle::snapshot(&store, action, cli.json).await,
         Command::Diff {
             collection,
@@ -119,7 +134,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Mv { from, to } => {
             let (from, to): (StoragePath, StoragePath) = (from.parse()?, to.parse()?);
-            let info = segstore::Store::rename(&store, &from, &to).await?;
+            let info = Store::rename(&store, &from, &to).await?;
             report(
                 cli.json,
                 json!({"version": info.version}),
@@ -129,7 +144,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Rm { path } => {
             let path: StoragePath = path.parse()?;
-            let info = segstore::Store::delete(&store, &path).await?;
+            let info = Store::delete(&store, &path).await?;
             report(
                 cli.json,
                 json!({"version": info.version, "changed": info.created}),

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use segstore::{keys, LocalStorage, Result, SegmentStorage, StorageBackend, StoragePath};
+use segstore::{keys, Result, SegmentStorage, StorageBackend, StoragePath, Store};
 use serde_json::json;
 
 const COLLECTION: &str = "demo-products";
@@ -28,7 +28,7 @@ fn segment_bytes(len: usize, seed: u64) -> Bytes {
 }
 
 /// Runs the demo and prints what happened.
-pub async fn run(store: &LocalStorage, json: bool) -> Result<()> {
+pub async fn run(store: &Store, location: &str, json: bool) -> Result<()> {
     let started = Instant::now();
     let mut log = Vec::new();
     let mut say = |line: String| {
@@ -37,7 +37,7 @@ pub async fn run(store: &LocalStorage, json: bool) -> Result<()> {
         }
         log.push(line);
     };
-    say(format!("segstore demo in {}", store.root().display()));
+    say(format!("segstore demo in {location}"));
 
     // 1. Write segment files: one commit each. The same dictionary in two shards is stored once.
     let dictionary = segment_bytes(3 * 1024 * 1024, 7);

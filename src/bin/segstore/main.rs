@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "segstore", version, about)]
 pub struct Cli {
-    /// Directory of the local store.
+    /// A TOML config file (see README); without one, the store is local in `--data-dir`.
+    #[arg(long, global = true, env = "SEGSTORE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Directory of the local store, when no config file is given.
     #[arg(
         long,
         global = true,

@@ -1,0 +1,453 @@
+//! TOML configuration in Prism's layout, with environment overrides.
+//!
+//! ```toml
+//! [storage]
+//! backend = "local"            # "local" | "s3" | "cached"
+//!
+//! [storage.local]
+//! data_dir = "./segstore-data"
+//!
+//! [storage.s3]
+//! bucket = "search-prod"
+//! region = "eu-west-1"
+//! prefix = "segments"
+//! endpoint = "http://127.0.0.1:9000"   # MinIO, R2, moto; omit for AWS
+//! force_path_style = true
+//!
+//! [storage.cached]
+//! l1_path = "/var/cache/segstore"
+//! l1_max_size_gb = 50
+//! l2_backend = "s3"
+//!
+//! [retention]
+//! keep_last = 20
+//! keep_within = "24h"
+//!
+//! [gc]
+//! grace = "1h"
+//! ```
+//!
+//! Environment variables override the file: `SEGSTORE_BACKEND`, `SEGSTORE_DATA_DIR`,
+//! `SEGSTORE_S3_BUCKET`, `SEGSTORE_S3_REGION`, `SEGSTORE_S3_PREFIX`, `SEGSTORE_S3_ENDPOINT`,
+//! `SEGSTORE_S3_FORCE_PATH_STYLE`, `SEGSTORE_L1_PATH`, `SEGSTORE_L1_MAX_SIZE_GB`. AWS
+//! credentials follow the standard chain (`AWS_ACCESS_KEY_ID`, profiles, ...).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::backend::s3::S3Config;
+use crate::error::{Error, Result};
+use crate::gc::{GcOptions, RetentionPolicy, DEFAULT_GRACE};
+use crate::storage::SegmentStorage;
+use crate::store::{LocalStorage, S3Storage, Store};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The `[storage]` section.
+    pub storage: StorageSection,
+    /// The `[retention]` section.
+    #[serde(default)]
+    pub retention: RetentionSection,
+    /// The `[gc]` section.
+    #[serde(default)]
+    pub gc: GcSection,
+}
+
+/// Which backend, and its settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `local`, `s3` or `cached`.
+    pub backend: BackendKind,
+    /// `[storage.local]`.
+    pub local: Option<LocalSection>,
+    /// `[storage.s3]`.
+    pub s3: Option<S3Config>,
+    /// `[storage.cached]`.
+    pub cached: Option<CachedSection>,
+}
+
+/// The storage backend kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A local directory.
+    Local,
+    /// An S3 bucket.
+    S3,
+    /// A local L1 cache in front of a remote L2.
+    Cached,
+}
+
+/// `[storage.local]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSection {
+    /// The store's root directory.
+    pub data_dir: PathBuf,
+}
+
+/// `[storage.cached]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachedSection {
+    /// The L1 cache directory.
+    pub l1_path: PathBuf,
+    /// The L1 byte budget, in GiB (fractions allowed).
+    pub l1_max_size_gb: f64,
+    /// The L2 backend: `s3` (uses `[storage.s3]`) or `local` (uses `[storage.local]`).
+    pub l2_backend: BackendKind,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Keep the newest N versions.
+    pub keep_last: Option<u64>,
+    /// Keep versions younger than this (`"24h"`).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub keep_within: Option<Duration>,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        let d = RetentionPolicy::default();
+        RetentionSection {
+            keep_last: d.keep_last,
+            keep_within: d.keep_within,
+        }
+    }
+}
+
+/// `[gc]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcSection {
+    /// Unreferenced objects younger than this are kept (`"1h"`).
+    #[serde(deserialize_with = "duration")]
+    pub grace: Duration,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+fn parse_duration<E: serde::de::Error>(s: &str) -> std::result::Result<Duration, E> {
+    humantime::parse_duration(s).map_err(|e| E::custom(format!("bad duration {s:?}: {e}")))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(s) => parse_duration(&s).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl StorageConfig {
+    /// The embedded default: a local store in `./segstore-data`.
+    pub fn local_default() -> Self {
+        StorageConfig {
+            storage: StorageSection {
+                backend: BackendKind::Local,
+                local: Some(LocalSection {
+                    data_dir: PathBuf::from("./segstore-data"),
+                }),
+                s3: None,
+                cached: None,
+            },
+            retention: RetentionSection::default(),
+            gc: GcSection::default(),
+        }
+    }
+
+    /// Parses TOML, then applies environment overrides. Errors name the offending key.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let mut config: StorageConfig =
+            toml::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::InvalidConfig(format!("config file {} does not exist", path.display()))
+            }
+            _ => Error::io(format!("reading {}", path.display()), e),
+        })?;
+        Self::from_toml_str(&text).map_err(|e| match e {
+            Error::InvalidConfig(m) => Error::InvalidConfig(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Applies `SEGSTORE_*` overrides read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let bad = |key: &str, value: &str, why: &str| {
+            Error::InvalidConfig(format!("environment variable {key}={value:?}: {why}"))
+        };
+        if let Some(v) = var("SEGSTORE_BACKEND") {
+            self.storage.backend = match v.as_str() {
+                "local" => BackendKind::Local,
+                "s3" => BackendKind::S3,
+                "cached" => BackendKind::Cached,
+                _ => return Err(bad("SEGSTORE_BACKEND", &v, "expected local, s3 or cached")),
+            };
+        }
+        if let Some(v) = var("SEGSTORE_DATA_DIR") {
+            self.storage.local = Some(LocalSection { data_dir: v.into() });
+        }
+        let s3_keys = [
+            "SEGSTORE_S3_BUCKET",
+            "SEGSTORE_S3_REGION",
+            "SEGSTORE_S3_PREFIX",
+            "SEGSTORE_S3_ENDPOINT",
+            "SEGSTORE_S3_FORCE_PATH_STYLE",
+        ];
+        if s3_keys.iter().any(|k| var(k).is_some()) {
+            let s3 = self.storage.s3.get_or_insert_with(S3Config::default);
+            if let Some(v) = var("SEGSTORE_S3_BUCKET") {
+                s3.bucket = v;
+            }
+            if let Some(v) = var("SEGSTORE_S3_REGION") {
+                s3.region = Some(v);
+            }
+            if let Some(v) = var("SEGSTORE_S3_PREFIX") {
+                s3.prefix = v;
+            }
+            if let Some(v) = var("SEGSTORE_S3_ENDPOINT") {
+                s3.endpoint = Some(v);
+            }
+            if let Some(v) = var("SEGSTORE_S3_FORCE_PATH_STYLE") {
+                s3.force_path_style = v.parse().map_err(|_| {
+                    bad("SEGSTORE_S3_FORCE_PATH_STYLE", &v, "expected true or false")
+                })?;
+            }
+        }
+        if let Some(v) = var("SEGSTORE_L1_PATH") {
+            self.cached_mut().l1_path = v.into();
+        }
+        if let Some(v) = var("SEGSTORE_L1_MAX_SIZE_GB") {
+            self.cached_mut().l1_max_size_gb = v
+                .parse()
+                .map_err(|_| bad("SEGSTORE_L1_MAX_SIZE_GB", &v, "expected a number"))?;
+        }
+        Ok(())
+    }
+
+    fn cached_mut(&mut self) -> &mut CachedSection {
+        self.storage.cached.get_or_insert_with(|| CachedSection {
+            l1_path: PathBuf::from("./segstore-cache"),
+            l1_max_size_gb: 10.0,
+            l2_backend: BackendKind::S3,
+        })
+    }
+
+    /// Checks that the section the backend needs is present and sane.
+    pub fn validate(&self) -> Result<()> {
+        let missing = |section: &str| {
+            Error::InvalidConfig(format!(
+                "storage.backend = {:?} needs a [{section}] section",
+                self.storage.backend
+            ))
+        };
+        match self.storage.backend {
+            BackendKind::Local => {
+                self.storage
+                    .local
+                    .as_ref()
+                    .ok_or_else(|| missing("storage.local"))?;
+            }
+            BackendKind::S3 => {
+                let s3 = self
+                    .storage
+                    .s3
+                    .as_ref()
+                    .ok_or_else(|| missing("storage.s3"))?;
+                if s3.bucket.is_empty() {
+                    return Err(Error::InvalidConfig(
+                        "storage.s3.bucket must not be empty".into(),
+                    ));
+                }
+            }
+            BackendKind::Cached => {
+                let c = self
+                    .storage
+                    .cached
+                    .as_ref()
+                    .ok_or_else(|| missing("storage.cached"))?;
+                if c.l1_max_size_gb.is_nan() || c.l1_max_size_gb <= 0.0 {
+                    return Err(Error::InvalidConfig(
+                        "storage.cached.l1_max_size_gb must be greater than 0".into(),
+                    ));
+                }
+                match c.l2_backend {
+                    BackendKind::S3 if self.storage.s3.is_none() => {
+                        return Err(missing("storage.s3"));
+                    }
+                    BackendKind::Local if self.storage.local.is_none() => {
+                        return Err(missing("storage.local"));
+                    }
+                    BackendKind::Cached => {
+                        return Err(Error::InvalidConfig(
+                            "storage.cached.l2_backend must be s3 or local".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The GC settings of this config.
+    pub fn gc_options(&self) -> GcOptions {
+        GcOptions {
+            retention: RetentionPolicy {
+                keep_last: self.retention.keep_last,
+                keep_within: self.retention.keep_within,
+            },
+            grace: self.gc.grace,
+            dry_run: false,
+        }
+    }
+
+    /// Opens the configured store as Prism's trait object.
+    pub async fn open(&self) -> Result<Arc<dyn SegmentStorage>> {
+        Ok(match self.storage.backend {
+            BackendKind::Local => Arc::new(self.open_local().await?),
+            BackendKind::S3 => Arc::new(self.open_s3().await?),
+            BackendKind::Cached => Arc::new(self.open_store().await?),
+        })
+    }
+
+    /// Opens the configured store's core, for the API beyond `SegmentStorage`.
+    pub async fn open_store(&self) -> Result<Store> {
+        match self.storage.backend {
+            BackendKind::Local => Ok(self.open_local().await?.store().clone()),
+            BackendKind::S3 => Ok(self.open_s3().await?.store().clone()),
+            BackendKind::Cached => Err(Error::Unsupported(
+                "the cached backend is not available in this build".into(),
+            )),
+        }
+    }
+
+    async fn open_local(&self) -> Result<LocalStorage> {
+        self.validate()?;
+        let local = self
+            .storage
+            .local
+            .as_ref()
+            .ok_or_else(|| Error::InvalidConfig("missing [storage.local] section".into()))?;
+        LocalStorage::open(&local.data_dir).await
+    }
+
+    async fn open_s3(&self) -> Result<S3Storage> {
+        self.validate()?;
+        let s3 = self
+            .storage
+            .s3
+            .clone()
+            .ok_or_else(|| Error::InvalidConfig("missing [storage.s3] section".into()))?;
+        S3Storage::connect(s3).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<StorageConfig> {
+        let mut c: StorageConfig =
+            toml::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        c.apply_env(|_| None)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn prism_layout_parses() {
+        let c = parse(
+            r#"
+            [storage]
+            backend = "s3"
+            [storage.s3]
+            bucket = "b"
+            region = "eu-west-1"
+            prefix = "p"
+            endpoint = "http://127.0.0.1:9000"
+            force_path_style = true
+            [retention]
+            keep_last = 5
+            keep_within = "2h"
+            [gc]
+            grace = "3h"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.storage.backend, BackendKind::S3);
+        let s3 = c.storage.s3.as_ref().unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.force_path_style), ("b", true));
+        let gc = c.gc_options();
+        assert_eq!(gc.retention.keep_last, Some(5));
+        assert_eq!(gc.retention.keep_within, Some(Duration::from_secs(7200)));
+        assert_eq!(gc.grace, Duration::from_secs(3 * 3600));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = parse("[storage]\nbackend = \"local\"\nbogus = 1\n").unwrap_err();
+        assert!(unknown.to_string().contains("bogus"), "{unknown}");
+        let bad_value = parse("[storage]\nbackend = \"floppy\"\n").unwrap_err();
+        assert!(bad_value.to_string().contains("floppy"), "{bad_value}");
+        let missing = parse("[storage]\nbackend = \"local\"\n").unwrap_err();
+        assert!(missing.to_string().contains("storage.local"), "{missing}");
+        let duration = parse("[storage]\nbackend = \"local\"\n[storage.local]\ndata_dir = \"d\"\n[gc]\ngrace = \"soon\"\n").unwrap_err();
+        assert!(duration.to_string().contains("grace"), "{duration}");
+        let nested =
+            parse("[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b\"\nregoin = \"x\"\n")
+                .unwrap_err();
+        assert!(nested.to_string().contains("regoin"), "{nested}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c: StorageConfig =
+            toml::from_str("[storage]\nbackend = \"local\"\n[storage.local]\ndata_dir = \"a\"\n")
+                .unwrap();
+        let env = |k: &str| match k {
+            "SEGSTORE_BACKEND" => Some("s3".to_owned()),
+            "SEGSTORE_S3_BUCKET" => Some("from-env".to_owned()),
+            "SEGSTORE_DATA_DIR" => Some("b".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.storage.backend, BackendKind::S3);
+        assert_eq!(c.storage.s3.unwrap().bucket, "from-env");
+        assert_eq!(c.storage.local.unwrap().data_dir, PathBuf::from("b"));
+        let mut c = StorageConfig::local_default();
+        assert!(c
+            .apply_env(|k| (k == "SEGSTORE_BACKEND").then(|| "tape".to_owned()))
+            .is_err());
+    }
+}
