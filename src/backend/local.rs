@@ -464,7 +464,8 @@ fn create_dir_durable(dir: &Path) -> Result<()> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur {
-        if d.is_dir() {
+        // A relative path ends in "" (the current directory), which always exists.
+        if d.as_os_str().is_empty() || d.is_dir() {
             break;
         }
         missing.push(d);
