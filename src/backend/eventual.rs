@@ -1,0 +1,429 @@
+//! [`EventualBackend`]: an eventual-consistency simulator in front of any backend. Test
+//! support: it shows that segstore stays correct on object stores (or caches and proxies
+//! in front of them) that answer with stale data for a while.
+//!
+//! # The model
+//!
+//! All handles made from one simulator ([`EventualBackend::new`], then
+//! [`session`](EventualBackend::session)) share one "world": the wrapped backend plus the
+//! time each key was first written through the simulator. Each session plays one client
+//! (one process or machine); a [`Store`](crate::Store) is built on one session.
+//!
+//! - **Stale negative probes.** For [`EventualConfig::object_window`] after a key was
+//!   created, `head` answers `None` and `get`/`get_range` answer
+//!   [`NotFound`](crate::Error::NotFound) to every *other* session, as a negatively cached
+//!   lookup would.
+//! - **Delayed manifest versions.** Keys under `manifests/` stay invisible to other
+//!   sessions for [`EventualConfig::manifest_window`] instead, so readers and writers keep
+//!   seeing an older version as the latest one for a while.
+//! - **Stale listings.** `list` omits every key created less than
+//!   [`EventualConfig::list_window`] ago, for every session (listings lagged for everyone).
+//! - **Sessions read their own writes.** A key a session wrote (with `put`,
+//!   `put_if_absent` or an upload), or learned to exist from a create-only write that
+//!   answered [`PutOutcome::AlreadyExists`], is visible to that session at once.
+//! - **Visibility respects creation order.** `manifest_window` is at least
+//!   `object_window` (raised if configured lower), so a manifest never becomes visible
+//!   before the blobs and tree nodes it names, which were created before it. Once a key is
+//!   visible to a session it stays visible (windows only ever run out).
+//! - **Commit points stay atomic.** `put_if_absent` always goes straight to the wrapped
+//!   backend: S3's conditional writes are strongly consistent, and without that no
+//!   protocol could prevent lost updates.
+//! - **No torn or mixed data.** The simulator never alters bytes: a visible key returns
+//!   exactly what the wrapped backend holds, an invisible one returns nothing. Overwrites,
+//!   deletes and `touch` pass straight through.
+//!
+//! Keys that existed before the simulator saw them written are always visible.
+//! [`stats`](EventualBackend::stats) counts the stale answers given, so a test can check
+//! that staleness really happened.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use crate::error::{Error, Result};
+use crate::keys::ObjectKey;
+
+/// How stale an [`EventualBackend`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventualConfig {
+    /// How long a newly created key (other than a manifest version) stays invisible to
+    /// `head` and `get` of other sessions.
+    pub object_window: Duration,
+    /// How long a newly created key under `manifests/` stays invisible to other sessions.
+    /// Raised to `object_window` if lower.
+    pub manifest_window: Duration,
+    /// How long a newly created key is left out of every session's listings.
+    pub list_window: Duration,
+}
+
+impl EventualConfig {
+    /// The same window for everything.
+    pub fn uniform(window: Duration) -> Self {
+        EventualConfig {
+            object_window: window,
+            manifest_window: window,
+            list_window: window,
+        }
+    }
+
+    /// Consistent: no window at all (the simulator only passes through).
+    pub fn consistent() -> Self {
+        Self::uniform(Duration::ZERO)
+    }
+}
+
+impl Default for EventualConfig {
+    /// 50 ms for objects, 200 ms for manifest versions, 500 ms for listings.
+    fn default() -> Self {
+        EventualConfig {
+            object_window: Duration::from_millis(50),
+            manifest_window: Duration::from_millis(200),
+            list_window: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Stale answers an [`EventualBackend`] gave, over all its sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventualStats {
+    /// `head` calls answered `None` for a key that existed.
+    pub stale_heads: u64,
+    /// `get`/`get_range` calls answered `NotFound` for a key that existed.
+    pub stale_gets: u64,
+    /// Keys left out of listings.
+    pub hidden_from_lists: u64,
+}
+
+#[derive(Debug)]
+struct World {
+    config: EventualConfig,
+    /// When each key was first written through the simulator.
+    created: Mutex<HashMap<String, Instant>>,
+    stale_heads: AtomicU64,
+    stale_gets: AtomicU64,
+    hidden_from_lists: AtomicU64,
+    next_session: AtomicU64,
+}
+
+impl World {
+    fn created(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.created.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `key` as created now, unless it was created earlier.
+    fn record(&self, key: &str) {
+        self.created()
+            .entry(key.to_owned())
+            .or_insert_with(Instant::now);
+    }
+
+    fn window_of(&self, key: &str) -> Duration {
+        if key.starts_with("manifests/") {
+            self.config.manifest_window.max(self.config.object_window)
+        } else {
+            self.config.object_window
+        }
+    }
+}
+
+/// An eventual-consistency simulator around a backend; see the [module docs](self) for
+/// the model. Clones are the same session; [`session`](Self::session) makes another
+/// client of the same world.
+#[derive(Debug, Clone)]
+pub struct EventualBackend<B: ?Sized = dyn ObjectBackend> {
+    inner: Arc<B>,
+    world: Arc<World>,
+    session: Arc<Session>,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    /// Keys this session wrote or learned exist.
+    known: Mutex<HashSet<String>>,
+}
+
+impl Session {
+    fn new(id: u64) -> Arc<Self> {
+        Arc::new(Session {
+            id,
+            known: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn known(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<B: ObjectBackend + ?Sized> EventualBackend<B> {
+    /// A simulator around `inner` (a backend, or an `Arc` of one), and its first session.
+    pub fn new(inner: impl Into<Arc<B>>, config: EventualConfig) -> Self {
+        let world = Arc::new(World {
+            config,
+            created: Mutex::new(HashMap::new()),
+            stale_heads: AtomicU64::new(0),
+            stale_gets: AtomicU64::new(0),
+            hidden_from_lists: AtomicU64::new(0),
+            next_session: AtomicU64::new(1),
+        });
+        EventualBackend {
+            inner: inner.into(),
+            world,
+            session: Session::new(0),
+        }
+    }
+
+    /// Another client of the same world, with its own view: it sees nothing of what other
+    /// sessions wrote until the windows pass.
+    pub fn session(&self) -> Self {
+        EventualBackend {
+            inner: self.inner.clone(),
+            world: self.world.clone(),
+            session: Session::new(self.world.next_session.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// This session's number (0 for the first).
+    pub fn session_id(&self) -> u64 {
+        self.session.id
+    }
+
+    /// The wrapped backend, which is always up to date.
+    pub fn inner(&self) -> &Arc<B> {
+        &self.inner
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> EventualConfig {
+        self.world.config
+    }
+
+    /// Stale answers given so far by every session.
+    pub fn stats(&self) -> EventualStats {
+        EventualStats {
+            stale_heads: self.world.stale_heads.load(Ordering::Relaxed),
+            stale_gets: self.world.stale_gets.load(Ordering::Relaxed),
+            hidden_from_lists: self.world.hidden_from_lists.load(Ordering::Relaxed),
+        }
+    }
+
+    fn learn(&self, key: &str) {
+        self.session.known().insert(key.to_owned());
+    }
+
+    /// Whether `key` (which may or may not exist) is visible to this session now.
+    fn visible(&self, key: &str) -> bool {
+        let created = match self.world.created().get(key) {
+            Some(t) => *t,
+            None => return true,
+        };
+        if created.elapsed() >= self.world.window_of(key) {
+            return true;
+        }
+        self.session.known().contains(key)
+    }
+
+    fn record_write(&self, key: &str) {
+        self.world.record(key);
+        self.learn(key);
+    }
+}
+
+#[async_trait]
+impl<B: ObjectBackend + ?Sized> ObjectBackend for EventualBackend<B> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
+        if !self.visible(key.as_str()) {
+            // Only stale if it really exists; otherwise the answer is simply true.
+            if self.inner.head(key).await?.is_some() {
+                self.world.stale_gets.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(Error::not_found(key));
+        }
+        self.inner.get(key).await
+    }
+
+    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
+        if !self.visible(key.as_str()) {
+            if self.inner.head(key).await?.is_some() {
+                self.world.stale_gets.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(Error::not_found(key));
+        }
+        self.inner.get_range(key, range).await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        let found = self.inner.head(key).await?;
+        if found.is_some() && !self.visible(key.as_str()) {
+            self.world.stale_heads.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        Ok(found)
+    }
+
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
+        self.record_write(key.as_str());
+        self.inner.put(key, data).await
+    }
+
+    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
+        // Recorded first, so that no other session sees the key before its window starts.
+        self.world.record(key.as_str());
+        let outcome = self.inner.put_if_absent(key, data).await;
+        // Created: our own write. AlreadyExists: the authoritative answer says it exists.
+        // An error may or may not have landed; the caller reads back through this session
+        // to find out, so let it see the truth.
+        self.learn(key.as_str());
+        outcome
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let mut listed = self.inner.list(prefix).await?;
+        let window = self.world.config.list_window;
+        let before = listed.len();
+        {
+            let created = self.world.created();
+            listed.retain(|m| {
+                created
+                    .get(m.key.as_str())
+                    .is_none_or(|t| t.elapsed() >= window)
+            });
+        }
+        self.world
+            .hidden_from_lists
+            .fetch_add((before - listed.len()) as u64, Ordering::Relaxed);
+        Ok(listed)
+    }
+
+    async fn touch(&self, key: &ObjectKey) -> Result<()> {
+        self.inner.touch(key).await
+    }
+
+    async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
+        let inner = self.inner.begin_upload().await?;
+        Ok(Box::new(EventualUpload {
+            inner,
+            world: self.world.clone(),
+            session: self.session.clone(),
+        }))
+    }
+}
+
+/// An upload whose published key is recorded as created when it is published.
+struct EventualUpload {
+    inner: Box<dyn Upload>,
+    world: Arc<World>,
+    session: Arc<Session>,
+}
+
+#[async_trait]
+impl Upload for EventualUpload {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.inner.write(chunk).await
+    }
+
+    async fn publish(self: Box<Self>, key: &ObjectKey) -> Result<()> {
+        self.world.record(key.as_str());
+        self.session.known().insert(key.as_str().to_owned());
+        self.inner.publish(key).await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    fn key(k: &str) -> ObjectKey {
+        ObjectKey::new(k).unwrap()
+    }
+
+    #[tokio::test]
+    async fn other_sessions_see_new_keys_only_after_the_window() {
+        let config = EventualConfig {
+            object_window: Duration::from_millis(100),
+            manifest_window: Duration::from_millis(300),
+            list_window: Duration::from_millis(100),
+        };
+        let writer = EventualBackend::new(MemoryBackend::new(), config);
+        let reader = writer.session();
+        writer
+            .put(&key("blobs/x"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(
+            writer
+                .put_if_absent(&key("manifests/c/1"), Bytes::from_static(b"m"))
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        // The writer reads its own writes; the reader sees nothing yet, listings neither.
+        assert_eq!(writer.get(&key("blobs/x")).await.unwrap(), "x");
+        assert!(writer.head(&key("manifests/c/1")).await.unwrap().is_some());
+        assert!(reader.head(&key("blobs/x")).await.unwrap().is_none());
+        assert!(matches!(
+            reader.get(&key("manifests/c/1")).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert!(writer.list("blobs/").await.unwrap().is_empty());
+        // Missing keys are not stale answers.
+        assert!(reader.head(&key("blobs/nope")).await.unwrap().is_none());
+        assert_eq!(
+            writer.stats(),
+            EventualStats {
+                stale_heads: 1,
+                stale_gets: 1,
+                hidden_from_lists: 1,
+            }
+        );
+
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(reader.get(&key("blobs/x")).await.unwrap(), "x");
+        assert_eq!(reader.list("blobs/").await.unwrap().len(), 1);
+        assert!(reader.head(&key("manifests/c/1")).await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(reader.get(&key("manifests/c/1")).await.unwrap(), "m");
+    }
+
+    #[tokio::test]
+    async fn create_only_writes_are_decided_by_the_real_backend() {
+        let a = EventualBackend::new(
+            MemoryBackend::new(),
+            EventualConfig::uniform(Duration::from_secs(60)),
+        );
+        let b = a.session();
+        let k = key("manifests/c/00000000000000000001");
+        assert_eq!(
+            a.put_if_absent(&k, Bytes::from_static(b"a")).await.unwrap(),
+            PutOutcome::Created
+        );
+        // b cannot see it by probing, but cannot overwrite it either, and once told it
+        // exists, b reads a's bytes.
+        assert!(b.head(&k).await.unwrap().is_none());
+        assert_eq!(
+            b.put_if_absent(&k, Bytes::from_static(b"b")).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(b.get(&k).await.unwrap(), "a");
+    }
+}
