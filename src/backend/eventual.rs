@@ -18,13 +18,19 @@
 //!   seeing an older version as the latest one for a while.
 //! - **Stale listings.** `list` omits every key created less than
 //!   [`EventualConfig::list_window`] ago, for every session (listings lagged for everyone).
-//! - **Sessions read their own writes.** A key a session wrote (with `put`,
-//!   `put_if_absent` or an upload), or learned to exist from a create-only write that
-//!   answered [`PutOutcome::AlreadyExists`], is visible to that session at once.
+//! - **Sessions read their own writes.** A key a session created (with `put`,
+//!   `put_if_absent` or an upload) is visible to that session at once.
+//! - **What a session learned, it sees, with its past.** A create-only write that answers
+//!   [`PutOutcome::AlreadyExists`] (or fails) tells the session the key exists: from then
+//!   on it sees that key and every key created before it (causal consistency: a manifest
+//!   version it learned of comes with the tree nodes and blobs it names).
 //! - **Visibility respects creation order.** `manifest_window` is at least
 //!   `object_window` (raised if configured lower), so a manifest never becomes visible
 //!   before the blobs and tree nodes it names, which were created before it. Once a key is
 //!   visible to a session it stays visible (windows only ever run out).
+//! - **Only creations are delayed.** A `put` or upload to a key that already existed is
+//!   visible at once (the simulator asks the wrapped backend before writing); the bytes
+//!   are those of one whole write.
 //! - **Commit points stay atomic.** `put_if_absent` always goes straight to the wrapped
 //!   backend: S3's conditional writes are strongly consistent, and without that no
 //!   protocol could prevent lost updates.
@@ -116,11 +122,18 @@ impl World {
         self.created.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records `key` as created now, unless it was created earlier.
-    fn record(&self, key: &str) {
-        self.created()
-            .entry(key.to_owned())
-            .or_insert_with(Instant::now);
+    /// Records `key` as created now, unless it was created earlier; true if recorded now.
+    fn record(&self, key: &str) -> bool {
+        let mut created = self.created();
+        if created.contains_key(key) {
+            return false;
+        }
+        created.insert(key.to_owned(), Instant::now());
+        true
+    }
+
+    fn created_at(&self, key: &str) -> Option<Instant> {
+        self.created().get(key).copied()
     }
 
     fn window_of(&self, key: &str) -> Duration {
@@ -135,18 +148,31 @@ impl World {
 /// An eventual-consistency simulator around a backend; see the [module docs](self) for
 /// the model. Clones are the same session; [`session`](Self::session) makes another
 /// client of the same world.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EventualBackend<B: ?Sized = dyn ObjectBackend> {
     inner: Arc<B>,
     world: Arc<World>,
     session: Arc<Session>,
 }
 
+impl<B: ?Sized> Clone for EventualBackend<B> {
+    fn clone(&self) -> Self {
+        EventualBackend {
+            inner: self.inner.clone(),
+            world: self.world.clone(),
+            session: self.session.clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Session {
     id: u64,
-    /// Keys this session wrote or learned exist.
+    /// Keys this session created.
     known: Mutex<HashSet<String>>,
+    /// Every key created at or before this instant is visible to the session: it learned
+    /// of a key created then.
+    horizon: Mutex<Option<Instant>>,
 }
 
 impl Session {
@@ -154,11 +180,16 @@ impl Session {
         Arc::new(Session {
             id,
             known: Mutex::new(HashSet::new()),
+            horizon: Mutex::new(None),
         })
     }
 
     fn known(&self) -> MutexGuard<'_, HashSet<String>> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn horizon(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.horizon.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -214,25 +245,38 @@ impl<B: ObjectBackend + ?Sized> EventualBackend<B> {
         }
     }
 
+    /// The session learned that `key` exists: it sees it and everything created before.
     fn learn(&self, key: &str) {
-        self.session.known().insert(key.to_owned());
+        if let Some(created) = self.world.created_at(key) {
+            let mut horizon = self.session.horizon();
+            if horizon.is_none_or(|h| h < created) {
+                *horizon = Some(created);
+            }
+        }
     }
 
     /// Whether `key` (which may or may not exist) is visible to this session now.
     fn visible(&self, key: &str) -> bool {
-        let created = match self.world.created().get(key) {
-            Some(t) => *t,
-            None => return true,
+        let Some(created) = self.world.created_at(key) else {
+            return true;
         };
         if created.elapsed() >= self.world.window_of(key) {
+            return true;
+        }
+        if self.session.horizon().is_some_and(|h| created <= h) {
             return true;
         }
         self.session.known().contains(key)
     }
 
-    fn record_write(&self, key: &str) {
-        self.world.record(key);
-        self.learn(key);
+    /// Before a plain write: if `key` is new, starts its window and makes it the
+    /// session's own.
+    async fn before_write(&self, key: &ObjectKey) -> Result<()> {
+        if self.inner.head(key).await?.is_none() {
+            self.world.record(key.as_str());
+            self.session.known().insert(key.as_str().to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -273,18 +317,27 @@ impl<B: ObjectBackend + ?Sized> ObjectBackend for EventualBackend<B> {
     }
 
     async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
-        self.record_write(key.as_str());
+        self.before_write(key).await?;
         self.inner.put(key, data).await
     }
 
     async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
         // Recorded first, so that no other session sees the key before its window starts.
-        self.world.record(key.as_str());
+        let recorded = self.world.record(key.as_str());
         let outcome = self.inner.put_if_absent(key, data).await;
-        // Created: our own write. AlreadyExists: the authoritative answer says it exists.
-        // An error may or may not have landed; the caller reads back through this session
-        // to find out, so let it see the truth.
-        self.learn(key.as_str());
+        match outcome {
+            Ok(PutOutcome::Created) => {
+                self.session.known().insert(key.as_str().to_owned());
+            }
+            // The key existed before: if it predates the simulator, it has no window.
+            Ok(PutOutcome::AlreadyExists) if recorded => {
+                self.world.created().remove(key.as_str());
+            }
+            // The authoritative answer says it exists, so the session now knows (and the
+            // same goes for an error, after which the caller reads the key back to learn
+            // whether its own write landed: it must see the truth).
+            _ => self.learn(key.as_str()),
+        }
         outcome
     }
 
@@ -318,28 +371,25 @@ impl<B: ObjectBackend + ?Sized> ObjectBackend for EventualBackend<B> {
         let inner = self.inner.begin_upload().await?;
         Ok(Box::new(EventualUpload {
             inner,
-            world: self.world.clone(),
-            session: self.session.clone(),
+            simulator: self.clone(),
         }))
     }
 }
 
-/// An upload whose published key is recorded as created when it is published.
-struct EventualUpload {
+/// An upload whose published key, if new, is recorded as created when it is published.
+struct EventualUpload<B: ?Sized> {
     inner: Box<dyn Upload>,
-    world: Arc<World>,
-    session: Arc<Session>,
+    simulator: EventualBackend<B>,
 }
 
 #[async_trait]
-impl Upload for EventualUpload {
+impl<B: ObjectBackend + ?Sized> Upload for EventualUpload<B> {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.inner.write(chunk).await
     }
 
     async fn publish(self: Box<Self>, key: &ObjectKey) -> Result<()> {
-        self.world.record(key.as_str());
-        self.session.known().insert(key.as_str().to_owned());
+        self.simulator.before_write(key).await?;
         self.inner.publish(key).await
     }
 
@@ -425,5 +475,50 @@ mod tests {
             PutOutcome::AlreadyExists
         );
         assert_eq!(b.get(&k).await.unwrap(), "a");
+    }
+
+    #[tokio::test]
+    async fn learning_a_key_reveals_what_was_created_before_it() {
+        let a = EventualBackend::new(
+            MemoryBackend::new(),
+            EventualConfig::uniform(Duration::from_secs(60)),
+        );
+        let b = a.session();
+        a.put(&key("trees/t"), Bytes::from_static(b"t"))
+            .await
+            .unwrap();
+        let m = key("manifests/c/1");
+        a.put_if_absent(&m, Bytes::from_static(b"m")).await.unwrap();
+        a.put(&key("blobs/later"), Bytes::from_static(b"l"))
+            .await
+            .unwrap();
+        assert!(b.get(&key("trees/t")).await.is_err());
+        assert_eq!(
+            b.put_if_absent(&m, Bytes::from_static(b"other"))
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(b.get(&key("trees/t")).await.unwrap(), "t");
+        assert!(b.head(&key("blobs/later")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn keys_older_than_the_simulator_and_overwrites_are_visible() {
+        let memory = MemoryBackend::new();
+        memory
+            .put(&key("old"), Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        let a = EventualBackend::new(memory, EventualConfig::uniform(Duration::from_secs(60)));
+        let b = a.session();
+        assert_eq!(
+            a.put_if_absent(&key("old"), Bytes::from_static(b"x"))
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        a.put(&key("old"), Bytes::from_static(b"2")).await.unwrap();
+        assert_eq!(b.get(&key("old")).await.unwrap(), "2");
     }
 }
