@@ -20,10 +20,13 @@
 //!   [`EventualConfig::list_window`] ago, for every session (listings lagged for everyone).
 //! - **Sessions read their own writes.** A key a session created (with `put`,
 //!   `put_if_absent` or an upload) is visible to that session at once.
-//! - **What a session learned, it sees, with its past.** A create-only write that answers
+//! - **A lost race brings a session up to date.** A create-only write that answers
 //!   [`PutOutcome::AlreadyExists`] (or fails) tells the session the key exists: from then
-//!   on it sees that key and every key created before it (causal consistency: a manifest
-//!   version it learned of comes with the tree nodes and blobs it names).
+//!   on it sees that key and every key created until that moment (causal consistency: a
+//!   manifest version it learned of comes with the tree nodes and blobs it names).
+//! - **Creations in flight are invisible.** While a `put_if_absent` is in flight its key
+//!   is hidden from other sessions, and its window starts when the creation is decided, so
+//!   a manifest version never shows before the nodes written ahead of it.
 //! - **Visibility respects creation order.** `manifest_window` is at least
 //!   `object_window` (raised if configured lower), so a manifest never becomes visible
 //!   before the blobs and tree nodes it names, which were created before it. Once a key is
@@ -106,11 +109,20 @@ pub struct EventualStats {
     pub hidden_from_lists: u64,
 }
 
+/// What the simulator knows of a key's creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    /// A `put_if_absent` of it is in flight: hidden from every other session.
+    Pending,
+    /// Created at this instant: the windows run from here.
+    At(Instant),
+}
+
 #[derive(Debug)]
 struct World {
     config: EventualConfig,
     /// When each key was first written through the simulator.
-    created: Mutex<HashMap<String, Instant>>,
+    created: Mutex<HashMap<String, Created>>,
     stale_heads: AtomicU64,
     stale_gets: AtomicU64,
     hidden_from_lists: AtomicU64,
@@ -118,22 +130,22 @@ struct World {
 }
 
 impl World {
-    fn created(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+    fn created(&self) -> MutexGuard<'_, HashMap<String, Created>> {
         self.created.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records `key` as created now, unless it was created earlier; true if recorded now.
-    fn record(&self, key: &str) -> bool {
-        let mut created = self.created();
-        if created.contains_key(key) {
-            return false;
-        }
-        created.insert(key.to_owned(), Instant::now());
-        true
+    /// Records `key` as created now (or as being created), unless it was recorded before.
+    fn record(&self, key: &str, state: Created) {
+        self.created().entry(key.to_owned()).or_insert(state);
     }
 
-    fn created_at(&self, key: &str) -> Option<Instant> {
-        self.created().get(key).copied()
+    /// A creation in flight was decided: its window starts now (if nobody settled it yet).
+    fn settle(&self, key: &str) {
+        if let Some(state) = self.created().get_mut(key) {
+            if *state == Created::Pending {
+                *state = Created::At(Instant::now());
+            }
+        }
     }
 
     fn window_of(&self, key: &str) -> Duration {
@@ -245,26 +257,28 @@ impl<B: ObjectBackend + ?Sized> EventualBackend<B> {
         }
     }
 
-    /// The session learned that `key` exists: it sees it and everything created before.
+    /// The session learned that `key` exists now: it sees it and everything created so
+    /// far.
     fn learn(&self, key: &str) {
-        if let Some(created) = self.world.created_at(key) {
-            let mut horizon = self.session.horizon();
-            if horizon.is_none_or(|h| h < created) {
-                *horizon = Some(created);
-            }
-        }
+        self.session.known().insert(key.to_owned());
+        *self.session.horizon() = Some(Instant::now());
     }
 
     /// Whether `key` (which may or may not exist) is visible to this session now.
     fn visible(&self, key: &str) -> bool {
-        let Some(created) = self.world.created_at(key) else {
-            return true;
+        let state = self.world.created().get(key).copied();
+        let created = match state {
+            None => return true,
+            Some(Created::Pending) => None,
+            Some(Created::At(t)) => Some(t),
         };
-        if created.elapsed() >= self.world.window_of(key) {
-            return true;
-        }
-        if self.session.horizon().is_some_and(|h| created <= h) {
-            return true;
+        if let Some(created) = created {
+            if created.elapsed() >= self.world.window_of(key) {
+                return true;
+            }
+            if self.session.horizon().is_some_and(|h| created <= h) {
+                return true;
+            }
         }
         self.session.known().contains(key)
     }
@@ -273,7 +287,7 @@ impl<B: ObjectBackend + ?Sized> EventualBackend<B> {
     /// session's own.
     async fn before_write(&self, key: &ObjectKey) -> Result<()> {
         if self.inner.head(key).await?.is_none() {
-            self.world.record(key.as_str());
+            self.world.record(key.as_str(), Created::At(Instant::now()));
             self.session.known().insert(key.as_str().to_owned());
         }
         Ok(())
@@ -322,16 +336,17 @@ impl<B: ObjectBackend + ?Sized> ObjectBackend for EventualBackend<B> {
     }
 
     async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
-        // Recorded first, so that no other session sees the key before its window starts.
-        let recorded = self.world.record(key.as_str());
+        // A key that exists already (say, from before the simulator) gets no window.
+        if self.inner.head(key).await?.is_none() {
+            // Hidden while in flight, so nobody sees it before its window starts.
+            self.world.record(key.as_str(), Created::Pending);
+        }
         let outcome = self.inner.put_if_absent(key, data).await;
+        // Whoever hears first how the creation went starts its window.
+        self.world.settle(key.as_str());
         match outcome {
             Ok(PutOutcome::Created) => {
                 self.session.known().insert(key.as_str().to_owned());
-            }
-            // The key existed before: if it predates the simulator, it has no window.
-            Ok(PutOutcome::AlreadyExists) if recorded => {
-                self.world.created().remove(key.as_str());
             }
             // The authoritative answer says it exists, so the session now knows (and the
             // same goes for an error, after which the caller reads the key back to learn
@@ -351,10 +366,10 @@ impl<B: ObjectBackend + ?Sized> ObjectBackend for EventualBackend<B> {
         let before = listed.len();
         {
             let created = self.world.created();
-            listed.retain(|m| {
-                created
-                    .get(m.key.as_str())
-                    .is_none_or(|t| t.elapsed() >= window)
+            listed.retain(|m| match created.get(m.key.as_str()) {
+                None => true,
+                Some(Created::Pending) => false,
+                Some(Created::At(t)) => t.elapsed() >= window,
             });
         }
         self.world
@@ -478,7 +493,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn learning_a_key_reveals_what_was_created_before_it() {
+    async fn losing_a_create_race_reveals_what_was_created_before() {
         let a = EventualBackend::new(
             MemoryBackend::new(),
             EventualConfig::uniform(Duration::from_secs(60)),
@@ -489,9 +504,6 @@ mod tests {
             .unwrap();
         let m = key("manifests/c/1");
         a.put_if_absent(&m, Bytes::from_static(b"m")).await.unwrap();
-        a.put(&key("blobs/later"), Bytes::from_static(b"l"))
-            .await
-            .unwrap();
         assert!(b.get(&key("trees/t")).await.is_err());
         assert_eq!(
             b.put_if_absent(&m, Bytes::from_static(b"other"))
@@ -500,6 +512,10 @@ mod tests {
             PutOutcome::AlreadyExists
         );
         assert_eq!(b.get(&key("trees/t")).await.unwrap(), "t");
+        assert_eq!(b.get(&m).await.unwrap(), "m");
+        a.put(&key("blobs/later"), Bytes::from_static(b"l"))
+            .await
+            .unwrap();
         assert!(b.head(&key("blobs/later")).await.unwrap().is_none());
     }
 
