@@ -5,9 +5,9 @@
 //! S3 round trips are slow, so the default case count is small; scale it with
 //! `SEGSTORE_PROPTEST_CASES`.
 
-mod support;
 #[path = "support/model.rs"]
 mod model;
+mod support;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;

@@ -33,7 +33,7 @@ fn path(writer: usize, i: usize) -> StoragePath {
 /// Every third file is a blob (larger than the 4 KiB inline limit), the others inline.
 fn content(writer: usize, i: usize) -> Vec<u8> {
     let tag = format!("writer {writer} file {i};");
-    let len = if i % 3 == 0 { 6000 } else { tag.len() };
+    let len = if i.is_multiple_of(3) { 6000 } else { tag.len() };
     tag.bytes().cycle().take(len).collect()
 }
 
