@@ -8,6 +8,8 @@
 //! Implementations: [`local::LocalBackend`] (a directory), [`memory::MemoryBackend`] (the
 //! in-memory reference used by tests), and `s3::S3Backend`.
 
+pub mod counting;
+pub mod eventual;
 pub mod fault;
 pub mod local;
 pub mod memory;

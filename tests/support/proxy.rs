@@ -1,7 +1,8 @@
 //! A loopback HTTP proxy in front of moto that injects faults into S3 traffic: it can
 //! imitate a server without conditional writes (drop `If-None-Match`), a server busy with
 //! concurrent conditional writes (answer 409), or a network that loses the answer to a
-//! create after the server applied it.
+//! create after the server applied it. It also logs every request line it saw, which the
+//! S3 bench uses to count real HTTP requests per commit.
 //!
 //! It understands just enough HTTP/1.1 to find request boundaries on kept-alive
 //! connections (the header block, then a `Content-Length` or chunked body). Requests are
@@ -33,6 +34,7 @@ pub struct Proxy {
     /// Its port on 127.0.0.1.
     pub port: u16,
     fault: Arc<Mutex<Fault>>,
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
@@ -43,14 +45,17 @@ impl Proxy {
         let proxy = Proxy {
             port,
             fault: Arc::new(Mutex::new(fault)),
+            requests: Arc::new(Mutex::new(Vec::new())),
         };
         let shared = proxy.fault.clone();
+        let requests = proxy.requests.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 let fault = shared.clone();
+                let requests = requests.clone();
                 thread::spawn(move || {
-                    let _ = serve(client, upstream_port, &fault);
+                    let _ = serve(client, upstream_port, &fault, &requests);
                 });
             }
         });
@@ -70,6 +75,12 @@ impl Proxy {
     /// The current fault (a countdown shows how many injections are left).
     pub fn fault(&self) -> Fault {
         self.fault.lock().unwrap().clone()
+    }
+
+    /// The request lines (`PUT /bucket/key?x-id=PutObject HTTP/1.1`) seen since the last
+    /// [`take_requests`](Self::take_requests), oldest first; clears the log.
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
     }
 }
 
@@ -118,7 +129,12 @@ fn header_name(line: &str) -> String {
         .unwrap_or_default()
 }
 
-fn serve(client: TcpStream, upstream_port: u16, fault: &Mutex<Fault>) -> io::Result<()> {
+fn serve(
+    client: TcpStream,
+    upstream_port: u16,
+    fault: &Mutex<Fault>,
+    requests: &Mutex<Vec<String>>,
+) -> io::Result<()> {
     let upstream = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream_port))?;
     let mut to_client = client.try_clone()?;
     let mut from_upstream = upstream.try_clone()?;
@@ -131,6 +147,9 @@ fn serve(client: TcpStream, upstream_port: u16, fault: &Mutex<Fault>) -> io::Res
     let mut upstream_writer = upstream;
     let result = (|| -> io::Result<()> {
         while let Some(request) = read_request(&mut reader)? {
+            if let Some(line) = request.head.first() {
+                requests.lock().unwrap().push(line.trim_end().to_owned());
+            }
             let conditional = request.has_header("if-none-match");
             let action = {
                 let mut fault = fault.lock().unwrap();
