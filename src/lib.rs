@@ -26,11 +26,13 @@ pub mod manifest;
 pub mod path;
 pub mod storage;
 pub mod store;
+pub mod tantivy;
 
+pub use crate::tantivy::{TantivyAdapterOptions, TantivyStorageAdapter};
 pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};
-pub use storage::SegmentStorage;
+pub use storage::{core_store, SegmentStorage};
 pub use store::{CommitInfo, FileMeta, LocalStorage, Op, Store, StoreOptions, Transaction};
 
 /// The README's examples, compiled as doctests so they stay true.
