@@ -416,3 +416,22 @@ fn works_from_plain_threads_and_both_runtime_flavours() {
         assert!(a.exists(Path::new("meta.json")).unwrap());
     });
 }
+
+#[test]
+fn a_second_writer_process_gets_a_conflict_not_an_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two separately opened stores: in-process locks cannot see each other, as with two
+    // processes.
+    let (_s1, a) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    let (_s2, b) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    a.atomic_write(Path::new("meta.json"), b"v1").unwrap();
+    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"v1");
+    assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"v1");
+    a.atomic_write(Path::new("meta.json"), b"a2").unwrap();
+    // b's view (v1) is stale: its commit must fail rather than overwrite a's.
+    assert!(b.atomic_write(Path::new("meta.json"), b"b2").is_err());
+    assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
+    // Having read the new state, b may commit.
+    b.atomic_write(Path::new("meta.json"), b"b3").unwrap();
+    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"b3");
+}
