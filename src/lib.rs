@@ -29,15 +29,17 @@ pub mod path;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
+pub mod tantivy;
 pub mod transfer;
 
+pub use crate::tantivy::{TantivyAdapterOptions, TantivyStorageAdapter};
 pub use backend::s3::{S3Config, S3Credentials};
 pub use config::StorageConfig;
 pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
-pub use storage::SegmentStorage;
+pub use storage::{core_store, SegmentStorage};
 pub use store::{
     CommitInfo, FileMeta, LocalStorage, Op, S3Storage, SegmentFile, Store, StoreOptions,
     Transaction,

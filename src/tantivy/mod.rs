@@ -1,0 +1,314 @@
+//! [`TantivyStorageAdapter`]: a tantivy 0.27 [`Directory`] over one (collection, shard) of a
+//! segstore store.
+//!
+//! Files live at `StoragePath::new(collection, StorageBackend::Tantivy, shard, name)`. How
+//! tantivy's calls map onto segstore (see `docs/ARCHITECTURE.md`, "Tantivy adapter"):
+//!
+//! - `open_write` streams into a blob; the file is readable (to this adapter) from
+//!   `terminate()` on, but stays *pending*: it is not in the manifest yet.
+//! - `atomic_write("meta.json")` is the commit: every pending file, every pending delete and
+//!   `meta.json` go into one manifest version. `.managed.json` stays pending too (it is
+//!   rewritten on every new file), except right after a garbage collection, when it is
+//!   committed together with the deletes.
+//! - Reads are zero-copy slices of the stored blob (a memory mapping on local disk).
+//! - Locks are in-process; watching polls the manifest head.
+
+mod handle;
+mod lock;
+mod runtime;
+mod shared;
+mod watch;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use std::{fmt, io};
+
+use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
+use tantivy::directory::{DirectoryLock, FileHandle, Lock, WatchCallback, WatchHandle, WritePtr};
+use tantivy::Directory;
+
+use crate::error::{Error, Result};
+use crate::path::{StorageBackend, StoragePath};
+use crate::storage::{core_store, SegmentStorage};
+use crate::store::Store;
+
+pub use handle::SegmentFileHandle;
+pub(crate) use shared::{to_io, Shared};
+
+use shared::{file_name, State};
+
+/// tantivy's commit point.
+const META_FILE: &str = "meta.json";
+/// tantivy's list of the files it manages.
+const MANAGED_FILE: &str = ".managed.json";
+
+/// Tuning for a [`TantivyStorageAdapter`].
+#[derive(Debug, Clone)]
+pub struct TantivyAdapterOptions {
+    /// How often `watch` polls the manifest head for commits made by other adapter
+    /// instances or processes. The adapter's own commits fire callbacks at once.
+    pub watch_interval: Duration,
+}
+
+impl Default for TantivyAdapterOptions {
+    fn default() -> Self {
+        TantivyAdapterOptions {
+            watch_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A tantivy [`Directory`] storing one shard of a collection in a segstore store.
+///
+/// Cheap to clone (tantivy clones directories freely); clones share all state.
+#[derive(Clone)]
+pub struct TantivyStorageAdapter {
+    shared: Arc<Shared>,
+}
+
+impl TantivyStorageAdapter {
+    /// Opens the adapter for `shard` of `collection` in `store`, with default options.
+    ///
+    /// `store` must be one of segstore's stores ([`Store`], [`LocalStorage`](crate::LocalStorage));
+    /// anything else is [`Error::Unsupported`].
+    pub async fn open(
+        store: Arc<dyn SegmentStorage>,
+        collection: &str,
+        shard: &str,
+    ) -> Result<TantivyStorageAdapter> {
+        Self::open_with(store, collection, shard, TantivyAdapterOptions::default()).await
+    }
+
+    /// Opens the adapter with tuning options.
+    pub async fn open_with(
+        store: Arc<dyn SegmentStorage>,
+        collection: &str,
+        shard: &str,
+        options: TantivyAdapterOptions,
+    ) -> Result<TantivyStorageAdapter> {
+        let store = core_store(store.as_ref()).ok_or_else(|| {
+            Error::Unsupported(
+                "the tantivy adapter needs one of segstore's own stores (Store, LocalStorage)"
+                    .into(),
+            )
+        })?;
+        StoragePath::new(collection, StorageBackend::Tantivy, shard, META_FILE).validate()?;
+        let lock_scope = format!(
+            "{:p}/{collection}/{shard}",
+            Arc::as_ptr(store.backend()) as *const ()
+        );
+        Ok(TantivyStorageAdapter {
+            shared: Arc::new(Shared {
+                store,
+                collection: collection.to_owned(),
+                shard: shard.to_owned(),
+                lock_scope,
+                state: Mutex::new(State::default()),
+                commit_lock: Mutex::new(()),
+                watcher: watch::Watcher::default(),
+                options,
+            }),
+        })
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The collection.
+    pub fn collection(&self) -> &str {
+        &self.shared.collection
+    }
+
+    /// The shard.
+    pub fn shard(&self) -> &str {
+        &self.shared.shard
+    }
+
+    /// The storage path of tantivy file `name`.
+    pub fn path(&self, name: &str) -> StoragePath {
+        self.shared.path(name)
+    }
+
+    /// Names of files terminated or deleted but not committed yet.
+    pub fn pending(&self) -> Vec<String> {
+        self.shared.lock_state().pending.keys().cloned().collect()
+    }
+}
+
+impl fmt::Debug for TantivyStorageAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TantivyStorageAdapter")
+            .field("collection", &self.shared.collection)
+            .field("shard", &self.shared.shard)
+            .finish()
+    }
+}
+
+impl Directory for TantivyStorageAdapter {
+    fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
+        let read_err = |e: io::Error| OpenReadError::wrap_io_error(e, path.to_path_buf());
+        let name = file_name(path).map_err(read_err)?;
+        self.shared.checked_path(&name).map_err(read_err)?;
+        let entry = self
+            .shared
+            .resolve(&name)
+            .map_err(|e| read_err(to_io(e)))?
+            .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
+        let data = self.shared.load(entry).map_err(|e| read_err(to_io(e)))?;
+        Ok(Arc::new(SegmentFileHandle::new(name, data)))
+    }
+
+    fn delete(&self, path: &Path) -> Result<(), DeleteError> {
+        let delete_err = |e: io::Error| DeleteError::IoError {
+            io_error: Arc::new(e),
+            filepath: path.to_path_buf(),
+        };
+        let name = file_name(path).map_err(delete_err)?;
+        self.shared.checked_path(&name).map_err(delete_err)?;
+        if self
+            .shared
+            .resolve(&name)
+            .map_err(|e| delete_err(to_io(e)))?
+            .is_none()
+        {
+            return Err(DeleteError::FileDoesNotExist(path.to_path_buf()));
+        }
+        self.shared.lock_state().pending.insert(name, None);
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
+        let read_err = |e: io::Error| OpenReadError::wrap_io_error(e, path.to_path_buf());
+        let name = file_name(path).map_err(read_err)?;
+        self.shared.checked_path(&name).map_err(read_err)?;
+        if self.shared.lock_state().writing.contains(&name) {
+            return Ok(true);
+        }
+        let entry = self.shared.resolve(&name).map_err(|e| read_err(to_io(e)))?;
+        Ok(entry.is_some())
+    }
+
+    fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
+        let write_err = |e: io::Error| OpenWriteError::wrap_io_error(e, path.to_path_buf());
+        let exists = || OpenWriteError::FileAlreadyExists(path.to_path_buf());
+        let name = file_name(path).map_err(write_err)?;
+        self.shared.checked_path(&name).map_err(write_err)?;
+        let committed = match self.shared.lock_state().pending.get(&name) {
+            Some(Some(_)) => return Err(exists()),
+            Some(None) => false,
+            None => {
+                let (_, entry) = self
+                    .shared
+                    .committed(&name)
+                    .map_err(|e| write_err(to_io(e)))?;
+                entry.is_some()
+            }
+        };
+        {
+            let mut state = self.shared.lock_state();
+            let pending = state.pending.get(&name).cloned();
+            let taken = match pending {
+                Some(entry) => entry.is_some(),
+                None => committed,
+            };
+            if taken || !state.writing.insert(name.clone()) {
+                return Err(exists());
+            }
+        }
+        let writer = writer::SegmentWriter::new(self.shared.clone(), name);
+        Ok(io::BufWriter::new(Box::new(writer)))
+    }
+
+    fn atomic_read(&self, path: &Path) -> Result<Vec<u8>, OpenReadError> {
+        let read_err = |e: io::Error| OpenReadError::wrap_io_error(e, path.to_path_buf());
+        let name = file_name(path).map_err(read_err)?;
+        self.shared.checked_path(&name).map_err(read_err)?;
+        let pending = self.shared.lock_state().pending.get(&name).cloned();
+        let entry = match pending {
+            Some(entry) => entry,
+            None => {
+                let (root, entry) = self
+                    .shared
+                    .committed(&name)
+                    .map_err(|e| read_err(to_io(e)))?;
+                if name == META_FILE {
+                    let mut state = self.shared.lock_state();
+                    if state
+                        .base
+                        .as_ref()
+                        .is_none_or(|b| b.version <= root.version)
+                    {
+                        state.base = Some(root);
+                    }
+                }
+                entry
+            }
+        };
+        let entry = entry.ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
+        let store = self.shared.store.clone();
+        let data = runtime::run(async move { store.read_entry(&entry).await })
+            .map_err(|e| read_err(to_io(e)))?;
+        Ok(data.to_vec())
+    }
+
+    fn atomic_write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let name = file_name(path)?;
+        self.shared.checked_path(&name)?;
+        let entry = self.shared.stage(data).map_err(to_io)?;
+        let has_deletes = {
+            let mut state = self.shared.lock_state();
+            state.pending.insert(name.clone(), Some(entry.clone()));
+            state.pending.values().any(Option::is_none)
+        };
+        let result = match name.as_str() {
+            // The commit point: everything pending goes into one version.
+            META_FILE => self.shared.commit(&|_, _| true),
+            // Rewritten on every new file: stays pending, unless a garbage collection just
+            // deleted files, whose deletes it then commits.
+            MANAGED_FILE if has_deletes => {
+                self.shared.commit(&|n, e| e.is_none() || n == MANAGED_FILE)
+            }
+            MANAGED_FILE => Ok(()),
+            other => self.shared.commit(&|n, _| n == other),
+        };
+        if let Err(e) = result {
+            // A commit point that failed must not be seen by this adapter's readers either.
+            if name != MANAGED_FILE {
+                let mut state = self.shared.lock_state();
+                if state.pending.get(&name) == Some(&Some(entry)) {
+                    state.pending.remove(&name);
+                }
+            }
+            return Err(to_io(e));
+        }
+        Ok(())
+    }
+
+    fn sync_directory(&self) -> io::Result<()> {
+        // Terminated files are durable blobs already; what is pending becomes visible with
+        // the `meta.json` commit that tantivy writes right after this call.
+        Ok(())
+    }
+
+    fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
+        let name = file_name(&lock.filepath).map_err(LockError::wrap_io_error)?;
+        lock::acquire(&self.shared.lock_scope, &name, lock.is_blocking)
+    }
+
+    fn watch(&self, callback: WatchCallback) -> tantivy::Result<WatchHandle> {
+        let handle = self.shared.watcher.subscribe(callback);
+        if self.shared.watcher.start_polling() {
+            watch::Pollable::poll(self.shared.as_ref());
+            watch::spawn_poller(
+                Arc::downgrade(&self.shared),
+                self.shared.options.watch_interval,
+            )
+            .map_err(|e| tantivy::TantivyError::SystemError(e.to_string()))?;
+        }
+        Ok(handle)
+    }
+}

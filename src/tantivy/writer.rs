@@ -1,0 +1,177 @@
+//! [`SegmentWriter`]: tantivy's `open_write`, streamed into a blob as it is written.
+//!
+//! Bytes are gathered into chunks of [`CHUNK`] and handed to an upload task on the bridge
+//! runtime through a small bounded channel, so memory stays bounded whatever the file's
+//! size. The upload hashes as it goes (BLAKE3); `terminate` waits for the blob to be
+//! durable and registers the file as written-but-uncommitted. A file that never fills a
+//! chunk is staged in one go (inline in the manifest when it is small).
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tantivy::directory::{AntiCallToken, TerminatingWrite};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{runtime, to_io, Shared};
+use crate::error::{Error, Result};
+use crate::manifest::FileEntry;
+
+/// Size of the chunks sent to the upload.
+const CHUNK: usize = 1024 * 1024;
+/// Chunks in flight between the writer and the upload.
+const IN_FLIGHT: usize = 2;
+
+enum Msg {
+    Chunk(Bytes),
+    Finish,
+}
+
+struct Upload {
+    tx: mpsc::Sender<Msg>,
+    task: JoinHandle<Result<FileEntry>>,
+}
+
+/// A file being written through the adapter. Dropping it without `terminate` discards
+/// what was written and frees the name.
+pub(crate) struct SegmentWriter {
+    shared: Arc<Shared>,
+    name: String,
+    buf: Vec<u8>,
+    upload: Option<Upload>,
+    finished: bool,
+}
+
+impl SegmentWriter {
+    pub(crate) fn new(shared: Arc<Shared>, name: String) -> Self {
+        SegmentWriter {
+            shared,
+            name,
+            buf: Vec::new(),
+            upload: None,
+            finished: false,
+        }
+    }
+
+    fn start_upload(&self) -> Result<Upload> {
+        let (tx, mut rx) = mpsc::channel::<Msg>(IN_FLIGHT);
+        let store = self.shared.store.clone();
+        let task = runtime::spawn(async move {
+            let mut writer = store.blobs().writer().await?;
+            loop {
+                match rx.recv().await {
+                    Some(Msg::Chunk(chunk)) => {
+                        if let Err(e) = writer.write(chunk).await {
+                            let _ = writer.abort().await;
+                            return Err(e);
+                        }
+                    }
+                    Some(Msg::Finish) => {
+                        let (id, size) = writer.finish().await?;
+                        return Ok(FileEntry::blob(id, size));
+                    }
+                    // The writer was dropped without terminate.
+                    None => {
+                        writer.abort().await?;
+                        return Err(Error::backend("writing a tantivy file", "abandoned"));
+                    }
+                }
+            }
+        })?;
+        Ok(Upload { tx, task })
+    }
+
+    /// Sends one message to the upload; if the upload already failed, returns its error.
+    fn send(&mut self, msg: Msg) -> io::Result<()> {
+        let upload = match self.upload.as_mut() {
+            Some(u) => u,
+            None => {
+                let started = self.start_upload().map_err(to_io)?;
+                self.upload.insert(started)
+            }
+        };
+        if futures::executor::block_on(upload.tx.send(msg)).is_ok() {
+            return Ok(());
+        }
+        // The task ended early: it failed, and its result says why.
+        match self.upload.take() {
+            Some(u) => match futures::executor::block_on(u.task) {
+                Ok(Err(e)) => Err(to_io(e)),
+                Ok(Ok(_)) => Err(io::Error::other("upload finished unexpectedly")),
+                Err(e) => Err(io::Error::other(e.to_string())),
+            },
+            None => Err(io::Error::other("upload missing")),
+        }
+    }
+
+    fn send_full_chunks(&mut self) -> io::Result<()> {
+        while self.buf.len() >= CHUNK {
+            let rest = self.buf.split_off(CHUNK);
+            let chunk = std::mem::replace(&mut self.buf, rest);
+            self.send(Msg::Chunk(Bytes::from(chunk)))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<FileEntry> {
+        let data = Bytes::from(std::mem::take(&mut self.buf));
+        if self.upload.is_none() {
+            let store = self.shared.store.clone();
+            return runtime::run(async move { store.stage_bytes(data).await }).map_err(to_io);
+        }
+        if !data.is_empty() {
+            self.send(Msg::Chunk(data))?;
+        }
+        self.send(Msg::Finish)?;
+        let upload = self
+            .upload
+            .take()
+            .ok_or_else(|| io::Error::other("upload missing"))?;
+        match futures::executor::block_on(upload.task) {
+            Ok(result) => result.map_err(to_io),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+impl Write for SegmentWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.finished {
+            return Err(io::Error::other("write after terminate"));
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(CHUNK.min(data.len().max(64 * 1024)));
+        }
+        self.buf.extend_from_slice(data);
+        self.send_full_chunks()?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Nothing becomes visible before `terminate`, so there is nothing to push early.
+        Ok(())
+    }
+}
+
+impl TerminatingWrite for SegmentWriter {
+    fn terminate_ref(&mut self, _: AntiCallToken) -> io::Result<()> {
+        if self.finished {
+            return Err(io::Error::other("terminate called twice"));
+        }
+        let entry = self.finish()?;
+        self.finished = true;
+        self.shared.finish_write(&self.name, entry);
+        Ok(())
+    }
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropping the upload's sender makes its task abort the partial blob.
+            self.upload = None;
+            self.shared.abandon_write(&self.name);
+        }
+    }
+}
