@@ -24,7 +24,7 @@ fn path(round: usize, i: usize) -> StoragePath {
 
 fn content(round: usize, i: usize) -> Vec<u8> {
     // Alternate inline-sized and blob-sized files.
-    let len = if i % 2 == 0 { 100 } else { 150_000 };
+    let len = if i.is_multiple_of(2) { 100 } else { 150_000 };
     (0..len)
         .map(|k| (k as u8) ^ (i as u8) ^ (round as u8))
         .collect()
