@@ -228,7 +228,10 @@ impl Trees {
                 files: pages.iter().map(|p| p.files).sum(),
                 bytes: pages.iter().map(|p| p.bytes).sum(),
             };
-            let encoded = EncodedNode::new(encode_shard(&ShardNode { pages })?);
+            let node = ShardNode { pages };
+            let encoded = EncodedNode::new(encode_shard(&node)?);
+            // The next commit starts from these nodes: keep them instead of reading back.
+            self.shards.insert(encoded.id, Arc::new(node));
             shards.insert(
                 key.clone(),
                 ShardRef {
@@ -278,7 +281,9 @@ impl Trees {
                     files: chunk.len() as u64,
                     bytes: chunk.iter().map(|(_, e)| e.size).sum(),
                 };
-                let encoded = EncodedNode::new(encode_page(&Page { entries: chunk })?);
+                let page = Page { entries: chunk };
+                let encoded = EncodedNode::new(encode_page(&page)?);
+                self.pages.insert(encoded.id, Arc::new(page));
                 pages.push(PageRef {
                     page: encoded.id,
                     ..page_ref

@@ -96,6 +96,7 @@ impl Store {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let probed_at = StagedAt::now();
             let head = self.refresh(&c).await?;
             let (shards, nodes) = match &plan {
                 Plan::Ops { ops, base } => {
@@ -140,9 +141,14 @@ impl Store {
                 }
             }
             let attempt_result = self.try_commit(&root, nodes).await?;
+            // Retention never deletes versions younger than `version_min_age`, so if this
+            // attempt took less than that from probing (version N+1 absent) to creating it,
+            // N+1 cannot be a deleted version re-created: the boundary read is skipped.
             let attempt_result = match attempt_result {
-                Attempt::Won => self.check_boundary(&root).await?,
-                lost => lost,
+                Attempt::Won if probed_at.elapsed() >= self.inner.options.version_min_age => {
+                    self.check_boundary(&root).await?
+                }
+                other => other,
             };
             match attempt_result {
                 Attempt::Won => {
