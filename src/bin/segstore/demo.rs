@@ -1,147 +1,238 @@
-//! `segstore demo`: the main job on the embedded local store, end to end in seconds.
+//! `segstore demo`: the main job, end to end in seconds on the embedded local store.
+//!
+//! 1. index a sample corpus (segstore's own documentation, shipped in the binary) with
+//!    Tantivy through the segstore `Directory` adapter;
+//! 2. commit (one manifest version holds the whole Tantivy commit);
+//! 3. take a snapshot;
+//! 4. rename and delete segment files, as a bad deploy might;
+//! 5. restore the snapshot;
+//! 6. run GC and verify;
+//! 7. search;
+//! 8. print a summary.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use segstore::{keys, Result, SegmentStorage, StorageBackend, StoragePath, Store};
+use segstore::gc::{GcOptions, VerifyOptions};
+use segstore::{
+    Error, Result, SegmentStorage, StorageBackend, StoragePath, Store, TantivyStorageAdapter,
+    Target,
+};
 use serde_json::json;
+use tantivy::collector::TopDocs;
+use tantivy::query::QueryParser;
+use tantivy::schema::{Schema, Value, STORED, TEXT};
+use tantivy::{doc, Index, IndexWriter, ReloadPolicy, TantivyDocument};
 
-const COLLECTION: &str = "demo-products";
+const COLLECTION: &str = "demo";
+const SHARD: &str = "shard_0";
+const SNAPSHOT: &str = "after-indexing";
 
-fn seg(shard: &str, name: &str) -> StoragePath {
-    StoragePath::new(COLLECTION, StorageBackend::Tantivy, shard, name)
+/// The sample corpus: segstore's own documents.
+const CORPUS: [(&str, &str); 5] = [
+    ("README.md", include_str!("../../../README.md")),
+    (
+        "ARCHITECTURE.md",
+        include_str!("../../../docs/ARCHITECTURE.md"),
+    ),
+    ("FORMAT.md", include_str!("../../../docs/FORMAT.md")),
+    ("OPERATIONS.md", include_str!("../../../docs/OPERATIONS.md")),
+    ("lib.rs", include_str!("../../../src/lib.rs")),
+];
+
+/// Paragraphs of the corpus, as (title, body) documents.
+fn documents() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (file, text) in CORPUS {
+        for (i, para) in text.split("\n\n").enumerate() {
+            let body = para.trim();
+            if body.len() > 40 {
+                out.push((format!("{file} #{i}"), body.to_owned()));
+            }
+        }
+    }
+    out
 }
 
-/// Deterministic pseudo-random bytes standing in for a segment file.
-fn segment_bytes(len: usize, seed: u64) -> Bytes {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    Bytes::from(
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect::<Vec<u8>>(),
-    )
+fn tantivy_err(e: impl std::fmt::Display) -> Error {
+    Error::backend("running tantivy", e.to_string())
 }
 
 /// Runs the demo and prints what happened.
 pub async fn run(store: &Store, location: &str, json: bool) -> Result<()> {
     let started = Instant::now();
-    let mut log = Vec::new();
+    let mut steps = Vec::new();
     let mut say = |line: String| {
         if !json {
             println!("{line}");
         }
-        log.push(line);
+        steps.push(line);
     };
     say(format!("segstore demo in {location}"));
+    let shared: Arc<dyn SegmentStorage> = Arc::new(store.clone());
+    let adapter = TantivyStorageAdapter::open(shared, COLLECTION, SHARD).await?;
 
-    // 1. Write segment files: one commit each. The same dictionary in two shards is stored once.
-    let dictionary = segment_bytes(3 * 1024 * 1024, 7);
-    for (shard, name, data) in [
-        ("shard_0", "seg_0001.idx", segment_bytes(2 * 1024 * 1024, 1)),
-        ("shard_0", "terms.dict", dictionary.clone()),
-        ("shard_1", "seg_0001.idx", segment_bytes(1024 * 1024, 2)),
-        ("shard_1", "terms.dict", dictionary.clone()),
-    ] {
-        let info = store.write_bytes(&seg(shard, name), data.clone()).await?;
-        say(format!(
-            "  write  {}  ({} bytes) -> version {}",
-            seg(shard, name),
-            data.len(),
-            info.version
-        ));
-    }
-    let vectors = StoragePath::unsharded(COLLECTION, StorageBackend::Vector, "hnsw.bin");
-    store.write(&vectors, &segment_bytes(512 * 1024, 3)).await?;
-    say(format!("  write  {vectors}"));
-
-    // 2. An atomic multi-file commit, as a search engine publishes a new segment.
-    let mut tx = store.transaction(COLLECTION).await?;
-    tx.put(
-        &seg("shard_0", "seg_0002.idx"),
-        segment_bytes(256 * 1024, 4),
-    )
-    .await?;
-    tx.put(
-        &seg("shard_0", "meta.json"),
-        Bytes::from_static(br#"{"segments":["seg_0001","seg_0002"]}"#),
-    )
-    .await?;
-    tx.delete(&seg("shard_0", "seg_0000.tmp"))?;
-    let info = tx.commit().await?;
+    // 1-2. Index and commit: Tantivy's meta.json write is the segstore commit.
+    let docs = documents();
+    let doc_count = docs.len();
+    let indexing = adapter.clone();
+    let segment_files = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let mut builder = Schema::builder();
+        let title = builder.add_text_field("title", TEXT | STORED);
+        let body = builder.add_text_field("body", TEXT | STORED);
+        let index =
+            Index::create(indexing, builder.build(), Default::default()).map_err(tantivy_err)?;
+        let mut writer: IndexWriter = index.writer(50_000_000).map_err(tantivy_err)?;
+        for (t, b) in &docs {
+            writer
+                .add_document(doc!(title => t.as_str(), body => b.as_str()))
+                .map_err(tantivy_err)?;
+        }
+        writer.commit().map_err(tantivy_err)?;
+        Ok(index.searchable_segment_ids().map_err(tantivy_err)?.len())
+    })
+    .await
+    .map_err(tantivy_err)??;
+    let committed = store.head(COLLECTION).await?;
     say(format!(
-        "  commit seg_0002.idx + meta.json atomically -> version {}",
-        info.version
+        "1-2. indexed {doc_count} paragraphs into {segment_files} segment(s); committed as version {}",
+        committed.version
     ));
 
-    // 3. Rename: an atomic manifest swap, no data copied.
-    let from = seg("shard_1", "seg_0001.idx");
-    let to = seg("shard_1", "seg_0001.merged");
-    if store.exists(&from).await? {
-        store.rename(&from, &to).await?;
-        say(format!("  rename {from} -> {to}"));
-    }
-
-    // 4. Read back, verified against BLAKE3.
-    let read = store.read(&seg("shard_0", "terms.dict")).await?;
-    let verified = read == dictionary;
-    say(format!(
-        "  read   {} ({} bytes, hash verified: {verified})",
-        seg("shard_0", "terms.dict"),
-        read.len()
-    ));
-
-    // 5. List.
-    let listed = store
-        .list(&StoragePath::unsharded(
-            COLLECTION,
-            StorageBackend::Tantivy,
-            "",
-        ))
+    // 3. Snapshot.
+    let _ = store.delete_snapshot(COLLECTION, SNAPSHOT).await; // a previous run's
+    let snap = store
+        .create_snapshot(COLLECTION, SNAPSHOT, None, None)
         .await?;
     say(format!(
-        "  list   {COLLECTION}/tantivy: {} files",
-        listed.len()
+        "3.   snapshot {SNAPSHOT:?} pins version {}",
+        snap.version
     ));
-    for p in &listed {
-        say(format!("           {p}"));
+
+    // 4. Damage: rename one segment file and delete the others.
+    let prefix = StoragePath::new(COLLECTION, StorageBackend::Tantivy, SHARD, "");
+    let files = store.list(&prefix).await?;
+    let segments: Vec<_> = files
+        .iter()
+        .filter(|p| !p.segment.ends_with(".json"))
+        .cloned()
+        .collect();
+    if let Some(first) = segments.first() {
+        let renamed = StoragePath {
+            segment: format!("{}.moved", first.segment),
+            ..first.clone()
+        };
+        store.rename(first, &renamed).await?;
+        for p in &segments[1..] {
+            store.delete(p).await?;
+        }
+        say(format!(
+            "4.   renamed {} and deleted {} more segment files (the index is now broken)",
+            first.segment,
+            segments.len() - 1
+        ));
     }
 
-    // 6. Summary.
+    // 5. Restore.
+    let restored = store
+        .restore(COLLECTION, &Target::Snapshot(SNAPSHOT.into()))
+        .await?;
+    say(format!(
+        "5.   restored {SNAPSHOT:?} as version {} (history kept)",
+        restored.version
+    ));
+
+    // 6. GC and verify.
+    let gc = store.gc(&GcOptions::default()).await?;
+    let verify = store.verify(&VerifyOptions::default()).await?;
+    say(format!(
+        "6.   gc: {} blobs deleted, {} young unreferenced kept (grace period); verify: {} of {} blobs checked, {}",
+        gc.blobs_deleted,
+        gc.young_unreferenced,
+        verify.blobs_checked,
+        verify.blobs_referenced,
+        if verify.is_healthy() { "healthy" } else { "DAMAGED" }
+    ));
+
+    // 7. Search the restored index.
+    let searching = adapter.clone();
+    let hits = tokio::task::spawn_blocking(move || -> Result<Vec<(f32, String)>> {
+        let index = Index::open(searching).map_err(tantivy_err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(tantivy_err)?;
+        let schema = index.schema();
+        let title = schema.get_field("title").map_err(tantivy_err)?;
+        let body = schema.get_field("body").map_err(tantivy_err)?;
+        let query = QueryParser::for_index(&index, vec![title, body])
+            .parse_query("\"content addressed\" OR crash")
+            .map_err(tantivy_err)?;
+        let searcher = reader.searcher();
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(3).order_by_score())
+            .map_err(tantivy_err)?;
+        let mut out = Vec::new();
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_err)?;
+            let t = doc
+                .get_first(title)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned();
+            out.push((score, t));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(tantivy_err)??;
+    say(format!(
+        "7.   search '\"content addressed\" OR crash': {} hits",
+        hits.len()
+    ));
+    for (score, title) in &hits {
+        say(format!("       {score:>6.2}  {title}"));
+    }
+
+    // 8. Summary.
+    let stats = store.stats().await?;
     let head = store.head(COLLECTION).await?;
-    let blobs = store.backend().list(keys::BLOBS_PREFIX).await?;
-    let physical: u64 = blobs.iter().map(|b| b.size).sum();
-    let logical = head.total_bytes();
     let elapsed = started.elapsed();
     if json {
         println!(
             "{}",
             json!({
                 "collection": COLLECTION,
+                "documents": doc_count,
                 "version": head.version,
                 "files": head.file_count(),
-                "logical_bytes": logical,
-                "blobs": blobs.len(),
-                "physical_bytes": physical,
-                "verified": verified,
+                "logical_bytes": stats.logical_bytes,
+                "blobs": stats.blobs,
+                "physical_bytes": stats.physical_bytes,
+                "healthy": verify.is_healthy(),
+                "hits": hits.len(),
                 "elapsed_ms": elapsed.as_millis() as u64,
-                "steps": log,
+                "steps": steps,
             })
         );
     } else {
         println!(
-            "summary: version {}, {} files, {} logical bytes in {} blobs of {} bytes (dedup), {:.2?}",
+            "8.   summary: version {}, {} files, {} logical bytes in {} blobs of {} bytes, {} hits, {:.2?}",
             head.version,
             head.file_count(),
-            logical,
-            blobs.len(),
-            physical,
+            stats.logical_bytes,
+            stats.blobs,
+            stats.physical_bytes,
+            hits.len(),
             elapsed
         );
+    }
+    if hits.is_empty() || !verify.is_healthy() {
+        return Err(Error::backend(
+            "running the demo",
+            "the restored index did not answer",
+        ));
     }
     Ok(())
 }
