@@ -225,7 +225,10 @@ mod tests {
         assert_eq!(parse_manifest_version("00000000000000000007"), Some(7));
         assert_eq!(parse_manifest_version("_latest"), None);
         assert_eq!(id_from_key(blob(&id).as_str()), Some(id));
-        assert_eq!(outboard(&id).as_str(), format!("blobs/{}/{hex}.obao", &hex[..2]));
+        assert_eq!(
+            outboard(&id).as_str(),
+            format!("blobs/{}/{hex}.obao", &hex[..2])
+        );
         assert_eq!(id_from_key(outboard(&id).as_str()), None);
         assert_eq!(outboard_id_from_key(outboard(&id).as_str()), Some(id));
         assert_eq!(outboard_id_from_key(blob(&id).as_str()), None);

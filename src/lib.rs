@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod blob;
+pub mod cache;
 pub mod error;
 pub mod gc;
 pub mod hash;
@@ -30,14 +31,15 @@ pub mod storage;
 pub mod store;
 
 pub use backend::s3::{S3Config, S3Credentials};
+pub use cache::{CacheStats, CachingBackend};
 pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use path::{StorageBackend, StoragePath};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::SegmentStorage;
 pub use store::{
-    CommitInfo, FileMeta, LocalStorage, Op, S3Storage, SegmentFile, Store, StoreOptions,
-    Transaction,
+    CachedStorage, CommitInfo, FileMeta, LocalStorage, Op, S3Storage, SegmentFile, Store,
+    StoreOptions, Transaction,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -76,7 +76,11 @@ fn root_of(leaves: &[ChainingValue]) -> Option<BlobId> {
     }
     let split = split_point(leaves.len());
     let (l, r) = (merge(&leaves[..split]), merge(&leaves[split..]));
-    Some(BlobId::from(hazmat::merge_subtrees_root(&l, &r, Mode::Hash)))
+    Some(BlobId::from(hazmat::merge_subtrees_root(
+        &l,
+        &r,
+        Mode::Hash,
+    )))
 }
 
 impl Outboard {
@@ -154,11 +158,11 @@ impl Outboard {
     /// Checks `data`, the bytes of the blob starting at the group boundary `start`
     /// (as returned for [`aligned`](Self::aligned)), against the leaves.
     pub fn verify(&self, start: u64, data: &[u8]) -> bool {
-        if start % GROUP != 0 || start + data.len() as u64 > self.size {
+        if !start.is_multiple_of(GROUP) || start + data.len() as u64 > self.size {
             return false;
         }
         let end = start + data.len() as u64;
-        if end != self.size && data.len() as u64 % GROUP != 0 {
+        if end != self.size && !(data.len() as u64).is_multiple_of(GROUP) {
             return false;
         }
         let first = (start / GROUP) as usize;
@@ -229,7 +233,15 @@ mod tests {
     #[test]
     fn root_matches_blake3_for_many_sizes() {
         let g = GROUP as usize;
-        for len in [g + 1, 2 * g, 2 * g + 1, 3 * g - 5, 5 * g, 16 * g + 1000, 33 * g] {
+        for len in [
+            g + 1,
+            2 * g,
+            2 * g + 1,
+            3 * g - 5,
+            5 * g,
+            16 * g + 1000,
+            33 * g,
+        ] {
             let d = data(len);
             let ob = Outboard::compute(&d).expect("two groups at least");
             assert_eq!(ob.root(), BlobId::of(&d), "len {len}");
