@@ -14,8 +14,10 @@
 //! `used` never exceeds the budget. Streaming uploads write into `tmp/` before they know
 //! whether they will fit: those files (the "fills in flight") are the only excess.
 //!
-//! **Readers are never undercut.** An entry whose memory map is alive (a handle, a
-//! `Bytes` slice of it) is pinned: eviction skips it. If only pinned entries are left, the
+//! **Readers are never undercut.** An entry keeps its file's memory map once mapped (hot
+//! reads then cost no system call); while any reader holds a `Bytes` of that map (a
+//! `SegmentFile`, a slice), the entry is pinned (`Arc::strong_count > 1`) and eviction
+//! skips it. If only pinned entries are left, the
 //! new object is served without being cached instead of breaking the budget. Deleting an
 //! object (GC) unlinks even a mapped file: on Linux the mapping keeps its pages.
 //!
@@ -29,7 +31,7 @@ use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -55,8 +57,18 @@ struct Entry {
     size: u64,
     tick: u64,
     verified: bool,
-    /// The live mapping, if any reader holds one: pins the entry.
-    mapping: Weak<memmap2::Mmap>,
+    /// The file's mapping once it was mapped, shared by every `Bytes` handed out, so
+    /// that hot reads cost no system call. Pinned while anyone else holds it.
+    mapping: Option<Arc<memmap2::Mmap>>,
+}
+
+impl Entry {
+    /// True while a reader holds the mapping (the entry's own reference aside).
+    fn pinned(&self) -> bool {
+        self.mapping
+            .as_ref()
+            .is_some_and(|m| Arc::strong_count(m) > 1)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -152,7 +164,7 @@ impl L1 {
                         size,
                         tick,
                         verified: false,
-                        mapping: Weak::new(),
+                        mapping: None,
                     },
                 );
             }
@@ -186,7 +198,7 @@ impl L1 {
     /// The live mapping of `key`, if a reader already holds one: no system call.
     pub fn mapped(&self, key: &ObjectKey) -> Option<Bytes> {
         let st = self.lock();
-        let map = st.entries.get(key.as_str())?.mapping.upgrade()?;
+        let map = st.entries.get(key.as_str())?.mapping.clone()?;
         Some(Bytes::from_owner(Pin(map)))
     }
 
@@ -223,9 +235,9 @@ impl L1 {
         let map = Arc::new(map);
         let mut st = self.lock();
         if let Some(e) = st.entries.get_mut(key.as_str()) {
-            match e.mapping.upgrade() {
-                Some(existing) => return Ok(Some(Bytes::from_owner(Pin(existing)))),
-                None => e.mapping = Arc::downgrade(&map),
+            match &e.mapping {
+                Some(existing) => return Ok(Some(Bytes::from_owner(Pin(existing.clone())))),
+                None => e.mapping = Some(map.clone()),
             }
         }
         Ok(Some(Bytes::from_owner(Pin(map))))
@@ -300,7 +312,7 @@ impl L1 {
                 size,
                 tick,
                 verified: true,
-                mapping: Weak::new(),
+                mapping: None,
             },
         );
         if let Some(old) = old {
@@ -348,7 +360,7 @@ impl L1 {
                 break;
             }
             match st.entries.get(key) {
-                Some(e) if e.mapping.strong_count() == 0 => {
+                Some(e) if !e.pinned() => {
                     victims.push(key.clone());
                     freed += e.size;
                 }
