@@ -1,6 +1,5 @@
-//! `CachedStorage`: write-through, verified reads, corruption in L1 and L2, restart,
-//! single flight, bounded range reads, pinned mappings, and a budget proptest. The main
-//! scenarios run over a local L2 and over S3 (moto).
+//! `CachedStorage`: write-through, verified reads, corruption in L1 and L2, restart, single
+//! flight, bounded ranges, pinned maps, a budget proptest; on a local L2 and S3 (moto).
 
 #[path = "support/counting.rs"]
 mod counting;
@@ -128,7 +127,6 @@ async fn write_through_and_restart(raw: Arc<dyn ObjectBackend>) {
     {
         let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
         cache.write(&p, &data).await.unwrap();
-        // Acknowledged means durable in L2, independent of the cache.
         assert_eq!(raw.get(&keys::blob(&id)).await.unwrap(), data);
         assert_eq!(cache.read(&p).await.unwrap(), data);
         let file = cache.open_file(&p).await.unwrap();
@@ -145,15 +143,12 @@ async fn write_through_and_restart(raw: Arc<dyn ObjectBackend>) {
         assert_eq!(l2.of(&keys::blob(&id)).gets, 0);
         assert_eq!(cache.cache_stats().verification_failures, 0);
     }
-    // An empty L1: one verified fetch, then hits.
     let cache = open(&tmp.path().join("fresh"), 64 * MIB as u64, l2.clone()).await;
     assert_eq!(cache.read(&p).await.unwrap(), data);
     assert_eq!(cache.read(&p).await.unwrap(), data);
     let r = l2.of(&keys::blob(&id));
     assert_eq!((r.gets, r.bytes), (1, data.len() as u64));
-    let stats = cache.cache_stats();
-    assert_eq!(stats.misses, stats.misses.min(8), "{stats:?}");
-    assert!(stats.bytes_from_l2 >= data.len() as u64);
+    assert!(cache.cache_stats().bytes_from_l2 >= data.len() as u64);
 }
 
 async fn corrupt_l2_is_an_error_and_not_cached(raw: Arc<dyn ObjectBackend>) {
@@ -229,7 +224,6 @@ async fn damaged_l1_is_evicted_and_refetched(raw: Arc<dyn ObjectBackend>) {
     flip(&file, 99);
     assert_eq!(cache.read(&p).await.unwrap(), data);
     assert_eq!(l2.of(&keys::blob(&id)).gets, 4);
-    // Deleted underneath while running: a miss, refetched.
     std::fs::remove_file(&file).unwrap();
     assert_eq!(cache.read(&p).await.unwrap(), data);
     assert_eq!(l2.of(&keys::blob(&id)).gets, 5);
@@ -431,19 +425,15 @@ mod budget_proptest {
 
     fn config() -> ProptestConfig {
         ProptestConfig {
-            cases: support_cases(12),
+            cases: std::env::var("SEGSTORE_PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(12),
             failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
                 "proptest-regressions/cache.txt",
             ))),
             ..ProptestConfig::default()
         }
-    }
-
-    fn support_cases(default: u32) -> u32 {
-        std::env::var("SEGSTORE_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
     }
 
     async fn run(ops: Vec<Op>) {
