@@ -38,11 +38,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::backend::local::LocalBackend;
+use crate::backend::s3::S3Backend;
 use crate::backend::s3::S3Config;
+use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
 use crate::gc::{GcOptions, RetentionPolicy, DEFAULT_GRACE};
 use crate::storage::SegmentStorage;
-use crate::store::{LocalStorage, S3Storage, Store};
+use crate::store::{CachedStorage, LocalStorage, S3Storage, Store, StoreOptions};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -336,7 +339,7 @@ impl StorageConfig {
         Ok(match self.storage.backend {
             BackendKind::Local => Arc::new(self.open_local().await?),
             BackendKind::S3 => Arc::new(self.open_s3().await?),
-            BackendKind::Cached => Arc::new(self.open_store().await?),
+            BackendKind::Cached => Arc::new(self.open_cached().await?),
         })
     }
 
@@ -345,9 +348,7 @@ impl StorageConfig {
         match self.storage.backend {
             BackendKind::Local => Ok(self.open_local().await?.store().clone()),
             BackendKind::S3 => Ok(self.open_s3().await?.store().clone()),
-            BackendKind::Cached => Err(Error::Unsupported(
-                "the cached backend is not available in this build".into(),
-            )),
+            BackendKind::Cached => Ok(self.open_cached().await?.store().clone()),
         }
     }
 
@@ -359,6 +360,36 @@ impl StorageConfig {
             .as_ref()
             .ok_or_else(|| Error::InvalidConfig("missing [storage.local] section".into()))?;
         LocalStorage::open(&local.data_dir).await
+    }
+
+    async fn open_cached(&self) -> Result<CachedStorage> {
+        self.validate()?;
+        let cached = self
+            .storage
+            .cached
+            .as_ref()
+            .ok_or_else(|| Error::InvalidConfig("missing [storage.cached] section".into()))?;
+        let l2: Arc<dyn ObjectBackend> = match cached.l2_backend {
+            BackendKind::S3 => {
+                let s3 = self.storage.s3.clone().ok_or_else(|| {
+                    Error::InvalidConfig("l2_backend = \"s3\" needs [storage.s3]".into())
+                })?;
+                Arc::new(S3Backend::connect(s3).await?)
+            }
+            BackendKind::Local => {
+                let local = self.storage.local.as_ref().ok_or_else(|| {
+                    Error::InvalidConfig("l2_backend = \"local\" needs [storage.local]".into())
+                })?;
+                Arc::new(LocalBackend::open(&local.data_dir).await?)
+            }
+            BackendKind::Cached => {
+                return Err(Error::InvalidConfig(
+                    "storage.cached.l2_backend must be s3 or local".into(),
+                ))
+            }
+        };
+        let bytes = (cached.l1_max_size_gb * (1u64 << 30) as f64) as u64;
+        CachedStorage::open(&cached.l1_path, bytes, l2, StoreOptions::default()).await
     }
 
     async fn open_s3(&self) -> Result<S3Storage> {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! blobs/<aa>/<64-hex>                  immutable file content, named by its BLAKE3 hash
+//! blobs/<aa>/<64-hex>.obao             outboard of a large blob, for verified range reads
 //! trees/<aa>/<64-hex>                  immutable manifest tree node (shard index or page)
 //! manifests/<collection>/<20-digit N>  manifest root of version N, created put-if-absent
 //! manifests/<collection>/_latest       hint: a recent version number, never authoritative
@@ -107,10 +108,26 @@ pub fn tree(id: &BlobId) -> ObjectKey {
     ObjectKey(format!("{TREES_PREFIX}{}/{hex}", &hex[..2]))
 }
 
-/// Parses the id out of a blob or tree key (`blobs/ab/<hex>`), if it is one.
+/// Suffix of an outboard's key: `blobs/<aa>/<hex>.obao`.
+pub const OUTBOARD_SUFFIX: &str = ".obao";
+
+/// Key of the outboard of blob `id` (see [`crate::blob::outboard`]).
+pub fn outboard(id: &BlobId) -> ObjectKey {
+    ObjectKey(format!("{}{OUTBOARD_SUFFIX}", blob(id)))
+}
+
+/// Parses the id out of a blob or tree key (`blobs/ab/<hex>`), if it is one. Outboard keys
+/// (`<hex>.obao`) are not blob keys and give `None`; see [`outboard_id_from_key`].
 pub fn id_from_key(key: &str) -> Option<BlobId> {
     let name = key.rsplit('/').next()?;
     name.parse().ok()
+}
+
+/// Parses the id of the blob an outboard key (`blobs/ab/<hex>.obao`) belongs to.
+pub fn outboard_id_from_key(key: &str) -> Option<BlobId> {
+    key.strip_prefix(BLOBS_PREFIX)?
+        .strip_suffix(OUTBOARD_SUFFIX)
+        .and_then(id_from_key)
 }
 
 /// Folder of a collection's manifest versions, ending in `/`.
@@ -208,6 +225,13 @@ mod tests {
         assert_eq!(parse_manifest_version("00000000000000000007"), Some(7));
         assert_eq!(parse_manifest_version("_latest"), None);
         assert_eq!(id_from_key(blob(&id).as_str()), Some(id));
+        assert_eq!(
+            outboard(&id).as_str(),
+            format!("blobs/{}/{hex}.obao", &hex[..2])
+        );
+        assert_eq!(id_from_key(outboard(&id).as_str()), None);
+        assert_eq!(outboard_id_from_key(outboard(&id).as_str()), Some(id));
+        assert_eq!(outboard_id_from_key(blob(&id).as_str()), None);
     }
 
     #[test]

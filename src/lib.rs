@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod blob;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod gc;
@@ -34,6 +35,7 @@ pub mod transfer;
 
 pub use crate::tantivy::{TantivyAdapterOptions, TantivyStorageAdapter};
 pub use backend::s3::{S3Config, S3Credentials};
+pub use cache::{CacheStats, CachingBackend};
 pub use config::StorageConfig;
 pub use error::{Error, Result};
 pub use hash::BlobId;
@@ -41,8 +43,8 @@ pub use path::{StorageBackend, StoragePath};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::{core_store, SegmentStorage};
 pub use store::{
-    CommitInfo, FileMeta, LocalStorage, Op, S3Storage, SegmentFile, Store, StoreOptions,
-    Transaction,
+    CachedStorage, CommitInfo, FileMeta, LocalStorage, Op, S3Storage, SegmentFile, Store,
+    StoreOptions, Transaction,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -60,5 +60,8 @@ pub fn core_store(storage: &dyn SegmentStorage) -> Option<Store> {
     if let Some(s3) = any.downcast_ref::<crate::store::S3Storage>() {
         return Some(s3.store().clone());
     }
+    if let Some(cached) = any.downcast_ref::<crate::store::CachedStorage>() {
+        return Some(cached.store().clone());
+    }
     None
 }

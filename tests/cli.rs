@@ -204,3 +204,17 @@ async fn every_command_on_s3() {
         "nothing written locally"
     );
 }
+
+#[test]
+fn every_command_on_the_cached_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cached.toml"),
+        "[storage]\nbackend = \"cached\"\n[storage.local]\ndata_dir = \"l2\"\n\
+         [storage.cached]\nl1_path = \"l1\"\nl1_max_size_gb = 0.01\nl2_backend = \"local\"\n",
+    )
+    .unwrap();
+    tour(&["--config", "cached.toml"], dir.path());
+    assert!(dir.path().join("l2/blobs").is_dir(), "L2 holds the data");
+    assert!(dir.path().join("l1").is_dir(), "L1 was used");
+}

@@ -68,6 +68,23 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// True when large blobs should be written with an outboard (`<hex>.obao`) so that
+    /// readers can verify ranges fetched from this backend: remote stores and caches in
+    /// front of them. False (the default) for local disk, where ranges are never fetched
+    /// across a trust boundary.
+    fn wants_outboards(&self) -> bool {
+        false
+    }
+
+    /// Called by the blob layer when the bytes it got for `key` failed verification. A
+    /// backend that keeps a copy it could have served wrongly (a cache) drops that copy
+    /// and returns true, so that one retry reads from the source of truth. The default
+    /// keeps nothing and returns false.
+    async fn evict_damaged(&self, key: &ObjectKey) -> bool {
+        let _ = key;
+        false
+    }
+
     /// Reads a whole object. A missing object is [`Error::NotFound`](crate::Error::NotFound).
     async fn get(&self, key: &ObjectKey) -> Result<Bytes>;
 

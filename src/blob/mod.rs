@@ -3,6 +3,13 @@
 //! Writing the same bytes twice (from any shard or collection) stores them once: the
 //! second writer finds the blob already there and only refreshes its age, so that a GC
 //! running at the same moment treats it as new (see `docs/ARCHITECTURE.md`, GC safety).
+//!
+//! On backends that [want outboards](ObjectBackend::wants_outboards) (S3, the cache), a
+//! blob of at least [`outboard::OUTBOARD_MIN`] bytes is written together with its outboard,
+//! which lets readers verify ranges of it; the outboard is stored first, so a blob never
+//! lacks one because of a crash (an orphan outboard is swept by GC like an orphan blob).
+
+pub mod outboard;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,6 +21,7 @@ use crate::backend::{ObjectBackend, Upload};
 use crate::error::{Error, Result};
 use crate::hash::{update_hasher, BlobId};
 use crate::keys;
+use outboard::{Outboard, OutboardBuilder, OUTBOARD_MIN};
 
 /// By default a dedup hit refreshes a blob's age when it is older than this, keeping it
 /// well inside the GC grace period without a write on every hit.
@@ -47,8 +55,9 @@ impl BlobStore {
         if self.backend.cheap_staging() && data.len() >= OVERLAP_MIN {
             return self.put_overlapped(data).await;
         }
-        let id = hash_off_thread(data.clone()).await?;
+        let (id, outboard) = self.hash_for_put(data.clone()).await?;
         if !self.reuse_existing(&id).await? {
+            self.put_outboard(&id, outboard).await?;
             self.backend.put(&keys::blob(&id), data).await?;
         }
         Ok(id)
@@ -63,8 +72,8 @@ impl BlobStore {
             upload.write(to_write).await?;
             upload.prepare().await
         };
-        let (staged, id) = tokio::join!(staged, hash_off_thread(data));
-        let id = match (staged, id) {
+        let (staged, id) = tokio::join!(staged, self.hash_for_put(data));
+        let (id, outboard) = match (staged, id) {
             (Ok(()), Ok(id)) => id,
             (Err(e), _) | (_, Err(e)) => {
                 let _ = upload.abort().await;
@@ -74,9 +83,31 @@ impl BlobStore {
         if self.reuse_existing(&id).await? {
             upload.abort().await?;
         } else {
+            if let Err(e) = self.put_outboard(&id, outboard).await {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
             upload.publish(&keys::blob(&id)).await?;
         }
         Ok(id)
+    }
+
+    /// The hash of `data`, and its outboard when the backend wants one for a blob this big.
+    async fn hash_for_put(&self, data: Bytes) -> Result<(BlobId, Option<Outboard>)> {
+        if !self.backend.wants_outboards() || (data.len() as u64) < OUTBOARD_MIN {
+            return Ok((hash_off_thread(data).await?, None));
+        }
+        tokio::task::spawn_blocking(move || (BlobId::of(&data), Outboard::compute(&data)))
+            .await
+            .map_err(|e| Error::backend("hashing a blob", e.to_string()))
+    }
+
+    /// Stores the outboard of blob `id`, if there is one. Called before the blob is.
+    async fn put_outboard(&self, id: &BlobId, outboard: Option<Outboard>) -> Result<()> {
+        match outboard {
+            Some(ob) => self.backend.put(&keys::outboard(id), ob.encode()).await,
+            None => Ok(()),
+        }
     }
 
     /// If blob `id` already exists, refreshes its age when due and returns true.
@@ -105,12 +136,27 @@ impl BlobStore {
             store: self.clone(),
             upload: Some(self.backend.begin_upload().await?),
             hasher: Some(Box::new(blake3::Hasher::new())),
+            outboard: self
+                .backend
+                .wants_outboards()
+                .then(|| Box::new(OutboardBuilder::default())),
             size: 0,
         })
     }
 
     /// Reads a whole blob and checks it against its hash and expected size.
     pub async fn get_verified(&self, id: &BlobId, size: u64) -> Result<Bytes> {
+        match self.get_verified_once(id, size).await {
+            // A cache may have served a copy damaged after it was checked: if it drops
+            // that copy, one more read goes to the source of truth.
+            Err(Error::Corrupt { .. }) if self.backend.evict_damaged(&keys::blob(id)).await => {
+                self.get_verified_once(id, size).await
+            }
+            other => other,
+        }
+    }
+
+    async fn get_verified_once(&self, id: &BlobId, size: u64) -> Result<Bytes> {
         let key = keys::blob(id);
         let bytes = self
             .backend
@@ -175,6 +221,8 @@ pub struct BlobWriter {
     upload: Option<Box<dyn Upload>>,
     /// `None` only while a chunk is being hashed on the blocking pool.
     hasher: Option<Box<blake3::Hasher>>,
+    /// Builds the outboard alongside the hash, when the backend wants outboards.
+    outboard: Option<Box<OutboardBuilder>>,
     size: u64,
 }
 
@@ -187,12 +235,19 @@ impl BlobWriter {
         self.size += chunk.len() as u64;
         // Hash this chunk on another thread while the upload takes it.
         let to_hash = chunk.clone();
+        let mut outboard = self.outboard.take();
         let hashing = tokio::task::spawn_blocking(move || {
             update_hasher(&mut hasher, &to_hash);
-            hasher
+            if let Some(ob) = outboard.as_mut() {
+                ob.update(&to_hash);
+            }
+            (hasher, outboard)
         });
         let (written, hashed) = tokio::join!(upload.write(chunk), hashing);
-        self.hasher = Some(hashed.map_err(|e| Error::backend("hashing a blob", e.to_string()))?);
+        let (hasher, outboard) =
+            hashed.map_err(|e| Error::backend("hashing a blob", e.to_string()))?;
+        self.hasher = Some(hasher);
+        self.outboard = outboard;
         written
     }
 
@@ -216,6 +271,15 @@ impl BlobWriter {
         if self.store.reuse_existing(&id).await? {
             upload.abort().await?;
         } else {
+            let outboard = self
+                .outboard
+                .take()
+                .filter(|_| self.size >= OUTBOARD_MIN)
+                .and_then(|b| b.finish());
+            if let Err(e) = self.store.put_outboard(&id, outboard).await {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
             upload.publish(&keys::blob(&id)).await?;
         }
         Ok((id, self.size))

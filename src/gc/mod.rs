@@ -254,7 +254,10 @@ impl Store {
             SystemTime::now().duration_since(t).unwrap_or_default() >= options.grace
         };
         for meta in self.backend().list(prefix).await? {
-            let Some(id) = keys::id_from_key(meta.key.as_str()) else {
+            // An outboard (`<hex>.obao`) lives and dies with its blob: kept while the blob
+            // is referenced, swept with the same grace rule once it is not.
+            let k = meta.key.as_str();
+            let Some(id) = keys::id_from_key(k).or_else(|| keys::outboard_id_from_key(k)) else {
                 continue; // not ours
             };
             if referenced(&id) {

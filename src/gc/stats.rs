@@ -66,8 +66,11 @@ impl Store {
             stats.collections.push(c);
         }
         for meta in self.backend().list(keys::BLOBS_PREFIX).await? {
-            stats.blobs += 1;
             stats.physical_bytes += meta.size;
+            if keys::outboard_id_from_key(meta.key.as_str()).is_some() {
+                continue; // an outboard, not a blob of its own
+            }
+            stats.blobs += 1;
         }
         for meta in self.backend().list(keys::TREES_PREFIX).await? {
             stats.tree_nodes += 1;

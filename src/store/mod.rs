@@ -2,8 +2,10 @@
 //!
 //! Writes stage content as blobs first, then commit a new manifest version with a
 //! create-only write. Reads resolve a path through the latest manifest to a blob. The same
-//! core runs on local disk ([`LocalStorage`]), S3, and the cached tier.
+//! core runs on local disk ([`LocalStorage`]), S3 ([`S3Storage`]), and the cached tier
+//! ([`CachedStorage`]).
 
+mod cached;
 mod commit;
 mod delegate;
 mod file;
@@ -29,6 +31,7 @@ use crate::manifest::{head, FileEntry, ManifestRoot, INLINE_MAX};
 use crate::path::{validate_name, StoragePath};
 use crate::storage::SegmentStorage;
 
+pub use cached::CachedStorage;
 pub(crate) use commit::{Plan, StagedAt};
 pub use file::SegmentFile;
 pub use local::LocalStorage;

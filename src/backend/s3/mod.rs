@@ -217,6 +217,10 @@ impl ObjectBackend for S3Backend {
         "s3"
     }
 
+    fn wants_outboards(&self) -> bool {
+        true
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
         let out = self
             .client()

@@ -1,0 +1,244 @@
+//! `CachedStorage` against its baselines. Run with `cargo bench --bench cache`.
+//!
+//! 1. **Warm reads** (everything in L1, written through): whole verified reads
+//!    (`read_bytes`) and random 4 KiB `read_range`s, against `LocalStorage` on the same
+//!    disk. Target >= 0.9x.
+//! 2. **Cold range reads** from a fresh cache: bytes fetched from L2 for the blob divided by
+//!    the range size (target <= 1.1; the outboard, fetched once per blob, is listed apart as
+//!    proof bytes).
+//! 3. **Cold whole reads** from a fresh cache, against reading the same file straight from
+//!    L2 with a plain store (both verified). Target >= 0.9x. L2 is S3 on moto when it can be
+//!    started, and a `LocalBackend` otherwise (and always as a second, diagnostic table).
+
+mod common;
+#[path = "../tests/support/counting.rs"]
+mod counting;
+#[path = "../tests/support/moto.rs"]
+#[allow(dead_code)]
+mod moto;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use common::{median, print_header, print_table, FastRng, Row, Target};
+use counting::Counting;
+use segstore::backend::local::LocalBackend;
+use segstore::backend::s3::S3Backend;
+use segstore::backend::ObjectBackend;
+use segstore::{
+    keys, BlobId, CachedStorage, LocalStorage, StorageBackend, StoragePath, Store, StoreOptions,
+};
+
+const MIB: usize = 1024 * 1024;
+const KIB: u64 = 1024;
+
+fn path(i: usize) -> StoragePath {
+    StoragePath::new(
+        "bench",
+        StorageBackend::Tantivy,
+        "s0",
+        format!("seg_{i:04}"),
+    )
+}
+
+fn main() {
+    let rt = common::runtime();
+    let rounds = common::rounds(5);
+    let files = common::scaled(8, 2);
+    let ops = common::scaled(20_000, 1000);
+    print_header(
+        "cache",
+        &format!(
+            "{files} files x 4 MiB warm, {ops} 4 KiB ranges, 32 MiB cold blob, {rounds} rounds"
+        ),
+    );
+    warm(&rt, files, ops, rounds);
+    let s3 = rt.block_on(async {
+        let config = moto::fresh_bucket().await?;
+        Some(Arc::new(S3Backend::connect(config).await.expect("moto")) as Arc<dyn ObjectBackend>)
+    });
+    let dir = common::bench_dir("cache-l2");
+    let local: Arc<dyn ObjectBackend> =
+        Arc::new(rt.block_on(LocalBackend::open(dir.path())).expect("l2"));
+    if let Some(s3) = s3 {
+        cold(&rt, "S3 on moto", s3, rounds);
+    } else {
+        println!("(moto unavailable: cold figures over LocalBackend only)");
+    }
+    cold(&rt, "LocalBackend", local, rounds);
+}
+
+fn warm(rt: &tokio::runtime::Runtime, files: usize, ops: usize, rounds: usize) {
+    let local_dir = common::bench_dir("cache-local");
+    let cache_dir = common::bench_dir("cache-cached");
+    let local = rt
+        .block_on(LocalStorage::open(local_dir.path()))
+        .expect("open");
+    let l2: Arc<dyn ObjectBackend> = Arc::new(
+        rt.block_on(LocalBackend::open(cache_dir.path().join("l2")))
+            .expect("l2"),
+    );
+    let cached = rt
+        .block_on(CachedStorage::open(
+            cache_dir.path().join("l1"),
+            1 << 30,
+            l2,
+            StoreOptions::default(),
+        ))
+        .expect("cache");
+    let mut rng = FastRng::new(7);
+    for i in 0..files {
+        let data = Bytes::from(rng.bytes(4 * MIB));
+        rt.block_on(local.write_bytes(&path(i), data.clone()))
+            .expect("write");
+        rt.block_on(cached.write_bytes(&path(i), data))
+            .expect("write");
+    }
+    let ranges: Vec<(usize, u64)> = (0..ops)
+        .map(|_| (rng.below(files as u64) as usize, rng.below(1023) * 4096))
+        .collect();
+    let whole = |store: &Store| {
+        rt.block_on(async {
+            let t = Instant::now();
+            for i in 0..files {
+                black_box(store.read_bytes(&path(i)).await.expect("read"));
+            }
+            t.elapsed().as_secs_f64()
+        })
+    };
+    let ranged = |store: &Store| {
+        rt.block_on(async {
+            let t = Instant::now();
+            for &(i, off) in &ranges {
+                let b = store
+                    .read_range(&path(i), off..off + 4096)
+                    .await
+                    .expect("range");
+                black_box((b[0], b[4095]));
+            }
+            t.elapsed().as_secs_f64()
+        })
+    };
+    whole(&local);
+    whole(&cached); // page cache and mappings warm for both
+    let (mut lw, mut cw, mut lr, mut cr) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        lw.push(whole(&local));
+        cw.push(whole(&cached));
+        lr.push(ranged(&local));
+        cr.push(ranged(&cached));
+    }
+    let bytes = (files * 4 * MIB) as f64;
+    let (lw, cw) = (bytes / median(&lw) / 1e6, bytes / median(&cw) / 1e6);
+    let (lr, cr) = (ops as f64 / median(&lr), ops as f64 / median(&cr));
+    let stats = cached.cache_stats();
+    print_table(
+        "Warm reads: CachedStorage (all in L1) vs LocalStorage",
+        "LocalStorage",
+        &[
+            Row::new(
+                "whole read_bytes, 4 MiB files",
+                format!("{lw:.0} MB/s"),
+                format!("{cw:.0} MB/s"),
+                cw / lw,
+                Target::AtLeast(0.9),
+            ),
+            Row::new(
+                "random 4 KiB read_range",
+                format!("{lr:.0} ops/s"),
+                format!("{cr:.0} ops/s"),
+                cr / lr,
+                Target::AtLeast(0.9),
+            ),
+        ],
+    );
+    println!(
+        "cache: {} hits, {} misses, {} bytes from L2",
+        stats.hits, stats.misses, stats.bytes_from_l2
+    );
+}
+
+fn cold(rt: &tokio::runtime::Runtime, label: &str, raw: Arc<dyn ObjectBackend>, rounds: usize) {
+    let dir = common::bench_dir("cache-cold");
+    let size = 32 * MIB + 12_345;
+    let data = Bytes::from(FastRng::new(11).bytes(size));
+    let id = BlobId::of(&data);
+    let p = path(9999);
+    let writer = rt
+        .block_on(CachedStorage::open(
+            dir.path().join("w"),
+            1 << 30,
+            raw.clone(),
+            StoreOptions::default(),
+        ))
+        .expect("cache");
+    rt.block_on(writer.write_bytes(&p, data.clone()))
+        .expect("write");
+    let counting = Counting::new(raw.clone());
+    let mut n = 0;
+    let mut fresh = || {
+        n += 1;
+        rt.block_on(CachedStorage::open(
+            dir.path().join(format!("r{n}")),
+            1 << 30,
+            counting.clone(),
+            StoreOptions::default(),
+        ))
+        .expect("cache")
+    };
+    let (blob, ob) = (keys::blob(&id), keys::outboard(&id));
+    let mut rows = Vec::new();
+    for len in [4 * KIB, 64 * KIB, MIB as u64] {
+        let cache = fresh();
+        counting.reset();
+        let mut rng = FastRng::new(len);
+        let reads = 16u64;
+        for _ in 0..reads {
+            let start = rng.below(size as u64 - len);
+            let got = rt
+                .block_on(cache.read_range(&p, start..start + len))
+                .expect("range");
+            assert_eq!(got, data.slice(start as usize..(start + len) as usize));
+        }
+        let ratio = counting.of(&blob).bytes as f64 / (reads * len) as f64;
+        rows.push(Row::new(
+            format!("{} KiB ranges x{reads}, unaligned", len / KIB),
+            format!("{} B asked", reads * len),
+            format!(
+                "{} B data + {} B outboard (once)",
+                counting.of(&blob).bytes,
+                counting.of(&ob).bytes
+            ),
+            ratio,
+            Target::AtMost(1.1),
+        ));
+    }
+    // Cold whole reads: a fresh cache per round vs a plain store straight on L2.
+    let plain = Store::new(raw.clone(), StoreOptions::default());
+    let (mut direct, mut cached) = (vec![], vec![]);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        black_box(rt.block_on(plain.read_bytes(&p)).expect("direct"));
+        direct.push(t.elapsed().as_secs_f64());
+        let cache = fresh();
+        rt.block_on(cache.head("bench")).expect("head"); // manifest resolution apart
+        let t = Instant::now();
+        black_box(rt.block_on(cache.read_bytes(&p)).expect("cold"));
+        cached.push(t.elapsed().as_secs_f64());
+    }
+    let mbs = |t: &[f64]| size as f64 / median(t) / 1e6;
+    rows.push(Row::new(
+        "cold whole read_bytes, 32 MiB (fetch, verify, fill L1)",
+        format!("{:.0} MB/s", mbs(&direct)),
+        format!("{:.0} MB/s", mbs(&cached)),
+        mbs(&cached) / mbs(&direct),
+        Target::AtLeast(0.9),
+    ));
+    print_table(
+        &format!("Cold reads from L2 = {label}"),
+        &format!("direct from {label}"),
+        &rows,
+    );
+}

@@ -1,0 +1,57 @@
+//! [`CachedStorage`]: the store on a remote backend (S3) with a bounded local L1 cache.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Store, StoreOptions};
+use crate::backend::ObjectBackend;
+use crate::cache::{CacheStats, CachingBackend};
+use crate::error::Result;
+
+/// A segment store whose objects live in `l2` (normally an `S3Backend`) and whose
+/// immutable objects are cached, verified, in a local directory of bounded size.
+///
+/// Writes are write-through: a write or commit returns only once L2 holds it durably, so
+/// losing the cache directory loses nothing. Reads of cached content are memory-mapped
+/// from L1 ([`Store::open_file`] hands out zero-copy slices). See [`crate::cache`].
+///
+/// Derefs to [`Store`] for the API beyond [`SegmentStorage`](crate::SegmentStorage).
+#[derive(Debug, Clone)]
+pub struct CachedStorage {
+    store: Store,
+    cache: CachingBackend,
+}
+
+impl CachedStorage {
+    /// Opens the cache in `l1_dir` (at most `l1_max_size_bytes` bytes) in front of `l2`.
+    /// One cache directory serves one `CachedStorage` at a time.
+    pub async fn open(
+        l1_dir: impl AsRef<Path>,
+        l1_max_size_bytes: u64,
+        l2: Arc<dyn ObjectBackend>,
+        options: StoreOptions,
+    ) -> Result<Self> {
+        let cache = CachingBackend::open(l1_dir, l1_max_size_bytes, l2).await?;
+        Ok(CachedStorage {
+            store: Store::new(Arc::new(cache.clone()), options),
+            cache,
+        })
+    }
+
+    /// The caching backend.
+    pub fn cache(&self) -> &CachingBackend {
+        &self.cache
+    }
+
+    /// The cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The store core.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+super::delegate::delegate_segment_storage!(CachedStorage);

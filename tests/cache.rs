@@ -1,0 +1,499 @@
+//! `CachedStorage`: write-through, verified reads, corruption in L1 and L2, restart, single
+//! flight, bounded ranges, pinned maps, a budget proptest; on a local L2 and S3 (moto).
+
+#[path = "support/counting.rs"]
+mod counting;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use counting::Counting;
+use segstore::backend::local::LocalBackend;
+use segstore::backend::s3::S3Backend;
+use segstore::backend::ObjectBackend;
+use segstore::{
+    keys, BlobId, CachedStorage, Error, SegmentStorage, StorageBackend, StoragePath, StoreOptions,
+};
+use support::moto;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+fn path(name: &str) -> StoragePath {
+    StoragePath::new("c", StorageBackend::Tantivy, "s0", name)
+}
+
+/// Deterministic, position-dependent bytes.
+fn pattern(len: usize, seed: u8) -> Bytes {
+    (0..len)
+        .map(|i| ((i as u64).wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+async fn open(l1: &Path, budget: u64, l2: Arc<dyn ObjectBackend>) -> CachedStorage {
+    CachedStorage::open(l1, budget, l2, StoreOptions::default())
+        .await
+        .expect("opening the cache")
+}
+
+fn l1_file(l1: &Path, id: &BlobId) -> PathBuf {
+    l1.join("objects").join(keys::blob(id).as_str())
+}
+
+/// Sum of the sizes of the files under `dir`.
+fn disk_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// An L2 and whatever keeps it alive.
+struct L2 {
+    raw: Arc<dyn ObjectBackend>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn local_l2() -> Option<L2> {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = LocalBackend::open(dir.path().join("l2")).await.unwrap();
+    Some(L2 {
+        raw: Arc::new(raw),
+        _dir: Some(dir),
+    })
+}
+
+async fn s3_l2() -> Option<L2> {
+    let config = moto::fresh_bucket().await?;
+    let raw = S3Backend::connect(config)
+        .await
+        .expect("connecting to moto");
+    Some(L2 {
+        raw: Arc::new(raw),
+        _dir: None,
+    })
+}
+
+/// Instantiates each scenario over a local L2 and over S3 on moto.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod local_l2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let l2 = super::local_l2().await.unwrap();
+                    super::$name(l2.raw.clone()).await;
+                }
+            )*
+        }
+        mod s3_l2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(l2) = super::s3_l2().await else { return };
+                    super::$name(l2.raw.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    write_through_and_restart,
+    corrupt_l2_is_an_error_and_not_cached,
+    damaged_l1_is_evicted_and_refetched,
+    concurrent_misses_fetch_once,
+    range_reads_fetch_only_what_they_need,
+);
+
+async fn write_through_and_restart(raw: Arc<dyn ObjectBackend>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let l1 = tmp.path().join("l1");
+    let l2 = Counting::new(raw.clone());
+    let data = pattern(200 * KIB, 1);
+    let p = path("seg.idx");
+    let id = BlobId::of(&data);
+    {
+        let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
+        cache.write(&p, &data).await.unwrap();
+        assert_eq!(raw.get(&keys::blob(&id)).await.unwrap(), data);
+        assert_eq!(cache.read(&p).await.unwrap(), data);
+        let file = cache.open_file(&p).await.unwrap();
+        assert_eq!(file.resident().map(|b| b.len()), Some(data.len()));
+        assert_eq!(l2.of(&keys::blob(&id)).gets, 0, "write-through filled L1");
+        let stats = cache.cache_stats();
+        assert!(stats.hits >= 2 && stats.misses == 0, "{stats:?}");
+    }
+    {
+        // Restart: the L1 files are counted, verified on first use, and served.
+        let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
+        assert!(cache.cache_stats().l1_entries > 0);
+        assert_eq!(cache.read(&p).await.unwrap(), data);
+        assert_eq!(l2.of(&keys::blob(&id)).gets, 0);
+        assert_eq!(cache.cache_stats().verification_failures, 0);
+    }
+    let cache = open(&tmp.path().join("fresh"), 64 * MIB as u64, l2.clone()).await;
+    assert_eq!(cache.read(&p).await.unwrap(), data);
+    assert_eq!(cache.read(&p).await.unwrap(), data);
+    let r = l2.of(&keys::blob(&id));
+    assert_eq!((r.gets, r.bytes), (1, data.len() as u64));
+    assert!(cache.cache_stats().bytes_from_l2 >= data.len() as u64);
+}
+
+async fn corrupt_l2_is_an_error_and_not_cached(raw: Arc<dyn ObjectBackend>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(100 * KIB, 2);
+    let p = path("a");
+    let id = BlobId::of(&data);
+    let writer = open(&tmp.path().join("w"), 64 * MIB as u64, raw.clone()).await;
+    writer.write(&p, &data).await.unwrap();
+    let mut bad = data.to_vec();
+    bad[777] ^= 0x40;
+    raw.put(&keys::blob(&id), bad.into()).await.unwrap();
+
+    let l1 = tmp.path().join("r");
+    let reader = open(&l1, 64 * MIB as u64, raw.clone()).await;
+    let err = reader.read(&p).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(!l1_file(&l1, &id).exists(), "corrupt content was cached");
+    assert!(reader.cache_stats().verification_failures >= 1);
+    assert!(matches!(
+        reader.open_file(&p).await.unwrap_err(),
+        Error::Corrupt { .. }
+    ));
+    // Repaired at the source: the next read succeeds and caches.
+    raw.put(&keys::blob(&id), data.clone()).await.unwrap();
+    assert_eq!(reader.read(&p).await.unwrap(), data);
+    assert!(l1_file(&l1, &id).exists());
+}
+
+async fn damaged_l1_is_evicted_and_refetched(raw: Arc<dyn ObjectBackend>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let l1 = tmp.path().join("l1");
+    let l2 = Counting::new(raw.clone());
+    let data = pattern(300 * KIB, 3);
+    let p = path("b");
+    let id = BlobId::of(&data);
+    let file = l1_file(&l1, &id);
+    {
+        let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
+        cache.write(&p, &data).await.unwrap();
+    }
+    let damage: [Damage; 3] = [
+        ("bit flip", |f| flip(f, 12_345)),
+        ("truncation", |f| {
+            let len = std::fs::metadata(f).unwrap().len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
+        }),
+        ("deletion", |f| std::fs::remove_file(f).unwrap()),
+    ];
+    for (i, (what, hurt)) in damage.iter().enumerate() {
+        hurt(&file);
+        let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
+        assert_eq!(cache.read(&p).await.unwrap(), data, "{what}");
+        assert_eq!(
+            l2.of(&keys::blob(&id)).gets,
+            i as u64 + 1,
+            "{what}: refetched"
+        );
+        if *what != "deletion" {
+            assert_eq!(cache.cache_stats().verification_failures, 1, "{what}");
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), data, "{what}: L1 repaired");
+    }
+    // Damage while running, after the file was verified once in this process: the blob
+    // layer's own check catches it, the cache drops its copy, one retry reads L2.
+    let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
+    assert_eq!(cache.read(&p).await.unwrap(), data);
+    flip(&file, 99);
+    assert_eq!(cache.read(&p).await.unwrap(), data);
+    assert_eq!(l2.of(&keys::blob(&id)).gets, 4);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(cache.read(&p).await.unwrap(), data);
+    assert_eq!(l2.of(&keys::blob(&id)).gets, 5);
+}
+
+/// A named way to damage an L1 file.
+type Damage = (&'static str, fn(&Path));
+
+fn flip(file: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x01], at).unwrap();
+}
+
+async fn concurrent_misses_fetch_once(raw: Arc<dyn ObjectBackend>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(500 * KIB, 4);
+    let p = path("c");
+    let id = BlobId::of(&data);
+    let writer = open(&tmp.path().join("w"), 64 * MIB as u64, raw.clone()).await;
+    writer.write(&p, &data).await.unwrap();
+
+    let l2 = Counting::with_delay(raw.clone(), Duration::from_millis(100));
+    let cache = open(&tmp.path().join("r"), 64 * MIB as u64, l2.clone()).await;
+    cache.head("c").await.unwrap(); // resolve the manifest first
+    let reads: Vec<_> = (0..16)
+        .map(|_| {
+            let (cache, p) = (cache.clone(), p.clone());
+            tokio::spawn(async move { cache.read_bytes(&p).await })
+        })
+        .collect();
+    for r in reads {
+        assert_eq!(r.await.unwrap().unwrap(), data);
+    }
+    assert_eq!(
+        l2.of(&keys::blob(&id)).gets,
+        1,
+        "one L2 fetch for 16 misses"
+    );
+    assert_eq!(
+        cache.cache_stats().misses,
+        cache.cache_stats().misses.min(4)
+    );
+}
+
+async fn range_reads_fetch_only_what_they_need(raw: Arc<dyn ObjectBackend>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(8 * MIB + 1234, 5);
+    let p = path("big");
+    let id = BlobId::of(&data);
+    let writer = open(&tmp.path().join("w"), 64 * MIB as u64, raw.clone()).await;
+    writer
+        .write_stream(&p, std::io::Cursor::new(data.to_vec()))
+        .await
+        .unwrap();
+    assert!(raw.head(&keys::outboard(&id)).await.unwrap().is_some());
+
+    let l2 = Counting::new(raw.clone());
+    let cache = open(&tmp.path().join("r"), 64 * MIB as u64, l2.clone()).await;
+    let (blob, ob) = (keys::blob(&id), keys::outboard(&id));
+    let r = 3_000_000u64..3_004_096;
+    let got = cache.read_range(&p, r.clone()).await.unwrap();
+    assert_eq!(got, data.slice(r.start as usize..r.end as usize));
+    let (b, o) = (l2.of(&blob), l2.of(&ob));
+    assert_eq!(b.gets, 0, "no whole-blob fetch");
+    assert!(
+        b.bytes <= 32 * KIB as u64,
+        "4 KiB read moved {} bytes",
+        b.bytes
+    );
+    let ob_size = (data.len() as u64).div_ceil(16 * KIB as u64) * 32 + 12;
+    assert_eq!(o.bytes, ob_size);
+    // More ranges: the outboard is not fetched again; a 1 MiB range costs ~1 MiB.
+    let r = 5 * MIB as u64 + 7..6 * MIB as u64 + 7;
+    let got = cache.read_range(&p, r.clone()).await.unwrap();
+    assert_eq!(got, data.slice(r.start as usize..r.end as usize));
+    assert_eq!(l2.of(&ob).bytes, ob_size);
+    assert!(l2.of(&blob).bytes - b.bytes <= (MIB + 32 * KIB) as u64);
+    let tail = data.len() as u64 - 10..data.len() as u64;
+    assert_eq!(
+        cache.read_range(&p, tail.clone()).await.unwrap(),
+        data.slice(tail.start as usize..)
+    );
+    assert!(cache.read_range(&p, 5..5).await.unwrap().is_empty());
+    assert!(matches!(
+        cache.read_range(&p, 0..data.len() as u64 + 1).await,
+        Err(Error::OutOfRange { .. })
+    ));
+
+    // Damage in L2 inside a range is caught; ranges elsewhere still verify.
+    let mut bad = data.to_vec();
+    bad[7 * MIB + 5] ^= 0x10;
+    // (Deleted first: LocalBackend keeps mappings of blobs, which never change.)
+    raw.delete(&blob).await.unwrap();
+    raw.put(&blob, bad.into()).await.unwrap();
+    let cache = open(&tmp.path().join("r2"), 64 * MIB as u64, l2.clone()).await;
+    let err = cache
+        .read_range(&p, 7 * MIB as u64..7 * MIB as u64 + 100)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert_eq!(
+        cache.read_range(&p, 0..100).await.unwrap(),
+        data.slice(..100)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_blobs_are_not_evicted_and_the_budget_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l2 = local_l2().await.unwrap();
+    let l1 = tmp.path().join("l1");
+    let budget = 400 * KIB as u64;
+    let cache = open(&l1, budget, l2.raw.clone()).await;
+    let first = pattern(150 * KIB, 9);
+    cache.write(&path("pinned"), &first).await.unwrap();
+    let handle = cache.open_file(&path("pinned")).await.unwrap();
+    for i in 0..10u8 {
+        cache
+            .write(&path(&format!("f{i}")), &pattern(100 * KIB, i))
+            .await
+            .unwrap();
+        assert!(cache.cache_stats().l1_bytes <= budget);
+        assert!(disk_bytes(&l1.join("objects")) <= budget);
+    }
+    assert!(
+        l1_file(&l1, &BlobId::of(&first)).exists(),
+        "mapped blob evicted"
+    );
+    assert_eq!(
+        handle.read_range(0..first.len() as u64).await.unwrap(),
+        first
+    );
+    let stats = cache.cache_stats();
+    assert!(stats.evictions > 0, "{stats:?}");
+    drop(handle);
+    for i in 0..4u8 {
+        let p = path(&format!("g{i}"));
+        cache.write(&p, &pattern(100 * KIB, 50 + i)).await.unwrap();
+    }
+    assert!(
+        !l1_file(&l1, &BlobId::of(&first)).exists(),
+        "unpinned, then evicted"
+    );
+    // A blob bigger than the whole budget is served but never cached.
+    let huge = pattern(600 * KIB, 77);
+    cache.write(&path("huge"), &huge).await.unwrap();
+    assert_eq!(cache.read(&path("huge")).await.unwrap(), huge);
+    assert!(disk_bytes(&l1.join("objects")) <= budget);
+
+    // Restart with a smaller budget: old files are counted and evicted down to it.
+    drop(cache);
+    let cache = open(&l1, 150 * KIB as u64, l2.raw.clone()).await;
+    assert!(cache.cache_stats().l1_bytes <= 150 * KIB as u64);
+    assert!(disk_bytes(&l1.join("objects")) <= 150 * KIB as u64);
+    // A second cache on the same directory is refused.
+    let again = CachedStorage::open(&l1, budget, l2.raw.clone(), StoreOptions::default()).await;
+    assert!(matches!(again, Err(Error::InvalidConfig(_))));
+}
+
+mod budget_proptest {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::FileFailurePersistence;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write(u8, usize, u8),
+        Read(u8),
+        Range(u8, u32),
+        Open(u8),
+        Restart(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let size = prop_oneof![
+            Just(3 * KIB),
+            Just(20 * KIB),
+            Just(70 * KIB),
+            Just(200 * KIB),
+            Just(700 * KIB),
+            Just(1300 * KIB),
+        ];
+        prop_oneof![
+            3 => (0..6u8, size, any::<u8>()).prop_map(|(f, s, seed)| Op::Write(f, s, seed)),
+            3 => (0..6u8).prop_map(Op::Read),
+            2 => (0..6u8, any::<u32>()).prop_map(|(f, o)| Op::Range(f, o)),
+            1 => (0..6u8).prop_map(Op::Open),
+            1 => prop_oneof![Just(256u64), Just(512), Just(1024)].prop_map(Op::Restart),
+        ]
+    }
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("SEGSTORE_PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(12),
+            failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+                "proptest-regressions/cache.txt",
+            ))),
+            ..ProptestConfig::default()
+        }
+    }
+
+    async fn run(ops: Vec<Op>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let l2 = local_l2().await.unwrap();
+        let l1 = tmp.path().join("l1");
+        let mut budget = 512 * KIB as u64;
+        let mut cache = Some(open(&l1, budget, l2.raw.clone()).await);
+        let mut model: HashMap<u8, Bytes> = HashMap::new();
+        for op in ops {
+            let c = cache.as_ref().unwrap();
+            match op {
+                Op::Write(f, size, seed) => {
+                    let data = pattern(size, seed);
+                    c.write(&path(&format!("f{f}")), &data).await.unwrap();
+                    model.insert(f, data);
+                }
+                Op::Read(f) => match model.get(&f) {
+                    Some(d) => assert_eq!(&c.read_bytes(&path(&format!("f{f}"))).await.unwrap(), d),
+                    None => assert!(c.read(&path(&format!("f{f}"))).await.is_err()),
+                },
+                Op::Range(f, o) => {
+                    if let Some(d) = model.get(&f) {
+                        let start = o as u64 % d.len() as u64;
+                        let end = (start + 4096).min(d.len() as u64);
+                        let got = c
+                            .read_range(&path(&format!("f{f}")), start..end)
+                            .await
+                            .unwrap();
+                        assert_eq!(got, d.slice(start as usize..end as usize));
+                    }
+                }
+                Op::Open(f) => {
+                    if let Some(d) = model.get(&f) {
+                        let h = c.open_file(&path(&format!("f{f}"))).await.unwrap();
+                        assert_eq!(&h.read_verified().await.unwrap(), d);
+                    }
+                }
+                Op::Restart(kib) => {
+                    drop(cache.take());
+                    budget = kib * KIB as u64;
+                    cache = Some(open(&l1, budget, l2.raw.clone()).await);
+                }
+            }
+            let stats = cache.as_ref().unwrap().cache_stats();
+            assert!(stats.l1_bytes <= budget, "{stats:?}");
+            assert!(disk_bytes(&l1.join("objects")) <= budget, "{stats:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+        #[test]
+        fn budget_holds_and_reads_match(ops in proptest::collection::vec(op(), 1..24)) {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run(ops));
+        }
+    }
+}

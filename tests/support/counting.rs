@@ -1,0 +1,143 @@
+//! A test-local `ObjectBackend` wrapper that counts reads per key and the bytes they
+//! return, with an optional delay on whole-object reads (to line up concurrent misses).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use segstore::backend::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use segstore::keys::ObjectKey;
+use segstore::Result;
+
+/// Reads of one key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Whole-object reads (`get`, `map`).
+    pub gets: u64,
+    /// Range reads.
+    pub ranges: u64,
+    /// Bytes returned by both.
+    pub bytes: u64,
+}
+
+/// Counts every read that reaches `inner`.
+#[derive(Debug)]
+pub struct Counting {
+    inner: Arc<dyn ObjectBackend>,
+    reads: Mutex<HashMap<String, Reads>>,
+    get_delay: Duration,
+}
+
+impl Counting {
+    pub fn new(inner: Arc<dyn ObjectBackend>) -> Arc<Self> {
+        Self::with_delay(inner, Duration::ZERO)
+    }
+
+    pub fn with_delay(inner: Arc<dyn ObjectBackend>, get_delay: Duration) -> Arc<Self> {
+        Arc::new(Counting {
+            inner,
+            reads: Mutex::new(HashMap::new()),
+            get_delay,
+        })
+    }
+
+    fn record(&self, key: &ObjectKey, whole: bool, bytes: usize) {
+        let mut reads = self.reads.lock().unwrap();
+        let r = reads.entry(key.as_str().to_owned()).or_default();
+        if whole {
+            r.gets += 1;
+        } else {
+            r.ranges += 1;
+        }
+        r.bytes += bytes as u64;
+    }
+
+    /// Reads of `key` so far.
+    pub fn of(&self, key: &ObjectKey) -> Reads {
+        self.reads
+            .lock()
+            .unwrap()
+            .get(key.as_str())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Bytes read over all keys.
+    pub fn total_bytes(&self) -> u64 {
+        self.reads.lock().unwrap().values().map(|r| r.bytes).sum()
+    }
+
+    pub fn reset(&self) {
+        self.reads.lock().unwrap().clear();
+    }
+}
+
+#[async_trait]
+impl ObjectBackend for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+
+    fn cheap_staging(&self) -> bool {
+        self.inner.cheap_staging()
+    }
+
+    fn wants_outboards(&self) -> bool {
+        self.inner.wants_outboards()
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
+        if !self.get_delay.is_zero() {
+            tokio::time::sleep(self.get_delay).await;
+        }
+        let data = self.inner.get(key).await?;
+        self.record(key, true, data.len());
+        Ok(data)
+    }
+
+    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
+        let data = self.inner.get_range(key, range).await?;
+        self.record(key, false, data.len());
+        Ok(data)
+    }
+
+    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        let data = self.inner.map(key).await?;
+        if let Some(d) = &data {
+            self.record(key, true, d.len());
+        }
+        Ok(data)
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
+        self.inner.put(key, data).await
+    }
+
+    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
+        self.inner.put_if_absent(key, data).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+
+    async fn touch(&self, key: &ObjectKey) -> Result<()> {
+        self.inner.touch(key).await
+    }
+
+    async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
+        self.inner.begin_upload().await
+    }
+}
