@@ -16,5 +16,7 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --locked --all-targets -- --test-threads=2
-cargo test --locked --doc
+# Library, binary, integration and doc tests. Benches are bench binaries (`cargo bench`);
+# `--benches` below only checks that they still build.
+cargo test --locked -- --test-threads=2
+cargo build --locked --benches
