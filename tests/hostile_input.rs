@@ -1,0 +1,89 @@
+//! Hostile input as property tests: arbitrary bytes and strings into every decoder and
+//! parser. None may panic; whatever is accepted must be safe. Scale with
+//! `SEGSTORE_PROPTEST_CASES` (the long run uses 1,000,000).
+
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use segstore::keys::{self, ObjectKey};
+use segstore::manifest::{decode_root, decode_snapshot, encode_root, ManifestRoot};
+use segstore::{StorageConfig, StoragePath};
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("SEGSTORE_PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/hostile_input.txt",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
+fn valid_root_bytes() -> Vec<u8> {
+    encode_root(&ManifestRoot::empty("c")).unwrap().to_vec()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn manifest_decoding_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_root("k", &bytes);
+        let _ = decode_snapshot("k", &bytes);
+    }
+
+    #[test]
+    fn damaged_manifests_are_rejected(flips in prop::collection::vec((any::<usize>(), 1..=255u8), 1..4), cut in any::<usize>()) {
+        let mut bytes = valid_root_bytes();
+        for (at, x) in flips {
+            let i = at % bytes.len();
+            bytes[i] ^= x;
+        }
+        prop_assert!(decode_root("k", &bytes).is_err());
+        let good = valid_root_bytes();
+        let cut = cut % good.len();
+        prop_assert!(decode_root("k", &good[..cut]).is_err());
+    }
+
+    #[test]
+    fn path_parsing_never_panics_and_accepted_paths_are_safe(s in ".{0,80}") {
+        if let Ok(p) = s.parse::<StoragePath>() {
+            prop_assert_eq!(p.to_string(), s.clone());
+            for part in s.split('/') {
+                prop_assert!(!part.is_empty() && part != "." && part != "..");
+                prop_assert!(!part.contains('\\') && !part.chars().any(char::is_control));
+            }
+        }
+    }
+
+    #[test]
+    fn path_parsing_of_separator_heavy_input(parts in prop::collection::vec(prop_oneof![Just(".."), Just("."), Just(""), Just("tantivy"), Just("a\\b"), Just("x"), Just("\u{0}")], 0..6)) {
+        let s = parts.join("/");
+        if let Ok(p) = s.parse::<StoragePath>() {
+            prop_assert!(p.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn collection_names_always_become_one_safe_key_component(name in ".{1,60}") {
+        let encoded = keys::encode_component(&name);
+        prop_assert!(!encoded.contains('/') && !encoded.starts_with('.'));
+        let key = format!("manifests/{}/x", encoded);
+        prop_assert!(ObjectKey::new(key).is_ok());
+        prop_assert_eq!(keys::decode_component(&encoded), Some(name));
+    }
+
+    #[test]
+    fn object_keys_never_hold_relative_steps(s in "[a-z./\\\\]{0,20}") {
+        if let Ok(k) = ObjectKey::new(s.clone()) {
+            prop_assert!(k.as_str().split('/').all(|p| !p.is_empty() && p != "." && p != ".."));
+        }
+    }
+
+    #[test]
+    fn config_parsing_never_panics(text in "(\\[storage(\\.(local|s3|cached))?\\]\n|backend = \"(local|s3|cached|x)\"\n|data_dir = \"d\"\n|bucket = \"b\"\n|l1_max_size_gb = (-1|0|1e400|nan)\n|l2_backend = \"(s3|local|cached)\"\n|grace = \"[0-9a-z ]{0,5}\"\n|\\[gc\\]\n|[a-z_]{1,8} = [0-9]{1,3}\n){0,8}") {
+        let _ = StorageConfig::from_toml_str(&text);
+    }
+}
