@@ -49,3 +49,55 @@ fn adapter_matches_mmap_directory_with_a_sorted_index() {
     };
     compare(Box::new(adapter), settings);
 }
+
+mod support;
+
+/// Runs `f` on a runtime that stays alive for the whole test, so S3 connections made while
+/// opening stay usable afterwards.
+fn with_runtime<T>(f: impl FnOnce(&tokio::runtime::Runtime) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    f(&rt)
+}
+
+#[test]
+fn adapter_over_s3_matches_mmap_directory() {
+    with_runtime(|rt| {
+        let Some(config) = rt.block_on(support::moto::fresh_bucket()) else {
+            return;
+        };
+        let store = rt.block_on(segstore::S3Storage::connect(config)).unwrap();
+        let shared: std::sync::Arc<dyn segstore::SegmentStorage> = std::sync::Arc::new(store);
+        let adapter = rt
+            .block_on(segstore::TantivyStorageAdapter::open(shared, COLLECTION, SHARD))
+            .unwrap();
+        compare(Box::new(adapter), IndexSettings::default());
+    });
+}
+
+#[test]
+fn adapter_over_the_cached_tier_matches_mmap_directory() {
+    with_runtime(|rt| {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = rt
+            .block_on(segstore::backend::local::LocalBackend::open(dir.path().join("l2")))
+            .unwrap();
+        // A small L1, so that evictions happen while the index is built and searched.
+        let store = rt
+            .block_on(segstore::store::CachedStorage::open(
+                dir.path().join("l1"),
+                2 * 1024 * 1024,
+                std::sync::Arc::new(l2),
+                segstore::StoreOptions::default(),
+            ))
+            .unwrap();
+        let shared: std::sync::Arc<dyn segstore::SegmentStorage> = std::sync::Arc::new(store);
+        let adapter = rt
+            .block_on(segstore::TantivyStorageAdapter::open(shared, COLLECTION, SHARD))
+            .unwrap();
+        compare(Box::new(adapter), IndexSettings::default());
+    });
+}
