@@ -72,7 +72,9 @@ fn adapter_over_s3_matches_mmap_directory() {
         let store = rt.block_on(segstore::S3Storage::connect(config)).unwrap();
         let shared: std::sync::Arc<dyn segstore::SegmentStorage> = std::sync::Arc::new(store);
         let adapter = rt
-            .block_on(segstore::TantivyStorageAdapter::open(shared, COLLECTION, SHARD))
+            .block_on(segstore::TantivyStorageAdapter::open(
+                shared, COLLECTION, SHARD,
+            ))
             .unwrap();
         compare(Box::new(adapter), IndexSettings::default());
     });
@@ -83,7 +85,9 @@ fn adapter_over_the_cached_tier_matches_mmap_directory() {
     with_runtime(|rt| {
         let dir = tempfile::tempdir().unwrap();
         let l2 = rt
-            .block_on(segstore::backend::local::LocalBackend::open(dir.path().join("l2")))
+            .block_on(segstore::backend::local::LocalBackend::open(
+                dir.path().join("l2"),
+            ))
             .unwrap();
         // A small L1, so that evictions happen while the index is built and searched.
         let store = rt
@@ -96,7 +100,9 @@ fn adapter_over_the_cached_tier_matches_mmap_directory() {
             .unwrap();
         let shared: std::sync::Arc<dyn segstore::SegmentStorage> = std::sync::Arc::new(store);
         let adapter = rt
-            .block_on(segstore::TantivyStorageAdapter::open(shared, COLLECTION, SHARD))
+            .block_on(segstore::TantivyStorageAdapter::open(
+                shared, COLLECTION, SHARD,
+            ))
             .unwrap();
         compare(Box::new(adapter), IndexSettings::default());
     });
