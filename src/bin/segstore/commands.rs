@@ -86,9 +86,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                     let file = tokio::fs::File::open(&f)
                         .await
                         .map_err(|e| Error::io(format!("opening {}", f.display()), e))?;
-                    store.write_stream(&path, file).await?
+                    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                    let bar = crate::lifecycle::bytes_bar(cli.json, len, "storing");
+                    let info = store.write_stream(&path, bar.wrap_async_read(file)).await;
+                    bar.finish_and_clear();
+                    info?
                 }
-                None => store.write_stream(&path, tokio::io::stdin()).await?,
+                None => {
+                    let spinner = crate::lifecycle::progress(cli.json, "storing stdin");
+                    let info = store.write_stream(&path, tokio::io::stdin()).await;
+                    spinner.finish_and_clear();
+                    info?
+                }
             };
             let meta = store.metadata(&path).await?;
             report(
@@ -103,7 +112,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Get { path, output } => {
             let path: StoragePath = path.parse()?;
-            let data = store.read_bytes(&path).await?;
+            let spinner = crate::lifecycle::progress(cli.json, "reading and verifying");
+            let data = store.read_bytes(&path).await;
+            spinner.finish_and_clear();
+            let data = data?;
             match output {
                 Some(out) => tokio::fs::write(&out, &data)
                     .await

@@ -237,7 +237,7 @@ pub async fn stats(store: &Store, json: bool) -> Result<()> {
 
 /// A spinner on stderr for long operations, hidden for JSON output or when stderr is not
 /// a terminal.
-fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
+pub fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if json || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
@@ -307,4 +307,20 @@ pub async fn import(
         ),
     );
     Ok(())
+}
+
+/// A byte progress bar on stderr for a transfer of `len` bytes, hidden like [`progress`].
+pub fn bytes_bar(json: bool, len: u64, message: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(message.to_owned());
+    bar
 }
