@@ -85,21 +85,7 @@ impl Store {
             }
         }
         let src = self.backend().as_ref();
-        let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
-        blobs.sort();
-        for (id, size) in blobs {
-            if copy_blob(src, dest, &id, size).await? {
-                report.blobs += 1;
-                report.bytes += size;
-            } else {
-                report.blobs_skipped += 1;
-            }
-        }
-        for id in &marks.trees {
-            let key = keys::tree(id);
-            dest.put(&key, src.get(&key).await?).await?;
-            report.trees += 1;
-        }
+        copy_content(src, dest, marks, &mut report).await?;
         for root in &roots {
             let key = keys::manifest(collection, root.version);
             dest.put(&key, src.get(&key).await?).await?;
@@ -149,21 +135,7 @@ impl Store {
             marks.add_root(&reader, root).await?;
         }
         let dest = self.backend().as_ref();
-        let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
-        blobs.sort();
-        for (id, size) in blobs {
-            if copy_blob(source, dest, &id, size).await? {
-                report.blobs += 1;
-                report.bytes += size;
-            } else {
-                report.blobs_skipped += 1;
-            }
-        }
-        for id in &marks.trees {
-            let key = keys::tree(id);
-            dest.put(&key, source.get(&key).await?).await?;
-            report.trees += 1;
-        }
+        copy_content(source, dest, marks, &mut report).await?;
         // The boundary makes older gaps (versions the source's retention removed) safe:
         // new versions are only ever probed for above the newest contiguous run.
         let versions: BTreeSet<u64> = roots.iter().map(|r| r.version).collect();
@@ -276,6 +248,31 @@ impl Store {
         .map_err(|e| Error::io(format!("reading {}", archive.display()), e))?;
         self.import_dir(collection, staging.path()).await
     }
+}
+
+/// Copies every blob (verified) and tree node that `marks` names, before any root.
+async fn copy_content(
+    src: &dyn ObjectBackend,
+    dest: &dyn ObjectBackend,
+    marks: Marks,
+    report: &mut TransferReport,
+) -> Result<()> {
+    let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
+    blobs.sort();
+    for (id, size) in blobs {
+        if copy_blob(src, dest, &id, size).await? {
+            report.blobs += 1;
+            report.bytes += size;
+        } else {
+            report.blobs_skipped += 1;
+        }
+    }
+    for id in &marks.trees {
+        let key = keys::tree(id);
+        dest.put(&key, src.get(&key).await?).await?;
+        report.trees += 1;
+    }
+    Ok(())
 }
 
 /// Copies blob `id` in bounded chunks, verifying its hash and size; false if `dest`
