@@ -193,6 +193,19 @@ impl Error {
         }
     }
 
+    /// Builds [`Error::Corrupt`] for content whose hash is not the one it is named by.
+    pub fn hash_mismatch(
+        object: impl fmt::Display,
+        expected: impl fmt::Display,
+        actual: impl fmt::Display,
+    ) -> Self {
+        Error::Corrupt {
+            object: object.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        }
+    }
+
     /// Builds [`Error::NotFound`].
     pub fn not_found(path: impl fmt::Display) -> Self {
         Error::NotFound {

@@ -313,11 +313,7 @@ async fn copy_blob(
     let actual = BlobId::from(hasher.finalize());
     if actual != *id {
         let _ = upload.abort().await;
-        return Err(Error::Corrupt {
-            object: key.to_string(),
-            expected: id.to_hex(),
-            actual: actual.to_hex(),
-        });
+        return Err(Error::hash_mismatch(&key, id, actual));
     }
     upload.publish(&key).await?;
     Ok(true)

@@ -172,11 +172,7 @@ impl BlobStore {
         }
         let actual = hash_off_thread(bytes.clone()).await?;
         if actual != *id {
-            return Err(Error::Corrupt {
-                object: key.to_string(),
-                expected: id.to_hex(),
-                actual: actual.to_hex(),
-            });
+            return Err(Error::hash_mismatch(&key, id, actual));
         }
         Ok(bytes)
     }

@@ -76,11 +76,7 @@ impl Trees {
         })?;
         let actual = BlobId::of(&bytes);
         if actual != *id {
-            return Err(Error::Corrupt {
-                object: key.to_string(),
-                expected: id.to_hex(),
-                actual: actual.to_hex(),
-            });
+            return Err(Error::hash_mismatch(&key, id, actual));
         }
         Ok(bytes)
     }
