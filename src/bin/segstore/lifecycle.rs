@@ -238,8 +238,7 @@ pub async fn stats(store: &Store, json: bool) -> Result<()> {
 /// A spinner on stderr for long operations, hidden for JSON output or when stderr is not
 /// a terminal.
 pub fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if json || !std::io::stderr().is_terminal() {
+    if !show_progress(json) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new_spinner();
@@ -311,8 +310,7 @@ pub async fn import(
 
 /// A byte progress bar on stderr for a transfer of `len` bytes, hidden like [`progress`].
 pub fn bytes_bar(json: bool, len: u64, message: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if json || !std::io::stderr().is_terminal() {
+    if !show_progress(json) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
@@ -323,4 +321,10 @@ pub fn bytes_bar(json: bool, len: u64, message: &str) -> indicatif::ProgressBar 
     }
     bar.set_message(message.to_owned());
     bar
+}
+
+/// Progress goes to stderr only for people: not with `--json`, not when stderr is piped.
+fn show_progress(json: bool) -> bool {
+    use std::io::IsTerminal;
+    !json && std::io::stderr().is_terminal()
 }
