@@ -122,6 +122,34 @@ impl S3Backend {
     }
 
     /// Converts an SDK error of an operation on `key` (relative to the prefix).
+    /// Every object under the full (bucket-relative) prefix, through all pages.
+    async fn list_all(
+        &self,
+        full_prefix: &str,
+        what: &str,
+        shown: &str,
+    ) -> Result<Vec<aws_sdk_s3::types::Object>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client()
+                .list_objects_v2()
+                .bucket(self.bucket())
+                .prefix(full_prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.error(what, shown, e))?;
+            out.extend(page.contents().iter().cloned());
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     fn error<E>(&self, what: &str, key: &str, err: SdkError<E>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -387,38 +415,21 @@ impl ObjectBackend for S3Backend {
         keys::validate_prefix(prefix)?;
         let full_prefix = format!("{}{prefix}", self.prefix());
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client()
-                .list_objects_v2()
-                .bucket(self.bucket())
-                .prefix(&full_prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| self.error("listing", prefix, e))?;
-            for object in page.contents() {
-                let Some(relative) = object.key().and_then(|k| k.strip_prefix(self.prefix()))
-                else {
-                    continue;
-                };
-                if relative.starts_with(STAGING_DIR) {
-                    continue; // uploads in progress are never listed
-                }
-                let Ok(key) = ObjectKey::new(relative) else {
-                    continue; // not a name segstore writes; ignore it
-                };
-                out.push(ObjectMeta {
-                    key,
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    last_modified: to_system_time(object.last_modified()),
-                });
+        for object in self.list_all(&full_prefix, "listing", prefix).await? {
+            let Some(relative) = object.key().and_then(|k| k.strip_prefix(self.prefix())) else {
+                continue;
+            };
+            if relative.starts_with(STAGING_DIR) {
+                continue; // uploads in progress are never listed
             }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => break,
-            }
+            let Ok(key) = ObjectKey::new(relative) else {
+                continue; // not a name segstore writes; ignore it
+            };
+            out.push(ObjectMeta {
+                key,
+                size: object.size().unwrap_or(0).max(0) as u64,
+                last_modified: to_system_time(object.last_modified()),
+            });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)

@@ -66,31 +66,15 @@ impl S3Backend {
             }
         }
 
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client()
-                .list_objects_v2()
-                .bucket(self.bucket())
-                .prefix(&staging)
-                .set_continuation_token(token.take())
-                .send()
+        for object in self.list_all(&staging, context, STAGING_DIR).await? {
+            let Some(key) = object.key() else { continue };
+            if to_system_time(object.last_modified()) > cutoff {
+                continue;
+            }
+            self.delete_full(key)
                 .await
-                .map_err(|e| self.error(context, STAGING_DIR, e))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                if to_system_time(object.last_modified()) > cutoff {
-                    continue;
-                }
-                self.delete_full(key)
-                    .await
-                    .map_err(|f| f.into_error(context, self.bucket(), key))?;
-                removed += 1;
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => break,
-            }
+                .map_err(|f| f.into_error(context, self.bucket(), key))?;
+            removed += 1;
         }
         Ok(removed)
     }
