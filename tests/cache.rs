@@ -305,6 +305,17 @@ async fn range_reads_fetch_only_what_they_need(raw: Arc<dyn ObjectBackend>) {
     );
     let ob_size = (data.len() as u64).div_ceil(16 * KIB as u64) * 32 + 12;
     assert_eq!(o.bytes, ob_size);
+    // The next 4 KiB lie in the same verified group: kept in memory, not fetched again.
+    // A range reaching one group further fetches only that group.
+    let next = r.end..r.end + 4096;
+    let got = cache.read_range(&p, next.clone()).await.unwrap();
+    assert_eq!(got, data.slice(next.start as usize..next.end as usize));
+    assert_eq!(l2.of(&blob).bytes, b.bytes, "refetched a verified group");
+    let across = 3_010_000u64..3_020_000;
+    let got = cache.read_range(&p, across.clone()).await.unwrap();
+    assert_eq!(got, data.slice(across.start as usize..across.end as usize));
+    assert_eq!(l2.of(&blob).bytes, b.bytes + 16 * KIB as u64);
+    let b = l2.of(&blob);
     // More ranges: the outboard is not fetched again; a 1 MiB range costs ~1 MiB.
     let r = 5 * MIB as u64 + 7..6 * MIB as u64 + 7;
     let got = cache.read_range(&p, r.clone()).await.unwrap();

@@ -16,6 +16,7 @@
 
 mod fill;
 mod l1;
+mod range;
 mod upload;
 mod verify;
 
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Verified, decoded outboards.
     outboards: quick_cache::sync::Cache<BlobId, Arc<Outboard>>,
+    /// Verified 16 KiB groups of recent small range fetches.
+    groups: range::Groups,
     /// Blobs known to have no outboard in L2 (small, or written by an older build).
     no_outboard: quick_cache::sync::Cache<BlobId, ()>,
     counters: Counters,
@@ -146,6 +149,7 @@ impl CachingBackend {
                 l2,
                 flights: DashMap::new(),
                 outboards: quick_cache::sync::Cache::new(OUTBOARDS_IN_MEMORY),
+                groups: range::groups(),
                 no_outboard: quick_cache::sync::Cache::new(64 * 1024),
                 counters: Counters::default(),
             }),
@@ -327,43 +331,6 @@ impl CachingBackend {
             Err(e) => Err(e),
         }
     }
-
-    /// Reads `range` of a blob from L2, fetching only the groups around it, and checks
-    /// them against the outboard. Nothing is cached.
-    async fn verified_range(
-        &self,
-        key: &ObjectKey,
-        ob: Arc<Outboard>,
-        range: Range<u64>,
-    ) -> Result<Bytes> {
-        check_range(key, &range, ob.size())?;
-        if range.is_empty() {
-            return Ok(Bytes::new());
-        }
-        let s = &self.inner;
-        let aligned = ob.aligned(&range);
-        let data = s.l2.get_range(key, aligned.clone()).await?;
-        bump(&s.counters.range_fetches, 1);
-        bump(&s.counters.bytes_from_l2, data.len() as u64);
-        let start = aligned.start;
-        let ok = data.len() as u64 == aligned.end - aligned.start && {
-            let (ob, d) = (ob.clone(), data.clone());
-            blocking(move || Ok(ob.verify(start, &d))).await?
-        };
-        if !ok {
-            bump(&s.counters.verification_failures, 1);
-            tracing::warn!(key = %key, ?aligned, "range from L2 failed verification");
-            return Err(Error::Corrupt {
-                object: key.to_string(),
-                expected: format!(
-                    "bytes {}..{} matching the outboard",
-                    aligned.start, aligned.end
-                ),
-                actual: "different bytes".into(),
-            });
-        }
-        Ok(data.slice((range.start - start) as usize..(range.end - start) as usize))
-    }
 }
 
 #[async_trait]
@@ -431,7 +398,7 @@ impl ObjectBackend for CachingBackend {
             None => {
                 if let Kind::Blob(id) = kind {
                     if let Some(ob) = self.outboard(&id).await? {
-                        return self.verified_range(key, ob, range).await;
+                        return self.verified_range(key, id, ob, range).await;
                     }
                 }
                 self.fill(key, kind, None).await?.bytes
