@@ -8,9 +8,11 @@
 //!   durably; the L1 copy is written right after (and dropped silently if it can't be).
 //! - **Verified reads.** A miss fetches the whole object from L2 and checks it (see
 //!   [`verify`]) before serving or caching it; a mismatch is `Corrupt` and caches nothing.
+//!   Large blobs are streamed into an L1 file while being hashed, once (see [`fill`]), and
+//!   the blob layer is told not to hash them again.
 //!   L1 files found at open are checked on first use; a damaged one is evicted and
 //!   refetched. Range reads of blobs with an outboard fetch only the 16 KiB groups
-//!   around the range and verify them against the outboard.
+//!   around the range and verify them against the outboard (see [`range`]).
 //! - **Single flight.** Concurrent misses on one key share one L2 fetch.
 //! - **Eviction.** LRU with exact byte accounting; see [`l1`].
 
