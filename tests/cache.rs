@@ -15,7 +15,8 @@ use segstore::backend::local::LocalBackend;
 use segstore::backend::s3::S3Backend;
 use segstore::backend::ObjectBackend;
 use segstore::{
-    keys, BlobId, CachedStorage, Error, SegmentStorage, StorageBackend, StoragePath, StoreOptions,
+    keys, BlobId, CachedStorage, CachingBackend, Error, SegmentStorage, StorageBackend,
+    StoragePath, StoreOptions,
 };
 use support::moto;
 
@@ -115,6 +116,8 @@ on_both!(
     damaged_l1_is_evicted_and_refetched,
     concurrent_misses_fetch_once,
     range_reads_fetch_only_what_they_need,
+    cold_whole_reads_stream_once_and_verify,
+    cold_whole_read_of_damaged_l2_caches_nothing,
 );
 
 async fn write_through_and_restart(raw: Arc<dyn ObjectBackend>) {
@@ -302,6 +305,17 @@ async fn range_reads_fetch_only_what_they_need(raw: Arc<dyn ObjectBackend>) {
     );
     let ob_size = (data.len() as u64).div_ceil(16 * KIB as u64) * 32 + 12;
     assert_eq!(o.bytes, ob_size);
+    // The next 4 KiB lie in the same verified group: kept in memory, not fetched again.
+    // A range reaching one group further fetches only that group.
+    let next = r.end..r.end + 4096;
+    let got = cache.read_range(&p, next.clone()).await.unwrap();
+    assert_eq!(got, data.slice(next.start as usize..next.end as usize));
+    assert_eq!(l2.of(&blob).bytes, b.bytes, "refetched a verified group");
+    let across = 3_010_000u64..3_020_000;
+    let got = cache.read_range(&p, across.clone()).await.unwrap();
+    assert_eq!(got, data.slice(across.start as usize..across.end as usize));
+    assert_eq!(l2.of(&blob).bytes, b.bytes + 16 * KIB as u64);
+    let b = l2.of(&blob);
     // More ranges: the outboard is not fetched again; a 1 MiB range costs ~1 MiB.
     let r = 5 * MIB as u64 + 7..6 * MIB as u64 + 7;
     let got = cache.read_range(&p, r.clone()).await.unwrap();
@@ -335,6 +349,137 @@ async fn range_reads_fetch_only_what_they_need(raw: Arc<dyn ObjectBackend>) {
         cache.read_range(&p, 0..100).await.unwrap(),
         data.slice(..100)
     );
+}
+
+/// Writes a blob large enough to be streamed by a fill (several 4 MiB pieces), with its
+/// outboard, through a separate cache; returns its path, bytes and id.
+async fn big_blob(
+    raw: &Arc<dyn ObjectBackend>,
+    dir: &Path,
+    seed: u8,
+) -> (StoragePath, Bytes, BlobId) {
+    let data = pattern(9 * MIB + 4321, seed);
+    let p = path(&format!("big{seed}"));
+    let writer = open(dir, 64 * MIB as u64, raw.clone()).await;
+    writer
+        .write_stream(&p, std::io::Cursor::new(data.to_vec()))
+        .await
+        .unwrap();
+    let id = BlobId::of(&data);
+    (p, data, id)
+}
+
+async fn cold_whole_reads_stream_once_and_verify(raw: Arc<dyn ObjectBackend>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, data, id) = big_blob(&raw, &tmp.path().join("w"), 21).await;
+    let key = keys::blob(&id);
+    let size = data.len() as u64;
+    let l2 = Counting::new(raw.clone());
+
+    // Concurrent cold reads: one streamed fill, every byte fetched once, in ranges.
+    let l1 = tmp.path().join("r");
+    let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
+    cache.head("c").await.unwrap();
+    let reads: Vec<_> = (0..6)
+        .map(|_| {
+            let (cache, p) = (cache.clone(), p.clone());
+            tokio::spawn(async move { cache.read_bytes(&p).await })
+        })
+        .collect();
+    for r in reads {
+        assert_eq!(r.await.unwrap().unwrap(), data);
+    }
+    let r = l2.of(&key);
+    assert_eq!(
+        (r.gets, r.bytes),
+        (1, size),
+        "one fetch for 6 misses: {r:?}"
+    );
+    assert_eq!(std::fs::read(l1_file(&l1, &id)).unwrap(), data);
+    assert_eq!(disk_bytes(&l1.join("tmp")), 0);
+    assert_eq!(cache.cache_stats().verification_failures, 0);
+
+    // The cache hashed what it filled and says so, so the blob layer does not hash it
+    // again; an L1 hit is not vouched for (disk can rot), so the caller hashes it.
+    let backend = cache.cache().clone();
+    let fresh = CachingBackend::open(tmp.path().join("r2"), 64 * MIB as u64, l2.clone())
+        .await
+        .unwrap();
+    let filled = fresh.get_blob(&key, &id, size).await.unwrap();
+    assert!(filled.verified);
+    assert_eq!(filled.bytes, data);
+    let hit = fresh.get_blob(&key, &id, size).await.unwrap();
+    assert!(!hit.verified);
+    assert_eq!(hit.bytes, data);
+    assert_eq!(
+        l2.of(&key).bytes,
+        2 * size,
+        "one more fill, for the second cache"
+    );
+    drop(backend);
+
+    // A cold open (mapping) streams too; the mapping is the L1 file.
+    let l1 = tmp.path().join("r3");
+    let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
+    let file = cache.open_file(&p).await.unwrap();
+    assert_eq!(file.resident().unwrap(), &data);
+    assert_eq!((l2.of(&key).gets, l2.of(&key).bytes), (3, 3 * size));
+    assert!(l1_file(&l1, &id).exists());
+
+    // Bigger than the whole budget: served from an unlinked temp file, nothing kept.
+    let l1 = tmp.path().join("small");
+    let cache = open(&l1, 2 * MIB as u64, l2.clone()).await;
+    assert_eq!(cache.read_bytes(&p).await.unwrap(), data);
+    assert_eq!(disk_bytes(&l1.join("objects").join("blobs")), 0);
+    assert_eq!(disk_bytes(&l1.join("tmp")), 0);
+    assert!(cache.cache_stats().not_cached >= 1);
+}
+
+async fn cold_whole_read_of_damaged_l2_caches_nothing(raw: Arc<dyn ObjectBackend>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, data, id) = big_blob(&raw, &tmp.path().join("w"), 22).await;
+    let key = keys::blob(&id);
+    let damage: [(&str, Bytes); 3] = [
+        ("bit flip in the last piece", {
+            let mut bad = data.to_vec();
+            bad[data.len() - 3] ^= 0x08;
+            bad.into()
+        }),
+        ("truncated", data.slice(..data.len() - 1)),
+        ("extended", {
+            let mut bad = data.to_vec();
+            bad[5] ^= 0x01;
+            bad.extend_from_slice(b"tail");
+            bad.into()
+        }),
+    ];
+    for (i, (what, bad)) in damage.into_iter().enumerate() {
+        // (Deleted first: LocalBackend keeps mappings of blobs, which never change.)
+        raw.delete(&key).await.unwrap();
+        raw.put(&key, bad).await.unwrap();
+        let l1 = tmp.path().join(format!("r{i}"));
+        let cache = open(&l1, 64 * MIB as u64, raw.clone()).await;
+        let err = cache.read_bytes(&p).await.unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err:?}");
+        let err = cache.open_file(&p).await.unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err:?}");
+        let stats = cache.cache_stats();
+        assert!(stats.verification_failures >= 1, "{what}: {stats:?}");
+        // (Manifest and tree nodes are cached: they verified.)
+        assert!(stats.l1_bytes < 4096, "{what}: {stats:?}");
+        assert!(
+            !l1_file(&l1, &id).exists(),
+            "{what}: corrupt content cached"
+        );
+        assert_eq!(disk_bytes(&l1.join("objects").join("blobs")), 0, "{what}");
+        assert_eq!(disk_bytes(&l1.join("tmp")), 0, "{what}: temp file left");
+    }
+    raw.delete(&key).await.unwrap();
+    raw.put(&key, data.clone()).await.unwrap();
+    let l1 = tmp.path().join("repaired");
+    let cache = open(&l1, 64 * MIB as u64, raw.clone()).await;
+    assert_eq!(cache.read_bytes(&p).await.unwrap(), data);
+    assert!(l1_file(&l1, &id).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,13 +558,15 @@ mod budget_proptest {
             Just(200 * KIB),
             Just(700 * KIB),
             Just(1300 * KIB),
+            // Streamed by fills (over 4 MiB): cached or not, depending on the budget.
+            Just(4 * MIB + 3 * KIB),
         ];
         prop_oneof![
             3 => (0..6u8, size, any::<u8>()).prop_map(|(f, s, seed)| Op::Write(f, s, seed)),
             3 => (0..6u8).prop_map(Op::Read),
             2 => (0..6u8, any::<u32>()).prop_map(|(f, o)| Op::Range(f, o)),
             1 => (0..6u8).prop_map(Op::Open),
-            1 => prop_oneof![Just(256u64), Just(512), Just(1024)].prop_map(Op::Restart),
+            1 => prop_oneof![Just(256u64), Just(512), Just(1024), Just(6144)].prop_map(Op::Restart),
         ]
     }
 

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
+use crate::hash::BlobId;
 use crate::keys::ObjectKey;
 
 /// What a backend reports about one stored object.
@@ -44,6 +45,20 @@ pub enum PutOutcome {
     Created,
     /// An object already existed under the key; it was left untouched.
     AlreadyExists,
+}
+
+/// A whole object as a stream of chunks; see [`ObjectBackend::get_stream`].
+pub type ByteChunks = futures::stream::BoxStream<'static, Result<Bytes>>;
+
+/// A whole blob as [`ObjectBackend::get_blob`] returns it.
+#[derive(Debug, Clone)]
+pub struct BlobRead {
+    /// The blob's bytes.
+    pub bytes: Bytes,
+    /// True when the backend itself checked, in this call, that `bytes` hash to the id
+    /// that was asked for (a cache filling from its L2 hashes on the way in); the caller
+    /// may then skip its own hash. False means "check it yourself".
+    pub verified: bool,
 }
 
 /// A storage medium holding opaque objects under keys.
@@ -87,6 +102,27 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Reads a whole object. A missing object is [`Error::NotFound`](crate::Error::NotFound).
     async fn get(&self, key: &ObjectKey) -> Result<Bytes>;
+
+    /// Reads a whole object as a stream of chunks, in order, so that a large object is
+    /// never held in memory at once (a cache fill streams L2 into an L1 file). The
+    /// default is [`get`](Self::get) as one chunk: right where `get` maps a file.
+    async fn get_stream(&self, key: &ObjectKey) -> Result<ByteChunks> {
+        let data = self.get(key).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(data) })))
+    }
+
+    /// Reads the whole blob `key`, expected to hash to `id` and hold `size` bytes. A
+    /// backend that verifies content on its way (a cache filling L1 from L2) says so in
+    /// [`BlobRead::verified`], sparing the caller a second pass over the bytes; it must
+    /// never say so for bytes it did not hash against `id` during this call. The default
+    /// is [`get`](Self::get), unverified.
+    async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<BlobRead> {
+        let _ = (id, size);
+        Ok(BlobRead {
+            bytes: self.get(key).await?,
+            verified: false,
+        })
+    }
 
     /// Reads `range` of an object. A range past the end is
     /// [`Error::OutOfRange`](crate::Error::OutOfRange); an empty range is allowed.

@@ -47,10 +47,25 @@ fn groups(size: u64) -> u64 {
 
 /// Chaining value of group `index` holding `data`, as a subtree at its offset.
 fn leaf_cv(index: u64, data: &[u8]) -> ChainingValue {
+    subtree_cv(index * GROUP, data)
+}
+
+/// Chaining value of `data` as the BLAKE3 subtree starting at byte `offset` of a larger
+/// input. `offset` must be a multiple of a power-of-two number of 1 KiB chunks at least
+/// as large as `data` (any whole piece of an equal-pieces split, see [`root_of_pieces`]).
+pub(crate) fn subtree_cv(offset: u64, data: &[u8]) -> ChainingValue {
     let mut h = blake3::Hasher::new();
-    h.set_input_offset(index * GROUP);
+    h.set_input_offset(offset);
     h.update(data);
     h.finalize_non_root()
+}
+
+/// The BLAKE3 hash of an input cut into pieces of one power-of-two number of chunks (the
+/// last one possibly shorter), given each piece's [`subtree_cv`]: lets pieces be hashed
+/// independently, in parallel, in any order. `None` for fewer than two pieces (hash
+/// the input directly then).
+pub(crate) fn root_of_pieces(cvs: &[ChainingValue]) -> Option<BlobId> {
+    root_of(cvs)
 }
 
 /// Merges leaves into the chaining value of their subtree. Splitting at the largest power
@@ -255,6 +270,20 @@ mod tests {
             assert_eq!(b.finish().expect("outboard").encode(), ob.encode());
         }
         assert!(Outboard::compute(&data(g)).is_none());
+    }
+
+    #[test]
+    fn pieces_hash_like_the_whole() {
+        let piece = 4 * GROUP as usize;
+        for len in [piece + 1, 2 * piece, 3 * piece - 7, 5 * piece + 1024] {
+            let d = data(len);
+            let cvs: Vec<ChainingValue> = d
+                .chunks(piece)
+                .enumerate()
+                .map(|(i, p)| subtree_cv((i * piece) as u64, p))
+                .collect();
+            assert_eq!(root_of_pieces(&cvs), Some(BlobId::of(&d)), "len {len}");
+        }
     }
 
     #[test]

@@ -44,12 +44,14 @@ use crate::keys::ObjectKey;
 const MMAP_MIN: u64 = 64 * 1024;
 
 /// What a lookup found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Found {
     /// Size recorded when the entry was added.
     pub size: u64,
     /// Whether the content was checked against its key in this process.
     pub verified: bool,
+    /// The entry's live mapping, when it has one: the hit then needs no system call.
+    pub mapped: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -82,17 +84,16 @@ struct State {
 }
 
 impl State {
-    fn touch(&mut self, key: &str) -> Option<Found> {
+    /// Marks `key` most recently used; returns its entry. Moves the key's `String` from
+    /// its old LRU slot to the new one, so a hit allocates nothing.
+    fn touch(&mut self, key: &str) -> Option<&mut Entry> {
         self.tick += 1;
         let tick = self.tick;
         let e = self.entries.get_mut(key)?;
-        self.order.remove(&e.tick);
+        let name = self.order.remove(&e.tick).unwrap_or_else(|| key.to_owned());
         e.tick = tick;
-        self.order.insert(tick, key.to_owned());
-        Some(Found {
-            size: e.size,
-            verified: e.verified,
-        })
+        self.order.insert(tick, name);
+        Some(e)
     }
 
     fn forget(&mut self, key: &str) -> Option<Entry> {
@@ -190,13 +191,23 @@ impl L1 {
         self.objects.join(key)
     }
 
-    /// Finds `key` and marks it most recently used.
+    /// Finds `key`, marks it most recently used and hands out its mapping if it has one,
+    /// under one acquisition of the index lock (the whole cost of a warm hit).
     pub fn lookup(&self, key: &ObjectKey) -> Option<Found> {
-        self.lock().touch(key.as_str())
+        let mut st = self.lock();
+        let e = st.touch(key.as_str())?;
+        let mapped = e.mapping.clone();
+        let (size, verified) = (e.size, e.verified);
+        drop(st);
+        Some(Found {
+            size,
+            verified,
+            mapped: mapped.map(|m| Bytes::from_owner(Pin(m))),
+        })
     }
 
-    /// The live mapping of `key`, if a reader already holds one: no system call.
-    pub fn mapped(&self, key: &ObjectKey) -> Option<Bytes> {
+    /// The live mapping of `key`, if it has one: no system call.
+    fn mapped(&self, key: &ObjectKey) -> Option<Bytes> {
         let st = self.lock();
         let map = st.entries.get(key.as_str())?.mapping.clone()?;
         Some(Bytes::from_owner(Pin(map)))
@@ -226,13 +237,7 @@ impl L1 {
                 fs::read(&path).map_err(|e| Error::io(format!("reading cached {key}"), e))?;
             return Ok(Some(Bytes::from(data)));
         }
-        // SAFETY: L1 files are written once under a temp name and renamed into place; this
-        // process never modifies them afterwards, and eviction only unlinks (the mapping
-        // keeps the inode). Another program truncating files in the cache directory is
-        // outside the contract, as with tantivy's MmapDirectory.
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| Error::io(format!("mapping cached {key}"), e))?;
-        let map = Arc::new(map);
+        let map = map_file(&file, key)?;
         let mut st = self.lock();
         if let Some(e) = st.entries.get_mut(key.as_str()) {
             match &e.mapping {
@@ -289,7 +294,30 @@ impl L1 {
         self.commit(key, temp, size)
     }
 
+    /// Moves the complete temp file of a streamed fill into place as `key`, with `map`
+    /// (a mapping of that file) as the entry's mapping. `size` must have been
+    /// [reserved](Self::reserve). The temp file is consumed either way.
+    pub fn commit_mapped(
+        &self,
+        key: &ObjectKey,
+        temp: &Path,
+        size: u64,
+        map: Arc<memmap2::Mmap>,
+    ) -> Result<bool> {
+        self.commit_with(key, temp, size, Some(map))
+    }
+
     fn commit(&self, key: &ObjectKey, temp: &Path, size: u64) -> Result<bool> {
+        self.commit_with(key, temp, size, None)
+    }
+
+    fn commit_with(
+        &self,
+        key: &ObjectKey,
+        temp: &Path,
+        size: u64,
+        mapping: Option<Arc<memmap2::Mmap>>,
+    ) -> Result<bool> {
         let target = self.path_of(key.as_str());
         let placed = target
             .parent()
@@ -312,7 +340,7 @@ impl L1 {
                 size,
                 tick,
                 verified: true,
-                mapping: None,
+                mapping,
             },
         );
         if let Some(old) = old {
@@ -324,8 +352,9 @@ impl L1 {
         Ok(true)
     }
 
-    /// Reserves `size` bytes for `key`, evicting unpinned LRU entries as needed.
-    fn reserve(&self, key: &ObjectKey, size: u64) -> bool {
+    /// Reserves `size` bytes for `key`, evicting unpinned LRU entries as needed. False
+    /// when `key` is present or there is no unpinned room: the fill is then not cached.
+    pub fn reserve(&self, key: &ObjectKey, size: u64) -> bool {
         if size > self.max {
             return false;
         }
@@ -340,7 +369,8 @@ impl L1 {
         true
     }
 
-    fn unreserve(&self, size: u64) {
+    /// Gives back a reservation whose fill was abandoned.
+    pub fn unreserve(&self, size: u64) {
         self.lock().used -= size;
     }
 
@@ -407,6 +437,23 @@ impl L1 {
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
+}
+
+/// Maps an L1 file (or the temp file of a fill) for reading.
+pub(crate) fn map_file(file: &File, key: &ObjectKey) -> Result<Arc<memmap2::Mmap>> {
+    // SAFETY: L1 files are written once under a temp name and renamed into place; this
+    // process never modifies them afterwards (a streamed fill maps its temp file only once
+    // every byte is written), and eviction only unlinks (the mapping keeps the inode).
+    // Another program truncating files in the cache directory is outside the contract, as
+    // with tantivy's MmapDirectory.
+    let map = unsafe { memmap2::Mmap::map(file) }
+        .map_err(|e| Error::io(format!("mapping cached {key}"), e))?;
+    Ok(Arc::new(map))
+}
+
+/// Wraps a shared mapping as `Bytes`; the entry stays pinned while they live.
+pub(crate) fn pinned_bytes(map: Arc<memmap2::Mmap>) -> Bytes {
+    Bytes::from_owner(Pin(map))
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {

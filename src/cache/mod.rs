@@ -8,13 +8,17 @@
 //!   durably; the L1 copy is written right after (and dropped silently if it can't be).
 //! - **Verified reads.** A miss fetches the whole object from L2 and checks it (see
 //!   [`verify`]) before serving or caching it; a mismatch is `Corrupt` and caches nothing.
+//!   Large blobs are streamed into an L1 file while being hashed, once (see [`fill`]), and
+//!   the blob layer is told not to hash them again.
 //!   L1 files found at open are checked on first use; a damaged one is evicted and
 //!   refetched. Range reads of blobs with an outboard fetch only the 16 KiB groups
-//!   around the range and verify them against the outboard.
+//!   around the range and verify them against the outboard (see [`range`]).
 //! - **Single flight.** Concurrent misses on one key share one L2 fetch.
 //! - **Eviction.** LRU with exact byte accounting; see [`l1`].
 
+mod fill;
 mod l1;
+mod range;
 mod upload;
 mod verify;
 
@@ -27,7 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dashmap::DashMap;
 
-use crate::backend::{check_range, ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use crate::backend::{check_range, BlobRead, ObjectBackend, ObjectMeta, PutOutcome, Upload};
 use crate::blob::outboard::Outboard;
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
@@ -102,6 +106,13 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Content served from L1 or just filled into it.
+struct Served {
+    bytes: Bytes,
+    /// Hashed against its key by this call (a fill, or the first use of an L1 file).
+    checked: bool,
+}
+
 /// A bounded, verified L1 directory in front of an L2 backend. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CachingBackend {
@@ -116,6 +127,8 @@ pub(crate) struct Shared {
     flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Verified, decoded outboards.
     outboards: quick_cache::sync::Cache<BlobId, Arc<Outboard>>,
+    /// Verified 16 KiB groups of recent small range fetches.
+    groups: range::Groups,
     /// Blobs known to have no outboard in L2 (small, or written by an older build).
     no_outboard: quick_cache::sync::Cache<BlobId, ()>,
     counters: Counters,
@@ -138,6 +151,7 @@ impl CachingBackend {
                 l2,
                 flights: DashMap::new(),
                 outboards: quick_cache::sync::Cache::new(OUTBOARDS_IN_MEMORY),
+                groups: range::groups(),
                 no_outboard: quick_cache::sync::Cache::new(64 * 1024),
                 counters: Counters::default(),
             }),
@@ -168,21 +182,21 @@ impl CachingBackend {
     }
 
     /// Serves `key` from L1, or fetches, verifies and caches it.
-    async fn cached(&self, key: &ObjectKey, kind: Kind) -> Result<Bytes> {
+    async fn cached(&self, key: &ObjectKey, kind: Kind, size: Option<u64>) -> Result<Bytes> {
         match self.l1_copy(key, kind).await? {
-            Some(b) => Ok(b),
-            None => self.fill(key, kind).await,
+            Some(c) => Ok(c.bytes),
+            None => self.fill(key, kind, size).await.map(|c| c.bytes),
         }
     }
 
     /// The L1 copy of `key`, verified if this is its first use in the process. A missing,
     /// unreadable or damaged file is forgotten and reported as a miss.
-    async fn l1_copy(&self, key: &ObjectKey, kind: Kind) -> Result<Option<Bytes>> {
+    async fn l1_copy(&self, key: &ObjectKey, kind: Kind) -> Result<Option<Served>> {
         let s = &self.inner;
         let Some(found) = s.l1.lookup(key) else {
             return Ok(None);
         };
-        let bytes = match s.l1.mapped(key) {
+        let bytes = match found.mapped {
             Some(b) => Some(b),
             None => {
                 let (me, k) = (self.clone(), key.clone());
@@ -199,9 +213,10 @@ impl CachingBackend {
         let Some(bytes) = bytes else {
             return Ok(None); // deleted underneath: a miss
         };
+        let checked = !found.verified;
         let damaged = if bytes.len() as u64 != found.size {
             true
-        } else if !found.verified {
+        } else if checked {
             match verify::check(kind, key, &bytes).await {
                 Ok(()) => {
                     s.l1.mark_verified(key);
@@ -220,7 +235,7 @@ impl CachingBackend {
         }
         bump(&s.counters.hits, 1);
         tracing::trace!(key = %key, "L1 hit");
-        Ok(Some(bytes))
+        Ok(Some(Served { bytes, checked }))
     }
 
     async fn drop_damaged(&self, key: &ObjectKey) {
@@ -230,8 +245,9 @@ impl CachingBackend {
     }
 
     /// Fetches `key` from L2 once however many callers miss at the same time, verifies it,
-    /// and caches it.
-    async fn fill(&self, key: &ObjectKey, kind: Kind) -> Result<Bytes> {
+    /// and caches it. A blob whose `size` is known and large is streamed into L1 (see
+    /// [`fill`]); anything else is read whole.
+    async fn fill(&self, key: &ObjectKey, kind: Kind, size: Option<u64>) -> Result<Served> {
         let s = &self.inner;
         let flight = s
             .flights
@@ -241,20 +257,19 @@ impl CachingBackend {
         let guard = flight.lock().await;
         let result = async {
             // Another caller may have filled it while we waited.
-            if let Some(b) = self.l1_copy(key, kind).await? {
-                return Ok(b);
+            if let Some(c) = self.l1_copy(key, kind).await? {
+                return Ok(c);
             }
-            let data = s.l2.get(key).await?;
-            bump(&s.counters.misses, 1);
-            bump(&s.counters.bytes_from_l2, data.len() as u64);
-            tracing::debug!(key = %key, bytes = data.len(), "L1 miss, fetched from L2");
-            if let Err(e) = verify::check(kind, key, &data).await {
-                bump(&s.counters.verification_failures, 1);
-                tracing::warn!(key = %key, error = %e, "content from L2 failed verification");
-                return Err(e);
-            }
-            self.store_l1(key, data.clone()).await;
-            Ok(data)
+            let bytes = match (kind, size) {
+                (Kind::Blob(id), Some(size)) if size > fill::PIECE => {
+                    self.stream_fill(key, id, size).await?
+                }
+                _ => self.whole_fill(key, kind).await?,
+            };
+            Ok(Served {
+                bytes,
+                checked: true,
+            })
         }
         .await;
         drop(guard);
@@ -262,6 +277,22 @@ impl CachingBackend {
         s.flights
             .remove_if(key.as_str(), |_, f| Arc::strong_count(f) <= 2);
         result
+    }
+
+    /// Reads `key` whole from L2, verifies it and caches it.
+    async fn whole_fill(&self, key: &ObjectKey, kind: Kind) -> Result<Bytes> {
+        let s = &self.inner;
+        let data = s.l2.get(key).await?;
+        bump(&s.counters.misses, 1);
+        bump(&s.counters.bytes_from_l2, data.len() as u64);
+        tracing::debug!(key = %key, bytes = data.len(), "L1 miss, fetched from L2");
+        if let Err(e) = verify::check(kind, key, &data).await {
+            bump(&s.counters.verification_failures, 1);
+            tracing::warn!(key = %key, error = %e, "content from L2 failed verification");
+            return Err(e);
+        }
+        self.store_l1(key, data.clone()).await;
+        Ok(data)
     }
 
     /// Writes verified (or self-written) content to L1; failure only costs a later miss.
@@ -286,7 +317,10 @@ impl CachingBackend {
         if s.no_outboard.get(id).is_some() {
             return Ok(None);
         }
-        match self.cached(&keys::outboard(id), Kind::Outboard(*id)).await {
+        match self
+            .cached(&keys::outboard(id), Kind::Outboard(*id), None)
+            .await
+        {
             Ok(bytes) => {
                 let ob = Arc::new(Outboard::decode(id, bytes)?);
                 s.outboards.insert(*id, ob.clone());
@@ -298,43 +332,6 @@ impl CachingBackend {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// Reads `range` of a blob from L2, fetching only the groups around it, and checks
-    /// them against the outboard. Nothing is cached.
-    async fn verified_range(
-        &self,
-        key: &ObjectKey,
-        ob: Arc<Outboard>,
-        range: Range<u64>,
-    ) -> Result<Bytes> {
-        check_range(key, &range, ob.size())?;
-        if range.is_empty() {
-            return Ok(Bytes::new());
-        }
-        let s = &self.inner;
-        let aligned = ob.aligned(&range);
-        let data = s.l2.get_range(key, aligned.clone()).await?;
-        bump(&s.counters.range_fetches, 1);
-        bump(&s.counters.bytes_from_l2, data.len() as u64);
-        let start = aligned.start;
-        let ok = data.len() as u64 == aligned.end - aligned.start && {
-            let (ob, d) = (ob.clone(), data.clone());
-            blocking(move || Ok(ob.verify(start, &d))).await?
-        };
-        if !ok {
-            bump(&s.counters.verification_failures, 1);
-            tracing::warn!(key = %key, ?aligned, "range from L2 failed verification");
-            return Err(Error::Corrupt {
-                object: key.to_string(),
-                expected: format!(
-                    "bytes {}..{} matching the outboard",
-                    aligned.start, aligned.end
-                ),
-                actual: "different bytes".into(),
-            });
-        }
-        Ok(data.slice((range.start - start) as usize..(range.end - start) as usize))
     }
 }
 
@@ -369,9 +366,29 @@ impl ObjectBackend for CachingBackend {
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
         match Kind::of(key) {
-            Some(kind) => self.cached(key, kind).await,
+            Some(kind) => self.cached(key, kind, None).await,
             None => self.inner.l2.get(key).await,
         }
+    }
+
+    async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<BlobRead> {
+        let kind = Kind::Blob(*id);
+        if Kind::of(key) != Some(kind) {
+            return Ok(BlobRead {
+                bytes: self.get(key).await?,
+                verified: false,
+            });
+        }
+        // Verified means hashed by this call: a fill, or an L1 file's first use. Other
+        // hits are L1 disk, which could rot since; the caller hashes those.
+        let copy = match self.l1_copy(key, kind).await? {
+            Some(c) => c,
+            None => self.fill(key, kind, Some(size)).await?,
+        };
+        Ok(BlobRead {
+            bytes: copy.bytes,
+            verified: copy.checked,
+        })
     }
 
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
@@ -379,14 +396,14 @@ impl ObjectBackend for CachingBackend {
             return self.inner.l2.get_range(key, range).await;
         };
         let whole = match self.l1_copy(key, kind).await? {
-            Some(whole) => whole,
+            Some(c) => c.bytes,
             None => {
                 if let Kind::Blob(id) = kind {
                     if let Some(ob) = self.outboard(&id).await? {
-                        return self.verified_range(key, ob, range).await;
+                        return self.verified_range(key, id, ob, range).await;
                     }
                 }
-                self.fill(key, kind).await?
+                self.fill(key, kind, None).await?.bytes
             }
         };
         check_range(key, &range, whole.len() as u64)?;
@@ -394,10 +411,24 @@ impl ObjectBackend for CachingBackend {
     }
 
     async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
-        match Kind::of(key) {
-            Some(kind) => self.cached(key, kind).await.map(Some),
-            None => self.inner.l2.map(key).await,
+        let Some(kind) = Kind::of(key) else {
+            return self.inner.l2.map(key).await;
+        };
+        if let Some(c) = self.l1_copy(key, kind).await? {
+            return Ok(Some(c.bytes));
         }
+        // A blob's size lets the fill stream it instead of holding it in memory.
+        let size = match kind {
+            Kind::Blob(id) => match self.inner.outboards.get(&id) {
+                Some(ob) => Some(ob.size()),
+                None => match self.inner.l2.head(key).await? {
+                    Some(meta) => Some(meta.size),
+                    None => return Err(Error::not_found(key)),
+                },
+            },
+            _ => None,
+        };
+        self.fill(key, kind, size).await.map(|c| Some(c.bytes))
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {

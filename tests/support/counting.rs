@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use segstore::backend::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use futures::StreamExt;
+use segstore::backend::{ByteChunks, ObjectBackend, ObjectMeta, PutOutcome, Upload};
 use segstore::keys::ObjectKey;
 use segstore::Result;
 
 /// Reads of one key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reads {
-    /// Whole-object reads (`get`, `map`).
+    /// Whole-object reads (`get`, `get_stream`, `map`).
     pub gets: u64,
     /// Range reads.
     pub ranges: u64,
@@ -28,7 +29,7 @@ pub struct Reads {
 #[derive(Debug)]
 pub struct Counting {
     inner: Arc<dyn ObjectBackend>,
-    reads: Mutex<HashMap<String, Reads>>,
+    reads: Arc<Mutex<HashMap<String, Reads>>>,
     get_delay: Duration,
 }
 
@@ -40,7 +41,7 @@ impl Counting {
     pub fn with_delay(inner: Arc<dyn ObjectBackend>, get_delay: Duration) -> Arc<Self> {
         Arc::new(Counting {
             inner,
-            reads: Mutex::new(HashMap::new()),
+            reads: Arc::new(Mutex::new(HashMap::new())),
             get_delay,
         })
     }
@@ -97,6 +98,22 @@ impl ObjectBackend for Counting {
         let data = self.inner.get(key).await?;
         self.record(key, true, data.len());
         Ok(data)
+    }
+
+    async fn get_stream(&self, key: &ObjectKey) -> Result<ByteChunks> {
+        if !self.get_delay.is_zero() {
+            tokio::time::sleep(self.get_delay).await;
+        }
+        let chunks = self.inner.get_stream(key).await?;
+        self.record(key, true, 0);
+        // Bytes are counted as they arrive: a reader that stops early pays less.
+        let (reads, key) = (self.reads.clone(), key.clone());
+        Ok(Box::pin(chunks.inspect(move |c| {
+            if let Ok(c) = c {
+                let mut reads = reads.lock().unwrap();
+                reads.entry(key.as_str().to_owned()).or_default().bytes += c.len() as u64;
+            }
+        })))
     }
 
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {

@@ -26,7 +26,7 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
-use super::{check_range, ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use super::{check_range, ByteChunks, ObjectBackend, ObjectMeta, PutOutcome, Upload};
 use crate::error::{Error, Result};
 use crate::keys::{self, ObjectKey};
 use errors::{classify, Failure, Kind};
@@ -259,6 +259,38 @@ impl ObjectBackend for S3Backend {
             .await
             .map_err(|e| self.error("reading", key.as_str(), e))?;
         self.collect("reading", key.as_str(), out.body).await
+    }
+
+    async fn get_stream(&self, key: &ObjectKey) -> Result<ByteChunks> {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(self.bucket())
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("reading", key.as_str(), e))?;
+        let (context, bucket) = (
+            self.context("reading", key.as_str()),
+            self.bucket().to_owned(),
+        );
+        let key = key.as_str().to_owned();
+        // Chunks as the SDK receives them; stalls are cut off as in `collect`.
+        let chunks = futures::stream::try_unfold(out.body, move |mut body| {
+            let (context, bucket, key) = (context.clone(), bucket.clone(), key.clone());
+            async move {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => Ok(Some((chunk, body))),
+                    Ok(None) => Ok(None),
+                    Err(e) => {
+                        let message = format!("response body interrupted: {e}");
+                        Err(Failure::unreachable(message, Box::new(e))
+                            .into_error(&context, &bucket, &key))
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
