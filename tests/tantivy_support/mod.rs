@@ -29,6 +29,7 @@ pub fn block<F: std::future::Future>(f: F) -> F::Output {
 pub fn fast_options() -> TantivyAdapterOptions {
     TantivyAdapterOptions {
         watch_interval: Duration::from_millis(20),
+        ..TantivyAdapterOptions::default()
     }
 }
 
