@@ -84,12 +84,21 @@ pub fn body_of(i: u64) -> String {
 }
 
 pub fn add_docs(writer: &IndexWriter, fields: &Fields, ids: std::ops::Range<u64>) {
+    add_long_docs(writer, fields, ids, 1)
+}
+
+/// Like [`add_docs`], with bodies `parts` times as long (for larger files).
+pub fn add_long_docs(writer: &IndexWriter, fields: &Fields, ids: std::ops::Range<u64>, parts: u64) {
     for i in ids {
+        let body = (0..parts)
+            .map(|k| body_of(i + k * 1_000_003))
+            .collect::<Vec<_>>()
+            .join(" ");
         writer
             .add_document(doc!(
                 fields.id => i,
                 fields.title => format!("document {i}"),
-                fields.body => body_of(i),
+                fields.body => body,
             ))
             .expect("add document");
     }
@@ -121,14 +130,24 @@ pub type Hits = Vec<(u32, String)>;
 /// Indexes `n` documents of the corpus into `dir` (one thread, so segment contents are
 /// deterministic), with a deletion, then runs [`QUERIES`] and returns the ranked hits.
 pub fn differential_run(dir: Box<dyn Directory>, n: u64, settings: IndexSettings) -> Vec<Hits> {
+    differential_run_long(dir, n, settings, 1)
+}
+
+/// [`differential_run`] with document bodies `parts` times as long.
+pub fn differential_run_long(
+    dir: Box<dyn Directory>,
+    n: u64,
+    settings: IndexSettings,
+    parts: u64,
+) -> Vec<Hits> {
     let (schema, fields) = schema();
     let index = Index::create(dir, schema.clone(), settings).expect("create index");
     let mut writer: IndexWriter = index
         .writer_with_num_threads(1, 50_000_000)
         .expect("writer");
-    add_docs(&writer, &fields, 0..n / 2);
+    add_long_docs(&writer, &fields, 0..n / 2, parts);
     writer.commit().expect("commit 1");
-    add_docs(&writer, &fields, n / 2..n);
+    add_long_docs(&writer, &fields, n / 2..n, parts);
     writer.delete_term(tantivy::Term::from_field_u64(fields.id, 7));
     writer.commit().expect("commit 2");
     drop(writer);
