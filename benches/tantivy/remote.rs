@@ -68,7 +68,10 @@ async fn new_bucket(endpoint: &str) -> S3Config {
     config
 }
 
-fn adapter_over(rt: &tokio::runtime::Runtime, store: Arc<dyn SegmentStorage>) -> TantivyStorageAdapter {
+fn adapter_over(
+    rt: &tokio::runtime::Runtime,
+    store: Arc<dyn SegmentStorage>,
+) -> TantivyStorageAdapter {
     rt.block_on(TantivyStorageAdapter::open(store, COLLECTION, SHARD))
         .expect("adapter")
 }
@@ -128,18 +131,31 @@ pub(super) fn run(
         let l2: Arc<dyn ObjectBackend> = Arc::new(l2);
         let l1_dir = tempfile::tempdir().expect("tempdir");
         let cached = rt
-            .block_on(CachedStorage::open(l1_dir.path(), 8 << 30, l2, StoreOptions::default()))
+            .block_on(CachedStorage::open(
+                l1_dir.path(),
+                8 << 30,
+                l2,
+                StoreOptions::default(),
+            ))
             .expect("cache");
         let (index, _) = build_query_index(Box::new(adapter_over(rt, Arc::new(cached))), corpus);
         let searcher = index.reader().expect("reader").searcher();
-        compare_tier("cached (L2 local)", classes, (mmap_index, &mmap_searcher), (&index, &searcher), secs, 0.9);
+        compare_tier(
+            "cached (L2 local)",
+            classes,
+            (mmap_index, &mmap_searcher),
+            (&index, &searcher),
+            secs,
+            0.9,
+        );
         return;
     };
     let config = rt.block_on(new_bucket(&server.endpoint));
     let store = rt
         .block_on(segstore::S3Storage::connect(config.clone()))
         .expect("connecting to moto");
-    let (s3_index, t_build) = build_query_index(Box::new(adapter_over(rt, Arc::new(store))), corpus);
+    let (s3_index, t_build) =
+        build_query_index(Box::new(adapter_over(rt, Arc::new(store))), corpus);
     drop(s3_index);
     println!(
         "\nS3 (moto): the same one-segment query index built into a bucket in {:.2}s",
@@ -152,7 +168,14 @@ pub(super) fn run(
     // Warm QPS on plain S3 (lazy handles, block cache) for reference.
     let (_, s3_adapter) = counted_adapter(rt, &config);
     let (s3_index, s3_searcher) = open_searcher(Box::new(s3_adapter));
-    compare_tier("S3, no cache", classes, (mmap_index, &mmap_searcher), (&s3_index, &s3_searcher), secs, 0.0);
+    compare_tier(
+        "S3, no cache",
+        classes,
+        (mmap_index, &mmap_searcher),
+        (&s3_index, &s3_searcher),
+        secs,
+        0.0,
+    );
     drop((s3_index, s3_searcher));
 
     // The cached tier over the same bucket: files are fetched into L1 and mapped at open.
@@ -161,10 +184,22 @@ pub(super) fn run(
         .block_on(S3Backend::connect(config.clone()))
         .expect("connecting to moto");
     let cached = rt
-        .block_on(CachedStorage::open(l1_dir.path(), 8 << 30, Arc::new(l2), StoreOptions::default()))
+        .block_on(CachedStorage::open(
+            l1_dir.path(),
+            8 << 30,
+            Arc::new(l2),
+            StoreOptions::default(),
+        ))
         .expect("cache");
     let (index, searcher) = open_searcher(Box::new(adapter_over(rt, Arc::new(cached))));
-    compare_tier("cached (L2 S3)", classes, (mmap_index, &mmap_searcher), (&index, &searcher), secs, 0.9);
+    compare_tier(
+        "cached (L2 S3)",
+        classes,
+        (mmap_index, &mmap_searcher),
+        (&index, &searcher),
+        secs,
+        0.9,
+    );
 }
 
 /// Cold open to the first top 10, S3 against a page-cache-dropped `MmapDirectory`.
@@ -175,15 +210,21 @@ fn cold_open(
     (mmap_dir, body): (&Path, Field),
 ) {
     let rounds = env_usize("SEGSTORE_BENCH_COLD_ROUNDS", 5).max(1);
-    let q = classes[0].queries.first().cloned().unwrap_or_else(|| "fn".into());
+    let q = classes[0]
+        .queries
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "fn".into());
     let (mut t_s3, mut t_mmap, mut requests) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let s3 = rt
             .block_on(S3Backend::connect(config.clone()))
             .expect("connecting to moto");
         let counting = CountingBackend::new(Arc::new(s3) as Arc<dyn ObjectBackend>);
-        let store: Arc<dyn SegmentStorage> =
-            Arc::new(Store::new(Arc::new(counting.clone()), StoreOptions::default()));
+        let store: Arc<dyn SegmentStorage> = Arc::new(Store::new(
+            Arc::new(counting.clone()),
+            StoreOptions::default(),
+        ));
         let start = Instant::now();
         let adapter = adapter_over(rt, store);
         let (index, searcher) = open_searcher(Box::new(adapter));

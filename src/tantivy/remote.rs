@@ -135,7 +135,16 @@ impl RemoteFile {
 
     /// `range` (in bounds, non-empty) if the cache holds all of it: no I/O, no waiting.
     pub(crate) fn cached(&self, range: &Range<u64>) -> Option<Bytes> {
-        match self.layout.get()? {
+        let layout = match self.layout.get() {
+            Some(layout) => layout,
+            // Another handle on the same blob may have learnt it already.
+            None if self.size < OUTBOARD_MIN => self.layout.get_or_init(|| Layout::Whole),
+            None => {
+                let known = self.cache.layouts.get(&self.id)?;
+                self.layout.get_or_init(|| known)
+            }
+        };
+        match layout {
             Layout::Whole => {
                 let whole = self.cache.blocks.get(&Key::Whole(self.id))?;
                 Some(whole.slice(range.start as usize..range.end as usize))
@@ -212,13 +221,14 @@ impl RemoteFile {
             .collect();
         // One request from the first missing block to the last (at most a few blocks).
         let missing = |i: &usize| slots[*i].is_none();
-        let lo = (0..slots.len())
-            .find(missing)
-            .map_or(first, |i| first + i as u64);
-        let hi = (0..slots.len())
-            .rev()
-            .find(missing)
-            .map_or(last, |i| first + i as u64);
+        let (Some(lo), Some(hi)) = (
+            (0..slots.len()).find(missing),
+            (0..slots.len()).rev().find(missing),
+        ) else {
+            let blocks: Vec<Bytes> = slots.into_iter().flatten().collect();
+            return Ok(assemble(first, &blocks, &range));
+        };
+        let (lo, hi) = (first + lo as u64, first + hi as u64);
         let span = lo * BLOCK..((hi + 1) * BLOCK).min(self.size);
         let data = blobs.get_range_verified(&self.id, &ob, span).await?;
         for b in lo..=hi {
