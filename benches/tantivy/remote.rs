@@ -85,7 +85,7 @@ fn counted_adapter(
         .block_on(S3Backend::connect(config.clone()))
         .expect("connecting to moto");
     let s3: Arc<dyn ObjectBackend> = Arc::new(s3);
-    let counting = CountingBackend::new(s3);
+    let counting: CountingBackend = CountingBackend::new(s3);
     let store = Store::new(Arc::new(counting.clone()), StoreOptions::default());
     let adapter = adapter_over(rt, Arc::new(store));
     (counting, adapter)
@@ -220,7 +220,8 @@ fn cold_open(
         let s3 = rt
             .block_on(S3Backend::connect(config.clone()))
             .expect("connecting to moto");
-        let counting = CountingBackend::new(Arc::new(s3) as Arc<dyn ObjectBackend>);
+        let s3: Arc<dyn ObjectBackend> = Arc::new(s3);
+        let counting: CountingBackend = CountingBackend::new(s3);
         let store: Arc<dyn SegmentStorage> = Arc::new(Store::new(
             Arc::new(counting.clone()),
             StoreOptions::default(),

@@ -252,7 +252,7 @@ mod tests {
         let data: Vec<u8> = (0..3 * BLOCK as usize).map(|i| (i % 251) as u8).collect();
         let blocks: Vec<Bytes> = data
             .chunks(BLOCK as usize)
-            .map(|c| Bytes::copy_from_slice(c))
+            .map(Bytes::copy_from_slice)
             .collect();
         let r = 10..200;
         assert_eq!(&assemble(0, &blocks[..1], &r)[..], &data[10..200]);
