@@ -160,6 +160,25 @@ fn a_small_range_of_a_large_file_fetches_only_the_blocks_around_it() {
         let got = handle.read_bytes(range.clone()).unwrap();
         assert_eq!(got.as_slice(), &data[range.clone()], "{range:?}");
     }
+    // A wide read repeated exactly (as tantivy does) is served from the cache; one past an
+    // eighth of the cache is not kept.
+    case.counting.reset();
+    let wide = 1_000_000..3_500_000;
+    assert_eq!(
+        handle.read_bytes(wide.clone()).unwrap().as_slice(),
+        &data[wide]
+    );
+    assert!(
+        case.blob_requests().is_empty(),
+        "{:?}",
+        case.blob_requests()
+    );
+    assert_eq!(
+        handle.read_bytes(0..data.len()).unwrap().as_slice(),
+        &data[..]
+    );
+    assert_eq!(case.blob_requests().len(), 1);
+
     let current = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -12,9 +12,10 @@
 //!   blocks, skip data and doc store blocks again and again; verified blocks and small
 //!   whole blobs stay in a [`BlockCache`] bounded in bytes and shared by all the handles of
 //!   one adapter (keyed by blob id, so reopening a segment after a reload hits it too).
-//!   Reads wider than [`MAX_CACHED_BLOCKS`] blocks bypass it: tantivy keeps what it reads
-//!   that way (whole term dictionaries, fieldnorms), and caching them would only evict
-//!   the small blocks worth keeping.
+//!   Reads wider than [`MAX_CACHED_BLOCKS`] blocks are fetched in one request and kept
+//!   under their exact range (tantivy repeats them exactly: positions of a common term),
+//!   unless they exceed an eighth of the cache (whole term dictionaries, which tantivy
+//!   keeps itself), so that one huge read cannot flush everything else.
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -32,6 +33,8 @@ use crate::store::Store;
 pub(crate) const BLOCK: u64 = 4 * GROUP;
 /// Reads spanning more blocks than this are fetched in one request and not cached.
 pub(crate) const MAX_CACHED_BLOCKS: u64 = 4;
+/// Wide reads larger than this share of the cache are not cached at all.
+const WIDE_SHARE: u64 = 8;
 /// How many outboards (or "has none" answers) an adapter keeps.
 const OUTBOARDS_KEPT: usize = 1024;
 
@@ -39,6 +42,8 @@ const OUTBOARDS_KEPT: usize = 1024;
 enum Key {
     Block(BlobId, u64),
     Whole(BlobId),
+    /// A wide read, kept whole under its exact range.
+    Range(BlobId, u64, u64),
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +69,8 @@ enum Layout {
 pub(crate) struct BlockCache {
     blocks: quick_cache::sync::Cache<Key, Bytes, ByLength>,
     layouts: quick_cache::sync::Cache<BlobId, Layout>,
+    /// Wide reads up to this size are cached under their exact range.
+    wide_max: u64,
 }
 
 impl BlockCache {
@@ -77,6 +84,7 @@ impl BlockCache {
                 ByLength,
             ),
             layouts: quick_cache::sync::Cache::new(OUTBOARDS_KEPT),
+            wide_max: max_bytes / WIDE_SHARE,
         }
     }
 
@@ -152,7 +160,8 @@ impl RemoteFile {
             Layout::Outboard(_) => {
                 let (first, last) = blocks_of(range);
                 if last - first >= MAX_CACHED_BLOCKS {
-                    return None;
+                    let key = Key::Range(self.id, range.start, range.end);
+                    return self.cache.blocks.get(&key);
                 }
                 let blocks = (first..=last)
                     .map(|b| self.cache.blocks.get(&Key::Block(self.id, b)))
@@ -214,7 +223,12 @@ impl RemoteFile {
         };
         let (first, last) = blocks_of(&range);
         if last - first >= MAX_CACHED_BLOCKS {
-            return blobs.get_range_verified(&self.id, &ob, range).await;
+            let key = Key::Range(self.id, range.start, range.end);
+            let data = blobs.get_range_verified(&self.id, &ob, range).await?;
+            if data.len() as u64 <= self.cache.wide_max {
+                self.cache.insert(key, data.clone());
+            }
+            return Ok(data);
         }
         let mut slots: Vec<Option<Bytes>> = (first..=last)
             .map(|b| self.cache.blocks.get(&Key::Block(self.id, b)))
