@@ -9,6 +9,19 @@
 //! `SEGSTORE_BENCH_ROUNDS` sets how many alternating indexing rounds to take the best of
 //! (default 3), `SEGSTORE_BENCH_QUERY_SECS` the measuring time per query class and side
 //! (default 6).
+//!
+//! Then the remote part (`benches/tantivy/remote.rs`): the same one-segment query index on
+//! S3 (moto) and on the cached tier; cold open to first query, GET requests per query, and
+//! warm QPS against the same `MmapDirectory` index. `SEGSTORE_BENCH_REMOTE=0` skips it,
+//! `SEGSTORE_BENCH_LOCAL=0` skips the local indexing rounds and QPS (the query index is
+//! still built), `SEGSTORE_BENCH_COLD_ROUNDS` (default 5) and `SEGSTORE_BENCH_COLD_QUERIES`
+//! (per class, default 10) size the cold measurements.
+
+#[allow(dead_code)]
+#[path = "../tests/support/moto.rs"]
+mod moto;
+#[path = "tantivy/remote.rs"]
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -281,7 +294,12 @@ fn verdict(ok: bool) -> &'static str {
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let max_docs = env_usize("SEGSTORE_BENCH_DOCS", usize::MAX);
-    let rounds = env_usize("SEGSTORE_BENCH_ROUNDS", 3).max(1);
+    let local = env_usize("SEGSTORE_BENCH_LOCAL", 1) != 0;
+    let rounds = if local {
+        env_usize("SEGSTORE_BENCH_ROUNDS", 3).max(1)
+    } else {
+        0
+    };
     let secs = env_usize("SEGSTORE_BENCH_QUERY_SECS", 6) as f64;
     let corpus = load_corpus(max_docs);
     println!(
@@ -325,7 +343,7 @@ fn main() {
         drop((mmap_index, adapter_index));
     }
     round_ratios.sort_by(f64::total_cmp);
-    let median_round_ratio = round_ratios[round_ratios.len() / 2];
+    let median_round_ratio = round_ratios.get(round_ratios.len() / 2).copied();
     let index_ratio = best_adapter.as_secs_f64() / best_mmap.as_secs_f64();
 
     let mmap_dir = tempfile::tempdir().expect("tempdir");
@@ -353,6 +371,40 @@ fn main() {
     let (_, _, body) = schema();
     let reference = mmap_index.reader().expect("reader").searcher();
     let classes = query_classes(&reference, body);
+    if local {
+        local_queries(&classes, (&mmap_index, &adapter_index), secs, body);
+        report_indexing(index_ratio, (best_mmap, best_adapter), median_round_ratio);
+    }
+    drop(adapter_index);
+    if env_usize("SEGSTORE_BENCH_REMOTE", 1) != 0 {
+        remote::run(&rt, &corpus, &classes, (mmap_dir.path(), &mmap_index), secs);
+    }
+}
+
+fn report_indexing(
+    index_ratio: f64,
+    (best_mmap, best_adapter): (Duration, Duration),
+    median_round_ratio: Option<f64>,
+) {
+    let median_round_ratio = median_round_ratio.unwrap_or(f64::NAN);
+    println!(
+        "\nindexing time ratio adapter/mmap: best-of-rounds {:.3} (mmap {:.2}s, adapter {:.2}s), \
+         median of per-round ratios {:.3} (target <= 1.1) {}",
+        index_ratio,
+        best_mmap.as_secs_f64(),
+        best_adapter.as_secs_f64(),
+        median_round_ratio,
+        verdict(index_ratio <= 1.1 && median_round_ratio <= 1.1)
+    );
+}
+
+/// Warm QPS of the local adapter against mmap, per class.
+fn local_queries(
+    classes: &[QueryClass],
+    (mmap_index, adapter_index): (&Index, &Index),
+    secs: f64,
+    body: Field,
+) {
     println!(
         "\nwarm top-10 QPS, one thread, {SLICE_SECS}s slices alternating for {secs}s per side \
          and class (QPS: best slice; ratio: median of paired slices):"
@@ -367,7 +419,7 @@ fn main() {
         mmap_index.reader().expect("reader").searcher(),
         adapter_index.reader().expect("reader").searcher(),
     );
-    for class in &classes {
+    for class in classes {
         let parse = |index: &Index| -> Vec<Box<dyn Query>> {
             let parser = QueryParser::for_index(index, vec![body]);
             class
@@ -376,7 +428,7 @@ fn main() {
                 .map(|q| parser.parse_query(q).expect("query"))
                 .collect()
         };
-        let (qm, qa) = (parse(&mmap_index), parse(&adapter_index));
+        let (qm, qa) = (parse(mmap_index), parse(adapter_index));
         let (m, a, ratio) = compare_class((&searchers.0, &searchers.1), (&qm, &qa), secs);
         worst = worst.min(ratio);
         total.0 += 1.0 / m;
@@ -392,15 +444,6 @@ fn main() {
     }
     // Mix: every class weighted equally by time per query (best slices).
     let mix_ratio = total.0 / total.1;
-    println!(
-        "\nindexing time ratio adapter/mmap: best-of-rounds {:.3} (mmap {:.2}s, adapter {:.2}s), \
-         median of per-round ratios {:.3} (target <= 1.1) {}",
-        index_ratio,
-        best_mmap.as_secs_f64(),
-        best_adapter.as_secs_f64(),
-        median_round_ratio,
-        verdict(index_ratio <= 1.1 && median_round_ratio <= 1.1)
-    );
     println!(
         "query QPS ratio adapter/mmap, mix (best slices): {:.3}, worst class (median of pairs): {:.3} (target >= 0.95) {}",
         mix_ratio,

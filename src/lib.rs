@@ -33,7 +33,9 @@ pub mod store;
 pub mod tantivy;
 pub mod transfer;
 
-pub use crate::tantivy::{TantivyAdapterOptions, TantivyStorageAdapter};
+pub use crate::tantivy::{
+    TantivyAdapterOptions, TantivyStorageAdapter, DEFAULT_REMOTE_CACHE_BYTES,
+};
 pub use backend::s3::{S3Config, S3Credentials};
 pub use cache::{CacheStats, CachingBackend};
 pub use config::StorageConfig;

@@ -371,6 +371,7 @@ fn watch_sees_commits_of_another_instance() {
     let dir = tempfile::tempdir().unwrap();
     let fast = TantivyAdapterOptions {
         watch_interval: Duration::from_millis(20),
+        ..TantivyAdapterOptions::default()
     };
     let (_s1, watcher) = adapter_at(dir.path(), fast.clone());
     // A separately opened store: as good as another process.

@@ -188,6 +188,56 @@ impl BlobStore {
             .await
             .map_err(|e| missing_is_corrupt(e, id))
     }
+
+    /// The outboard of blob `id`, checked against the id; `None` when the blob has none
+    /// (smaller than [`OUTBOARD_MIN`], or written to a backend that does not want them).
+    pub async fn outboard(&self, id: &BlobId) -> Result<Option<Outboard>> {
+        match self.backend.get(&keys::outboard(id)).await {
+            Ok(bytes) => Outboard::decode(id, bytes).map(Some),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `range` of blob `id`, verified against its outboard `ob`: fetches the 16 KiB
+    /// groups around the range in one request and checks each of them. A range that
+    /// starts on a group boundary and ends on one (or at the end of the blob) costs no
+    /// extra bytes.
+    pub async fn get_range_verified(
+        &self,
+        id: &BlobId,
+        ob: &Outboard,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        let key = keys::blob(id);
+        crate::backend::check_range(&key, &range, ob.size())?;
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let aligned = ob.aligned(&range);
+        let data = self.get_range(id, aligned.clone()).await?;
+        let start = aligned.start;
+        let ok = data.len() as u64 == aligned.end - aligned.start
+            && if data.len() < 256 * 1024 {
+                ob.verify(start, &data)
+            } else {
+                let (ob, d) = (ob.clone(), data.clone());
+                tokio::task::spawn_blocking(move || ob.verify(start, &d))
+                    .await
+                    .map_err(|e| Error::backend("verifying a range", e.to_string()))?
+            };
+        if !ok {
+            return Err(Error::Corrupt {
+                object: key.to_string(),
+                expected: format!(
+                    "bytes {}..{} matching the outboard",
+                    aligned.start, aligned.end
+                ),
+                actual: "different bytes".into(),
+            });
+        }
+        Ok(data.slice((range.start - start) as usize..(range.end - start) as usize))
+    }
 }
 
 /// Blobs at least this large are written and hashed at the same time on local disk.

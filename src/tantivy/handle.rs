@@ -1,12 +1,18 @@
-//! [`SegmentFileHandle`]: a tantivy `FileHandle` over one stored file, read without copying.
+//! [`SegmentFileHandle`]: a tantivy `FileHandle` over one stored file: zero-copy slices of
+//! a local buffer, or lazy verified range reads of a remote blob.
 
 use std::ops::{Deref, Range};
+use std::sync::Arc;
 use std::{fmt, io};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tantivy::directory::{FileHandle, OwnedBytes};
 use tantivy::HasLen;
+
+use super::remote::RemoteFile;
+use super::{runtime, to_io};
+use crate::error::Error;
 
 /// [`Bytes`] as a `StableDeref` owner, so that tantivy's `OwnedBytes` can hold it.
 struct StableBytes(Bytes);
@@ -28,69 +34,132 @@ impl Deref for StableBytes {
 unsafe impl stable_deref_trait::StableDeref for StableBytes {}
 
 /// Wraps `bytes` into tantivy's `OwnedBytes` without copying.
-pub(crate) fn owned_bytes(bytes: Bytes) -> OwnedBytes {
+fn owned_bytes(bytes: Bytes) -> OwnedBytes {
     OwnedBytes::new(StableBytes(bytes))
 }
 
-/// One open file: its whole content as a zero-copy slice of the store's buffer (for local
-/// blobs, a cached memory mapping). The length comes from the manifest, so
-/// [`HasLen::len`] does no I/O, and every `read_bytes` is a slice of the same buffer.
+/// One open file. The length comes from the manifest, so [`HasLen::len`] does no I/O.
 ///
-/// The handle keeps the content alive: deleting the file from the directory afterwards
-/// only removes its name, and this handle stays readable.
+/// - **Resident** content (local blobs, L1 files of the cache, inline files) is one
+///   zero-copy buffer, a memory mapping for blobs: every `read_bytes` is a slice of it.
+/// - **Remote** content (plain S3) is read lazily, by verified range, through the
+///   adapter's block cache (see [`remote`](super::remote)).
+///
+/// The handle keeps its content reachable: deleting the file from the directory
+/// afterwards only removes its name, and this handle stays readable (blobs are immutable,
+/// and GC keeps them for its grace period).
 pub struct SegmentFileHandle {
     name: String,
-    data: OwnedBytes,
+    len: usize,
+    content: Content,
+}
+
+enum Content {
+    Resident(OwnedBytes),
+    Remote(Arc<RemoteFile>),
 }
 
 impl SegmentFileHandle {
     /// A handle over `data`, the whole content of file `name`.
-    pub(crate) fn new(name: String, data: Bytes) -> Self {
+    pub(crate) fn resident(name: String, data: Bytes) -> Self {
         SegmentFileHandle {
             name,
-            data: owned_bytes(data),
+            len: data.len(),
+            content: Content::Resident(owned_bytes(data)),
         }
     }
 
-    fn slice(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
-        if range.start > range.end || range.end > self.data.len() {
+    /// A handle that reads `file` (of `len` bytes) lazily.
+    pub(crate) fn remote(name: String, len: usize, file: RemoteFile) -> Self {
+        SegmentFileHandle {
+            name,
+            len,
+            content: Content::Remote(Arc::new(file)),
+        }
+    }
+
+    /// True when reads are slices of a local buffer (no request can happen).
+    pub fn is_resident(&self) -> bool {
+        matches!(self.content, Content::Resident(_))
+    }
+
+    fn check(&self, range: &Range<usize>) -> io::Result<()> {
+        if range.start > range.end || range.end > self.len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
                     "range {}..{} is out of bounds for {} of {} bytes",
-                    range.start,
-                    range.end,
-                    self.name,
-                    self.data.len()
+                    range.start, range.end, self.name, self.len
                 ),
             ));
         }
-        Ok(self.data.slice(range))
+        Ok(())
     }
+
+    fn context(&self, err: Error) -> io::Error {
+        tracing::warn!(file = %self.name, error = %err, "reading a tantivy file");
+        to_io(err)
+    }
+}
+
+fn as_u64(range: &Range<usize>) -> Range<u64> {
+    range.start as u64..range.end as u64
 }
 
 impl fmt::Debug for SegmentFileHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SegmentFileHandle")
             .field("name", &self.name)
-            .field("len", &self.data.len())
+            .field("len", &self.len)
+            .field("resident", &self.is_resident())
             .finish()
     }
 }
 
 impl HasLen for SegmentFileHandle {
     fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 }
 
 #[async_trait]
 impl FileHandle for SegmentFileHandle {
     fn read_bytes(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
-        self.slice(range)
+        self.check(&range)?;
+        match &self.content {
+            Content::Resident(data) => Ok(data.slice(range)),
+            Content::Remote(file) => {
+                let range = as_u64(&range);
+                if let Some(bytes) = file.cached(&range) {
+                    return Ok(owned_bytes(bytes));
+                }
+                let file = file.clone();
+                runtime::run(async move { file.read(range).await })
+                    .map(owned_bytes)
+                    .map_err(|e| self.context(e))
+            }
+        }
     }
 
     async fn read_bytes_async(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
-        self.slice(range)
+        self.check(&range)?;
+        match &self.content {
+            Content::Resident(data) => Ok(data.slice(range)),
+            Content::Remote(file) => {
+                let range = as_u64(&range);
+                if let Some(bytes) = file.cached(&range) {
+                    return Ok(owned_bytes(bytes));
+                }
+                let file = file.clone();
+                // On the bridge runtime, so that the store's I/O never depends on which
+                // runtime (if any) the caller polls this future from.
+                let task = runtime::spawn(async move { file.read(range).await })
+                    .map_err(|e| self.context(e))?;
+                let result = task.await.map_err(|e| {
+                    self.context(Error::backend("reading a tantivy file", e.to_string()))
+                })?;
+                result.map(owned_bytes).map_err(|e| self.context(e))
+            }
+        }
     }
 }

@@ -10,11 +10,14 @@
 //!   `meta.json` go into one manifest version. `.managed.json` stays pending too (it is
 //!   rewritten on every new file), except right after a garbage collection, when it is
 //!   committed together with the deletes.
-//! - Reads are zero-copy slices of the stored blob (a memory mapping on local disk).
+//! - Reads are zero-copy slices of the stored blob where the store has it locally (a
+//!   memory mapping on local disk and in the cache's L1). On plain S3 a file is read lazily
+//!   by verified range, through a bounded block cache shared by the adapter's handles.
 //! - Locks are in-process; watching polls the manifest head.
 
 mod handle;
 mod lock;
+mod remote;
 mod runtime;
 mod shared;
 mod watch;
@@ -50,12 +53,20 @@ pub struct TantivyAdapterOptions {
     /// How often `watch` polls the manifest head for commits made by other adapter
     /// instances or processes. The adapter's own commits fire callbacks at once.
     pub watch_interval: Duration,
+    /// Bytes of verified content kept in memory for files read from a store without a
+    /// local copy (plain S3): 64 KiB blocks and small whole files, shared by all of the
+    /// adapter's open files. Not used on local disk or the cached tier, which map files.
+    pub remote_cache_bytes: u64,
 }
+
+/// Default for [`TantivyAdapterOptions::remote_cache_bytes`]: 32 MiB.
+pub const DEFAULT_REMOTE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Default for TantivyAdapterOptions {
     fn default() -> Self {
         TantivyAdapterOptions {
             watch_interval: Duration::from_millis(500),
+            remote_cache_bytes: DEFAULT_REMOTE_CACHE_BYTES,
         }
     }
 }
@@ -108,6 +119,7 @@ impl TantivyStorageAdapter {
                 state: Mutex::new(State::default()),
                 commit_lock: Mutex::new(()),
                 watcher: watch::Watcher::default(),
+                remote_cache: Arc::new(remote::BlockCache::new(options.remote_cache_bytes)),
                 options,
             }),
         })
@@ -158,8 +170,11 @@ impl Directory for TantivyStorageAdapter {
             .resolve(&name)
             .map_err(|e| read_err(to_io(e)))?
             .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
-        let data = self.shared.load(entry).map_err(|e| read_err(to_io(e)))?;
-        Ok(Arc::new(SegmentFileHandle::new(name, data)))
+        let handle = self
+            .shared
+            .open_handle(&name, entry)
+            .map_err(|e| read_err(to_io(e)))?;
+        Ok(Arc::new(handle))
     }
 
     fn delete(&self, path: &Path) -> Result<(), DeleteError> {

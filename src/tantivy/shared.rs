@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::handle::SegmentFileHandle;
+use super::remote::{BlockCache, RemoteFile};
 use super::{runtime, watch, TantivyAdapterOptions, META_FILE};
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, ManifestRoot};
@@ -26,6 +28,8 @@ pub(crate) struct Shared {
     pub(super) commit_lock: Mutex<()>,
     pub(super) watcher: watch::Watcher,
     pub(super) options: TantivyAdapterOptions,
+    /// Verified blocks of remote files, shared by all handles.
+    pub(super) remote_cache: Arc<BlockCache>,
 }
 
 #[derive(Default)]
@@ -104,13 +108,23 @@ impl Shared {
         Ok(self.committed(name)?.1)
     }
 
-    /// The whole content `entry` names, without copying or verifying it.
-    pub(super) fn load(&self, entry: FileEntry) -> Result<Bytes> {
-        if let Some(data) = entry.inline {
-            return Ok(data);
-        }
+    /// A handle on the content `entry` names, without reading it: resident when the
+    /// store has it locally (inline, a local blob or an L1 file, mapped), lazy otherwise.
+    pub(super) fn open_handle(&self, name: &str, entry: FileEntry) -> Result<SegmentFileHandle> {
         let store = self.store.clone();
-        runtime::run(async move { store.blobs().get_range(&entry.id, 0..entry.size).await })
+        let path = self.path(name);
+        let (id, size) = (entry.id, entry.size);
+        let file = runtime::run(async move { store.open_entry(&path, entry).await })?;
+        if let Some(data) = file.resident() {
+            return Ok(SegmentFileHandle::resident(name.to_owned(), data.clone()));
+        }
+        let len = usize::try_from(size).map_err(|_| {
+            Error::Unsupported(format!(
+                "{name}: {size} bytes do not fit in memory addresses"
+            ))
+        })?;
+        let remote = RemoteFile::new(self.store.clone(), id, size, self.remote_cache.clone());
+        Ok(SegmentFileHandle::remote(name.to_owned(), len, remote))
     }
 
     pub(super) fn stage(&self, data: &[u8]) -> Result<FileEntry> {

@@ -105,15 +105,6 @@ impl SegmentWriter {
         }
     }
 
-    fn send_full_chunks(&mut self) -> io::Result<()> {
-        while self.buf.len() >= CHUNK {
-            let rest = self.buf.split_off(CHUNK);
-            let chunk = std::mem::replace(&mut self.buf, rest);
-            self.send(Msg::Chunk(Bytes::from(chunk)))?;
-        }
-        Ok(())
-    }
-
     fn finish(&mut self) -> io::Result<FileEntry> {
         let data = Bytes::from(std::mem::take(&mut self.buf));
         if self.upload.is_none() {
@@ -140,12 +131,23 @@ impl Write for SegmentWriter {
         if self.finished {
             return Err(io::Error::other("write after terminate"));
         }
+        let written = data.len();
+        let mut data = data;
         if self.buf.capacity() == 0 {
+            // Most files are small: start small, grow up to one chunk.
             self.buf.reserve(CHUNK.min(data.len().max(64 * 1024)));
         }
-        self.buf.extend_from_slice(data);
-        self.send_full_chunks()?;
-        Ok(data.len())
+        // Every byte is copied once, into a chunk that is then handed over whole.
+        while !data.is_empty() {
+            let take = (CHUNK - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == CHUNK {
+                let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+                self.send(Msg::Chunk(Bytes::from(chunk)))?;
+            }
+        }
+        Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {

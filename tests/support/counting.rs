@@ -67,6 +67,12 @@ impl Counting {
             .unwrap_or_default()
     }
 
+    /// Reads of every key read so far.
+    pub fn all(&self) -> Vec<(String, Reads)> {
+        let reads = self.reads.lock().unwrap();
+        reads.iter().map(|(k, r)| (k.clone(), *r)).collect()
+    }
+
     /// Bytes read over all keys.
     pub fn total_bytes(&self) -> u64 {
         self.reads.lock().unwrap().values().map(|r| r.bytes).sum()

@@ -29,6 +29,7 @@ pub fn block<F: std::future::Future>(f: F) -> F::Output {
 pub fn fast_options() -> TantivyAdapterOptions {
     TantivyAdapterOptions {
         watch_interval: Duration::from_millis(20),
+        ..TantivyAdapterOptions::default()
     }
 }
 
@@ -48,6 +49,8 @@ pub struct Fields {
     pub id: Field,
     pub title: Field,
     pub body: Field,
+    /// Stored only, filled by [`add_long_docs`].
+    pub payload: Field,
 }
 
 pub fn schema() -> (Schema, Fields) {
@@ -55,7 +58,16 @@ pub fn schema() -> (Schema, Fields) {
     let id = builder.add_u64_field("id", INDEXED | STORED | FAST);
     let title = builder.add_text_field("title", TEXT | STORED);
     let body = builder.add_text_field("body", TEXT | STORED);
-    (builder.build(), Fields { id, title, body })
+    let payload = builder.add_text_field("payload", STORED);
+    (
+        builder.build(),
+        Fields {
+            id,
+            title,
+            body,
+            payload,
+        },
+    )
 }
 
 const WORDS: &[&str] = &[
@@ -83,14 +95,36 @@ pub fn body_of(i: u64) -> String {
 }
 
 pub fn add_docs(writer: &IndexWriter, fields: &Fields, ids: std::ops::Range<u64>) {
+    add_long_docs(writer, fields, ids, 0)
+}
+
+/// Like [`add_docs`], each document also storing `payload` bytes of hexadecimal noise
+/// (stored, not indexed: it makes large files cheaply).
+pub fn add_long_docs(
+    writer: &IndexWriter,
+    fields: &Fields,
+    ids: std::ops::Range<u64>,
+    payload: usize,
+) {
     for i in ids {
-        writer
-            .add_document(doc!(
-                fields.id => i,
-                fields.title => format!("document {i}"),
-                fields.body => body_of(i),
-            ))
-            .expect("add document");
+        let mut doc = doc!(
+            fields.id => i,
+            fields.title => format!("document {i}"),
+            fields.body => body_of(i),
+        );
+        if payload > 0 {
+            let mut x = i.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+            let mut noise = String::with_capacity(payload + 16);
+            while noise.len() < payload {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                noise.push_str(&format!("{x:016x}"));
+            }
+            noise.truncate(payload);
+            doc.add_text(fields.payload, noise);
+        }
+        writer.add_document(doc).expect("add document");
     }
 }
 
@@ -120,14 +154,24 @@ pub type Hits = Vec<(u32, String)>;
 /// Indexes `n` documents of the corpus into `dir` (one thread, so segment contents are
 /// deterministic), with a deletion, then runs [`QUERIES`] and returns the ranked hits.
 pub fn differential_run(dir: Box<dyn Directory>, n: u64, settings: IndexSettings) -> Vec<Hits> {
+    differential_run_long(dir, n, settings, 1)
+}
+
+/// [`differential_run`] with `payload` bytes of stored noise per document.
+pub fn differential_run_long(
+    dir: Box<dyn Directory>,
+    n: u64,
+    settings: IndexSettings,
+    payload: usize,
+) -> Vec<Hits> {
     let (schema, fields) = schema();
     let index = Index::create(dir, schema.clone(), settings).expect("create index");
     let mut writer: IndexWriter = index
         .writer_with_num_threads(1, 50_000_000)
         .expect("writer");
-    add_docs(&writer, &fields, 0..n / 2);
+    add_long_docs(&writer, &fields, 0..n / 2, payload);
     writer.commit().expect("commit 1");
-    add_docs(&writer, &fields, n / 2..n);
+    add_long_docs(&writer, &fields, n / 2..n, payload);
     writer.delete_term(tantivy::Term::from_field_u64(fields.id, 7));
     writer.commit().expect("commit 2");
     drop(writer);
