@@ -122,35 +122,43 @@ impl HasLen for SegmentFileHandle {
     }
 }
 
+/// What a read needs: nothing more (a resident slice or a block-cache hit), or a fetch.
+enum Lookup {
+    Ready(OwnedBytes),
+    Fetch(Arc<RemoteFile>, Range<u64>),
+}
+
+impl SegmentFileHandle {
+    fn lookup(&self, range: Range<usize>) -> io::Result<Lookup> {
+        self.check(&range)?;
+        Ok(match &self.content {
+            Content::Resident(data) => Lookup::Ready(data.slice(range)),
+            Content::Remote(file) => {
+                let range = as_u64(&range);
+                match file.cached(&range) {
+                    Some(bytes) => Lookup::Ready(owned_bytes(bytes)),
+                    None => Lookup::Fetch(file.clone(), range),
+                }
+            }
+        })
+    }
+}
+
 #[async_trait]
 impl FileHandle for SegmentFileHandle {
     fn read_bytes(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
-        self.check(&range)?;
-        match &self.content {
-            Content::Resident(data) => Ok(data.slice(range)),
-            Content::Remote(file) => {
-                let range = as_u64(&range);
-                if let Some(bytes) = file.cached(&range) {
-                    return Ok(owned_bytes(bytes));
-                }
-                let file = file.clone();
-                runtime::run(async move { file.read(range).await })
-                    .map(owned_bytes)
-                    .map_err(|e| self.context(e))
-            }
+        match self.lookup(range)? {
+            Lookup::Ready(bytes) => Ok(bytes),
+            Lookup::Fetch(file, range) => runtime::run(async move { file.read(range).await })
+                .map(owned_bytes)
+                .map_err(|e| self.context(e)),
         }
     }
 
     async fn read_bytes_async(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
-        self.check(&range)?;
-        match &self.content {
-            Content::Resident(data) => Ok(data.slice(range)),
-            Content::Remote(file) => {
-                let range = as_u64(&range);
-                if let Some(bytes) = file.cached(&range) {
-                    return Ok(owned_bytes(bytes));
-                }
-                let file = file.clone();
+        match self.lookup(range)? {
+            Lookup::Ready(bytes) => Ok(bytes),
+            Lookup::Fetch(file, range) => {
                 // On the bridge runtime, so that the store's I/O never depends on which
                 // runtime (if any) the caller polls this future from.
                 let task = runtime::spawn(async move { file.read(range).await })

@@ -239,6 +239,22 @@ impl S3Backend {
     }
 }
 
+impl S3Backend {
+    /// One whole-object GET, its body not read yet.
+    async fn get_object(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        self.client()
+            .get_object()
+            .bucket(self.bucket())
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("reading", key.as_str(), e))
+    }
+}
+
 #[async_trait]
 impl ObjectBackend for S3Backend {
     fn name(&self) -> &'static str {
@@ -250,26 +266,12 @@ impl ObjectBackend for S3Backend {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
-        let out = self
-            .client()
-            .get_object()
-            .bucket(self.bucket())
-            .key(self.full_key(key))
-            .send()
-            .await
-            .map_err(|e| self.error("reading", key.as_str(), e))?;
+        let out = self.get_object(key).await?;
         self.collect("reading", key.as_str(), out.body).await
     }
 
     async fn get_stream(&self, key: &ObjectKey) -> Result<ByteChunks> {
-        let out = self
-            .client()
-            .get_object()
-            .bucket(self.bucket())
-            .key(self.full_key(key))
-            .send()
-            .await
-            .map_err(|e| self.error("reading", key.as_str(), e))?;
+        let out = self.get_object(key).await?;
         let (context, bucket) = (
             self.context("reading", key.as_str()),
             self.bucket().to_owned(),
