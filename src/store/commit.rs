@@ -145,9 +145,15 @@ impl Store {
             // attempt took less than that from probing (version N+1 absent) to creating it,
             // N+1 cannot be a deleted version re-created: the boundary read is skipped.
             let attempt_result = match attempt_result {
-                Attempt::Won if probed_at.elapsed() >= self.inner.options.version_min_age => {
-                    self.check_boundary(&root).await?
-                }
+                // Our version exists, so an error here must not read as "not committed".
+                Attempt::Won if probed_at.elapsed() >= self.inner.options.version_min_age => self
+                    .check_boundary(&root)
+                    .await
+                    .map_err(|_| Error::CommitOutcomeUnknown {
+                        collection: root.collection.clone(),
+                        version: root.version,
+                        commit_id: root.commit_id,
+                    })?,
                 other => other,
             };
             match attempt_result {
@@ -197,6 +203,7 @@ impl Store {
                 None => Err(Error::CommitOutcomeUnknown {
                     collection: root.collection.clone(),
                     version: root.version,
+                    commit_id: root.commit_id,
                 }),
             },
             Err(err) => match self.settle(root).await {
@@ -206,6 +213,7 @@ impl Store {
                 Err(_) => Err(Error::CommitOutcomeUnknown {
                     collection: root.collection.clone(),
                     version: root.version,
+                    commit_id: root.commit_id,
                 }),
             },
         }
