@@ -2,7 +2,7 @@
 //! separate machines would be), commit random changes to one collection through a
 //! loopback proxy in front of moto that injects 500s, 503 SlowDowns, connection resets,
 //! stalls past the client's timeout and lost answers, at a random rate, some after the
-//! server applied the request. Afterwards, with the faults off:
+//! server applied the request and some stalls applied only after the client gave up. Afterwards, with the faults off:
 //!
 //! - the history is linear and no commit id appears twice;
 //! - every version is exactly one writer's operation, each operation appears at most
@@ -298,6 +298,7 @@ async fn commits_survive_random_http_faults() {
         logs.push(h.await.unwrap());
     }
     proxy.set_fault(Fault::None);
+    proxy.wait_for_late_requests();
     let counts = proxy.counts();
     println!("injected: {counts}");
     for kind in FaultKind::ALL {

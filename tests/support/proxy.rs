@@ -33,6 +33,10 @@ pub enum Fault {
     /// Forward requests carrying `If-None-Match` to the server, wait for its answer, then
     /// close the client's connection without passing the answer on.
     LoseConditionalPutAnswers,
+    /// Holds the next `n` requests carrying `If-None-Match` without an answer until the
+    /// client gives up, then applies them at the server: a request delayed in the network
+    /// that lands after the client stopped waiting.
+    DelayConditionalPuts(usize),
     /// Injects a random [`FaultKind`] into each request with probability `rate` (requests
     /// carrying `If-None-Match`, the commit points, with `conditional_rate`).
     Random {
@@ -53,8 +57,9 @@ pub enum FaultKind {
     SlowDown,
     /// The connection is reset (RST); half of them after the server applied the request.
     Reset,
-    /// No answer until the client gives up and closes the connection; half of them after
-    /// the server applied the request.
+    /// No answer until the client gives up and closes the connection. A third are applied
+    /// at the server first, a third only after the client gave up (a delayed request), a
+    /// third never.
     Timeout,
     /// The server applies the request, then the connection closes without the answer.
     LostAnswer,
@@ -87,6 +92,8 @@ pub struct FaultCounts {
     pub by_kind: [u64; 5],
     /// Faults injected after the server applied the request.
     pub applied: u64,
+    /// Stalls whose request was applied only after the client gave up.
+    pub applied_late: u64,
     /// Faults injected into conditional creates.
     pub conditional: u64,
     /// Requests seen, faulted or not.
@@ -108,8 +115,9 @@ impl fmt::Display for FaultCounts {
         }
         write!(
             f,
-            "{} after the server applied the request, {} on conditional creates)",
-            self.applied, self.conditional
+            "{} after the server applied the request, {} applied after the client gave up, \
+             {} on conditional creates)",
+            self.applied, self.applied_late, self.conditional
         )
     }
 }
@@ -118,6 +126,9 @@ impl fmt::Display for FaultCounts {
 struct Counters {
     by_kind: [AtomicU64; 5],
     applied: AtomicU64,
+    applied_late: AtomicU64,
+    /// Delayed requests not yet applied.
+    pending_late: AtomicU64,
     conditional: AtomicU64,
     requests: AtomicU64,
 }
@@ -190,8 +201,22 @@ impl Proxy {
         FaultCounts {
             by_kind: std::array::from_fn(|i| c.by_kind[i].load(Ordering::Relaxed)),
             applied: c.applied.load(Ordering::Relaxed),
+            applied_late: c.applied_late.load(Ordering::Relaxed),
             conditional: c.conditional.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until every request held for late application has been applied (or given
+    /// up on), so that nothing lands behind a check's back. Bounded by the stall limit.
+    pub fn wait_for_late_requests(&self) {
+        let deadline = std::time::Instant::now() + STALL_LIMIT + LATE_BY * 2;
+        while self.counters.pending_late.load(Ordering::SeqCst) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "late requests never finished"
+            );
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -253,7 +278,16 @@ enum Action {
     Strip(String),
     Conflict,
     LoseAnswer,
-    Inject { kind: FaultKind, apply: bool },
+    Delay,
+    Inject { kind: FaultKind, apply: Apply },
+}
+
+/// When an injected fault lets the server apply the request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Apply {
+    Never,
+    First,
+    AfterHangUp,
 }
 
 fn choose(fault: &Mutex<Fault>, conditional: bool) -> Action {
@@ -264,6 +298,10 @@ fn choose(fault: &Mutex<Fault>, conditional: bool) -> Action {
             Action::Conflict
         }
         Fault::LoseConditionalPutAnswers if conditional => Action::LoseAnswer,
+        Fault::DelayConditionalPuts(left) if conditional && *left > 0 => {
+            *left -= 1;
+            Action::Delay
+        }
         Fault::StripHeader(h) => Action::Strip(h.clone()),
         Fault::Random {
             rate,
@@ -279,8 +317,12 @@ fn choose(fault: &Mutex<Fault>, conditional: bool) -> Action {
             }
             let kind = FaultKind::ALL[rand::random_range(0..FaultKind::ALL.len())];
             let apply = match kind {
-                FaultKind::LostAnswer => true,
-                k => k.may_apply() && rand::random::<bool>(),
+                FaultKind::LostAnswer => Apply::First,
+                FaultKind::Timeout => {
+                    [Apply::Never, Apply::First, Apply::AfterHangUp][rand::random_range(0..3)]
+                }
+                k if k.may_apply() && rand::random::<bool>() => Apply::First,
+                _ => Apply::Never,
             };
             Action::Inject { kind, apply }
         }
@@ -334,13 +376,17 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                     let _ = answer_client.shutdown(Shutdown::Both);
                     return Ok(());
                 }
+                Action::Delay => {
+                    stall_then_apply(&mut reader, &answer_client, shared, &request)?;
+                    return Ok(());
+                }
                 Action::Inject { kind, apply } => {
                     let counters = &shared.counters;
                     counters.by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
                     if conditional {
                         counters.conditional.fetch_add(1, Ordering::Relaxed);
                     }
-                    if apply {
+                    if apply == Apply::First {
                         counters.applied.fetch_add(1, Ordering::Relaxed);
                         apply_aside(upstream_port, &request)?;
                     }
@@ -360,12 +406,12 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                             return Ok(());
                         }
                         FaultKind::Timeout => {
-                            // Silence until the client's timeout makes it hang up (bounded,
-                            // in case a client has no timeout at all).
-                            reader.get_ref().set_read_timeout(Some(STALL_LIMIT))?;
-                            let mut sink = Vec::new();
-                            let _ = reader.read_to_end(&mut sink);
-                            let _ = answer_client.shutdown(Shutdown::Both);
+                            if apply == Apply::AfterHangUp {
+                                counters.applied.fetch_add(1, Ordering::Relaxed);
+                                stall_then_apply(&mut reader, &answer_client, shared, &request)?;
+                            } else {
+                                stall(&mut reader, &answer_client)?;
+                            }
                             return Ok(());
                         }
                         FaultKind::LostAnswer => {
@@ -387,6 +433,39 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
 
 /// The longest a stalled connection is held open.
 const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// How long after the client gave up a delayed request reaches the server: long enough
+/// for the client to have read the key back and found nothing.
+const LATE_BY: Duration = Duration::from_millis(300);
+
+/// Stalls like [`stall`], then applies the request [`LATE_BY`] after the client gave up.
+/// Counted as pending from before the stall, so that [`Proxy::wait_for_late_requests`]
+/// cannot miss it.
+fn stall_then_apply(
+    reader: &mut BufReader<TcpStream>,
+    client: &TcpStream,
+    shared: &Shared,
+    request: &Request,
+) -> io::Result<()> {
+    let counters = &shared.counters;
+    counters.pending_late.fetch_add(1, Ordering::SeqCst);
+    let result = stall(reader, client).and_then(|()| {
+        thread::sleep(LATE_BY);
+        apply_aside(shared.upstream_port, request)
+    });
+    counters.applied_late.fetch_add(1, Ordering::SeqCst);
+    counters.pending_late.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+/// Silence until the client's timeout makes it hang up (bounded, in case a client has no
+/// timeout at all), then closes the connection.
+fn stall(reader: &mut BufReader<TcpStream>, client: &TcpStream) -> io::Result<()> {
+    reader.get_ref().set_read_timeout(Some(STALL_LIMIT))?;
+    let mut sink = Vec::new();
+    let _ = reader.read_to_end(&mut sink);
+    let _ = client.shutdown(Shutdown::Both);
+    Ok(())
+}
 
 /// Sends `request` to the server over a connection of its own and waits for the answer,
 /// which is dropped: the server has applied the request.
