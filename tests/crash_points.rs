@@ -301,8 +301,13 @@ fn commit_errors_say_truthfully_whether_the_commit_happened() {
             for k in 0.. {
                 let memory = MemoryBackend::new();
                 let fault = FaultBackend::new(Arc::new(memory.clone()));
-                // version_min_age zero: every commit reads the retention boundary.
-                let store = Store::new(Arc::new(fault.clone()), options());
+                // Every commit reads the retention boundary; no stall limit to trip on a
+                // busy machine.
+                let options = StoreOptions {
+                    version_min_age: Duration::ZERO,
+                    ..StoreOptions::default()
+                };
+                let store = Store::new(Arc::new(fault.clone()), options.clone());
                 store.write(&path(0), &data(1)).await.unwrap();
                 fault.set_fault(if applied {
                     Fault::CrashAt { op: k, applied }
@@ -312,7 +317,7 @@ fn commit_errors_say_truthfully_whether_the_commit_happened() {
                 let result = store.write_bytes(&path(1), data(2)).await;
                 let reached = fault.ops() > k;
                 fault.set_fault(Fault::None);
-                let recovered = Store::new(Arc::new(memory.clone()), options());
+                let recovered = Store::new(Arc::new(memory.clone()), options);
                 let landed = recovered.read(&path(1)).await.ok() == Some(data(2).to_vec());
                 match result {
                     Ok(info) => {
