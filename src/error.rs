@@ -142,13 +142,21 @@ pub enum Error {
     },
 
     /// A commit could not be confirmed or denied (for example a timeout after the request
-    /// was sent) and reading the version back did not settle it either.
-    #[error("outcome of commit to collection {collection:?} version {version} is unknown")]
+    /// was sent) and reading the version back did not settle it either. The commit
+    /// happened if and only if version `version` exists with this `commit_id`; read it
+    /// once the backend answers again (while version `version` does not exist yet, a
+    /// delayed request may still create it). Every other error from a commit means it did
+    /// not happen.
+    #[error(
+        "outcome of commit {commit_id} to collection {collection:?} version {version} is unknown"
+    )]
     CommitOutcomeUnknown {
         /// The collection.
         collection: String,
         /// The version number the commit tried to create.
         version: u64,
+        /// The id the commit wrote into that version.
+        commit_id: crate::manifest::CommitId,
     },
 
     /// A writer took longer than the allowed stall time between staging its blobs and

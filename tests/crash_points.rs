@@ -20,7 +20,7 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use segstore::backend::fault::{Fault, FaultBackend};
 use segstore::backend::memory::MemoryBackend;
 use segstore::gc::{GcOptions, RetentionPolicy, VerifyOptions};
-use segstore::{SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions};
+use segstore::{Error, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -281,5 +281,75 @@ fn a_failed_operation_leaves_no_trace_and_the_store_keeps_working() {
         fault.set_latency(Some(Duration::from_millis(1)));
         store.write(&path(3), b"slow").await.unwrap();
         assert_eq!(store.read(&path(3)).await.unwrap(), b"slow");
+    });
+}
+
+/// A commit's error is a promise: `CommitOutcomeUnknown` says "read version N and compare
+/// commit ids", and every other error says "this commit did not happen". Checked with a
+/// failure (and a crash after storage applied the operation) at every operation of a
+/// commit, including the retention-boundary read made after winning, which once reported
+/// a plain error for a commit that had landed.
+#[test]
+fn commit_errors_say_truthfully_whether_the_commit_happened() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut unknown, mut not_committed) = (0, 0);
+        for applied in [false, true] {
+            for k in 0.. {
+                let memory = MemoryBackend::new();
+                let fault = FaultBackend::new(Arc::new(memory.clone()));
+                // Every commit reads the retention boundary; no stall limit to trip on a
+                // busy machine.
+                let options = StoreOptions {
+                    version_min_age: Duration::ZERO,
+                    ..StoreOptions::default()
+                };
+                let store = Store::new(Arc::new(fault.clone()), options.clone());
+                store.write(&path(0), &data(1)).await.unwrap();
+                fault.set_fault(if applied {
+                    Fault::CrashAt { op: k, applied }
+                } else {
+                    Fault::FailAt(k)
+                });
+                let result = store.write_bytes(&path(1), data(2)).await;
+                let reached = fault.ops() > k;
+                fault.set_fault(Fault::None);
+                let recovered = Store::new(Arc::new(memory.clone()), options);
+                let landed = recovered.read(&path(1)).await.ok() == Some(data(2).to_vec());
+                match result {
+                    Ok(info) => {
+                        assert!(landed, "k {k}: acknowledged but absent");
+                        assert_eq!(info.version, 2);
+                    }
+                    Err(Error::CommitOutcomeUnknown {
+                        version, commit_id, ..
+                    }) => {
+                        let won = recovered
+                            .root_at("c", version)
+                            .await
+                            .is_ok_and(|r| r.commit_id == commit_id);
+                        assert_eq!(won, landed, "k {k} applied {applied}: resolved by id");
+                        unknown += 1;
+                    }
+                    Err(e) => {
+                        assert!(
+                            !landed,
+                            "k {k} applied {applied}: error {e} but the commit happened"
+                        );
+                        not_committed += 1;
+                    }
+                }
+                if !reached {
+                    break;
+                }
+            }
+        }
+        assert!(
+            unknown > 0 && not_committed > 0,
+            "{unknown} {not_committed}"
+        );
     });
 }

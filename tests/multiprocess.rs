@@ -2,9 +2,10 @@
 //! every write it got an acknowledgement for; afterwards every logged write must be there,
 //! and the history must be one linear run of versions.
 
-use std::process::Command;
+mod support;
 
 use segstore::{LocalStorage, SegmentStorage, StorageBackend, StoragePath};
+use support::child;
 
 const CHILD_ENV: &str = "SEGSTORE_TEST_CHILD_ROOT";
 const WRITERS: usize = 4;
@@ -25,10 +26,7 @@ fn child_writer() {
     let Ok(root) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let writer: usize = std::env::var("SEGSTORE_TEST_CHILD_ID")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let writer: usize = child::env("SEGSTORE_TEST_CHILD_ID");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -52,7 +50,7 @@ fn child_writer() {
                     .await
                     .unwrap();
             }
-            println!("ACK {writer} {i}");
+            child::ack(format_args!("{writer} {i}"));
         }
     });
 }
@@ -60,36 +58,29 @@ fn child_writer() {
 #[tokio::test]
 async fn processes_committing_at_once_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..WRITERS)
+    let root = dir.path().to_string_lossy().into_owned();
+    let commands = (0..WRITERS)
         .map(|w| {
-            Command::new(&exe)
-                .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
-                .env(CHILD_ENV, dir.path())
-                .env("SEGSTORE_TEST_CHILD_ID", w.to_string())
-                .output_async()
+            child::command(
+                "child_writer",
+                &[
+                    (CHILD_ENV, root.clone()),
+                    ("SEGSTORE_TEST_CHILD_ID", w.to_string()),
+                ],
+            )
         })
         .collect();
-    let mut acked = Vec::new();
-    for child in children {
-        let out = child.await.unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "child failed: {}\n{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for line in stdout
-            .lines()
-            .filter_map(|l| l.split_once("ACK ").map(|(_, rest)| rest))
-        {
-            let mut parts = line.split(' ');
-            let w: usize = parts.next().unwrap().parse().unwrap();
-            let i: usize = parts.next().unwrap().parse().unwrap();
-            acked.push((w, i));
-        }
-    }
+    let outputs = tokio::task::spawn_blocking(move || child::run_all(commands))
+        .await
+        .unwrap();
+    let acked: Vec<(usize, usize)> = outputs
+        .iter()
+        .flatten()
+        .map(|line| {
+            let (w, i) = line.split_once(' ').unwrap();
+            (w.parse().unwrap(), i.parse().unwrap())
+        })
+        .collect();
     assert_eq!(acked.len(), WRITERS * WRITES_PER_CHILD);
 
     let store = LocalStorage::open(dir.path()).await.unwrap();
@@ -122,20 +113,5 @@ async fn processes_committing_at_once_lose_nothing() {
             "version {v}: {files} -> {count}"
         );
         files = count;
-    }
-}
-
-trait OutputAsync {
-    fn output_async(&mut self) -> tokio::task::JoinHandle<std::process::Output>;
-}
-
-impl OutputAsync for Command {
-    fn output_async(&mut self) -> tokio::task::JoinHandle<std::process::Output> {
-        let child = self
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
     }
 }

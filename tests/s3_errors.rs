@@ -10,7 +10,7 @@ use bytes::Bytes;
 use segstore::backend::s3::{S3Backend, S3Config, S3Credentials};
 use segstore::backend::{ObjectBackend, PutOutcome};
 use segstore::keys::ObjectKey;
-use segstore::Error;
+use segstore::{Error, S3Storage, SegmentStorage, StorageBackend, StoragePath};
 use support::proxy::{Fault, Proxy};
 use support::{moto, proxy};
 
@@ -218,4 +218,47 @@ async fn lost_answer_to_a_conditional_put_is_an_error_not_a_guess() {
     // The server did apply it; reading back is how the commit layer learns it won.
     proxy.set_fault(Fault::None);
     assert_eq!(b.get(&k).await.unwrap(), "mine");
+}
+
+#[tokio::test]
+async fn a_commit_that_lands_after_the_client_gave_up_is_never_reported_as_failed() {
+    let Some(server) = moto::server() else { return };
+    let Some(direct) = moto::fresh_bucket().await else {
+        return;
+    };
+    let proxy = Proxy::start(server.port, Fault::None);
+    let mut config = moto::config_for(&proxy.endpoint(), &direct.bucket);
+    config.operation_timeout = Duration::from_millis(500);
+    let store = S3Storage::connect(config).await.unwrap();
+    let path = |name: &str| StoragePath::new("c", StorageBackend::Tantivy, "s", name);
+    store.write(&path("first"), b"1").await.unwrap();
+    // The commit PUT stalls until the client times out, and reaches the server only after
+    // the writer has read the version back and found it absent.
+    proxy.set_fault(Fault::DelayConditionalPuts(1));
+    let result = store
+        .store()
+        .write_bytes(&path("late"), "late".into())
+        .await;
+    let waiting = proxy.clone();
+    tokio::task::spawn_blocking(move || waiting.wait_for_late_requests())
+        .await
+        .unwrap();
+    assert_eq!(proxy.counts().applied_late, 1, "the delayed create arrived");
+    proxy.set_fault(Fault::None);
+    let fresh = S3Storage::connect(direct).await.unwrap();
+    let landed = fresh.read(&path("late")).await.ok() == Some(b"late".to_vec());
+    match result {
+        Ok(info) => assert!(landed && info.version == 2, "{info:?}"),
+        Err(Error::CommitOutcomeUnknown {
+            version, commit_id, ..
+        }) => {
+            let won = fresh
+                .root_at("c", version)
+                .await
+                .is_ok_and(|r| r.commit_id == commit_id);
+            assert_eq!(won, landed);
+        }
+        Err(e) => assert!(!landed, "the commit failed ({e}) but landed later"),
+    }
+    assert_eq!(fresh.head("c").await.unwrap().version, 2, "one version");
 }

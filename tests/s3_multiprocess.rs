@@ -9,10 +9,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use segstore::{S3Storage, SegmentStorage, StorageBackend, StoragePath};
-use support::moto;
+use support::{child, moto};
 
 const ENDPOINT_ENV: &str = "SEGSTORE_TEST_CHILD_S3_ENDPOINT";
 const BUCKET_ENV: &str = "SEGSTORE_TEST_CHILD_S3_BUCKET";
@@ -44,7 +43,7 @@ fn child_writer() {
     else {
         return;
     };
-    let writer: usize = std::env::var(ID_ENV).unwrap().parse().unwrap();
+    let writer: usize = child::env(ID_ENV);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,7 +63,7 @@ fn child_writer() {
                 store.rename(&path(writer, i), &aside).await.unwrap();
                 store.rename(&aside, &path(writer, i)).await.unwrap();
             }
-            println!("ACK {writer} {i}");
+            child::ack(format_args!("{writer} {i}"));
         }
     });
 }
@@ -76,35 +75,29 @@ async fn processes_committing_to_one_bucket_lose_nothing() {
     };
     let endpoint = config.endpoint.clone().unwrap();
     let bucket = config.bucket.clone();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..WRITERS)
+    let commands = (0..WRITERS)
         .map(|w| {
-            let mut command = Command::new(&exe);
-            command
-                .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
-                .env(ENDPOINT_ENV, &endpoint)
-                .env(BUCKET_ENV, &bucket)
-                .env(ID_ENV, w.to_string());
-            tokio::task::spawn_blocking(move || command.output().unwrap())
+            child::command(
+                "child_writer",
+                &[
+                    (ENDPOINT_ENV, endpoint.clone()),
+                    (BUCKET_ENV, bucket.clone()),
+                    (ID_ENV, w.to_string()),
+                ],
+            )
         })
         .collect();
-    let mut acked = Vec::new();
-    for child in children {
-        let out = child.await.unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "child failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for line in stdout
-            .lines()
-            .filter_map(|l| l.split_once("ACK ").map(|(_, rest)| rest))
-        {
+    let outputs = tokio::task::spawn_blocking(move || child::run_all(commands))
+        .await
+        .unwrap();
+    let acked: Vec<(usize, usize)> = outputs
+        .iter()
+        .flatten()
+        .map(|line| {
             let (w, i) = line.split_once(' ').unwrap();
-            acked.push((w.parse::<usize>().unwrap(), i.parse::<usize>().unwrap()));
-        }
-    }
+            (w.parse().unwrap(), i.parse().unwrap())
+        })
+        .collect();
     assert_eq!(acked.len(), WRITERS * WRITES_PER_CHILD);
 
     // A fresh connection sees every acknowledged write, with its bytes, and nothing else.

@@ -4,12 +4,14 @@
 //!
 //! `SEGSTORE_SIGKILL_ROUNDS` sets the number of kills (default 4).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Stdio;
 use std::time::Duration;
 
 use segstore::gc::VerifyOptions;
 use segstore::{LocalStorage, SegmentStorage, StorageBackend, StoragePath};
+use support::child;
 
 const CHILD_ENV: &str = "SEGSTORE_SIGKILL_CHILD_ROOT";
 
@@ -36,16 +38,14 @@ fn sigkill_child() {
     let Ok(root) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let round: usize = std::env::var("SEGSTORE_SIGKILL_ROUND")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let round: usize = child::env("SEGSTORE_SIGKILL_ROUND");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let store = LocalStorage::open(&root).await.unwrap();
+        child::ready();
         for i in 0.. {
             store
                 .write(&path(round, i), &content(round, i))
@@ -57,9 +57,9 @@ fn sigkill_child() {
                     .rename(&path(round, i), &path(round, i + 100_000))
                     .await
                     .unwrap();
-                println!("ACK {i} renamed");
+                child::ack(format_args!("{i} renamed"));
             } else {
-                println!("ACK {i}");
+                child::ack(i);
             }
         }
     });
@@ -67,47 +67,29 @@ fn sigkill_child() {
 
 #[test]
 fn killed_writers_lose_no_acknowledged_commit() {
-    let rounds: usize = std::env::var("SEGSTORE_SIGKILL_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
+    let rounds = child::env_or("SEGSTORE_SIGKILL_ROUNDS", 4);
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut total_acked = 0;
     for round in 0..rounds {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
+        let mut running = child::Running::spawn(
+            child::command(
                 "sigkill_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("SEGSTORE_SIGKILL_ROUND", round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| l.split_once("ACK ").map(|(_, rest)| rest.to_owned()))
-                .collect::<Vec<String>>()
-        });
-        // A pseudo-random moment between 150 and 650 ms in.
+                &[
+                    (CHILD_ENV, dir.path().to_string_lossy().into_owned()),
+                    ("SEGSTORE_SIGKILL_ROUND", round.to_string()),
+                ],
+            ),
+            Stdio::null(),
+        );
+        running.wait_ready(Duration::from_secs(60));
+        // A pseudo-random moment between 150 and 650 ms after the child opened the store.
         let wait = 150 + (round as u64 * 7919 + 13) % 500;
         std::thread::sleep(Duration::from_millis(wait));
-        // SAFETY: plain kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        assert_eq!(rc, 0);
-        child.wait().unwrap();
-        let acked = reader.join().unwrap();
+        let acked = running.kill();
 
         rt.block_on(async {
             let store = LocalStorage::open(dir.path()).await.unwrap();

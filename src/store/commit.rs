@@ -145,9 +145,11 @@ impl Store {
             // attempt took less than that from probing (version N+1 absent) to creating it,
             // N+1 cannot be a deleted version re-created: the boundary read is skipped.
             let attempt_result = match attempt_result {
-                Attempt::Won if probed_at.elapsed() >= self.inner.options.version_min_age => {
-                    self.check_boundary(&root).await?
-                }
+                // Our version exists, so an error here must not read as "not committed".
+                Attempt::Won if probed_at.elapsed() >= self.inner.options.version_min_age => self
+                    .check_boundary(&root)
+                    .await
+                    .map_err(|_| unknown(&root))?,
                 other => other,
             };
             match attempt_result {
@@ -188,27 +190,46 @@ impl Store {
         .await?;
         let key = keys::manifest(&root.collection, root.version);
         let encoded = encode_root(root)?;
-        match backend.put_if_absent(&key, encoded).await {
+        match backend.put_if_absent(&key, encoded.clone()).await {
             Ok(PutOutcome::Created) => Ok(Attempt::Won),
             // A retried request may find its own first try already applied, so an
             // "exists" answer is settled by the commit id, like any unknown outcome.
-            Ok(PutOutcome::AlreadyExists) => match self.settle(root).await? {
-                Some(attempt) => Ok(attempt),
-                None => Err(Error::CommitOutcomeUnknown {
-                    collection: root.collection.clone(),
-                    version: root.version,
-                }),
+            Ok(PutOutcome::AlreadyExists) => match self.settle(root).await {
+                Ok(Some(attempt)) => Ok(attempt),
+                Ok(None) | Err(_) => Err(unknown(root)),
             },
             Err(err) => match self.settle(root).await {
                 Ok(Some(attempt)) => Ok(attempt),
-                // Nothing landed: the commit did not happen, and the caller learns why.
-                Ok(None) => Err(err),
-                Err(_) => Err(Error::CommitOutcomeUnknown {
-                    collection: root.collection.clone(),
-                    version: root.version,
-                }),
+                // Refused before reaching storage: the commit did not happen.
+                Ok(None) if is_definite_refusal(&err) => Err(err),
+                // Nothing there yet, but the request may still be on its way (S3 can apply
+                // a PUT after the client timed out). Creating the same root again decides
+                // it: whichever copy lands first is ours, and a late one is refused.
+                Ok(None) => self.recreate(root, encoded).await,
+                Err(_) => Err(unknown(root)),
             },
         }
+    }
+
+    /// Retries creating `root` after an ambiguous failure that left nothing behind yet.
+    async fn recreate(&self, root: &ManifestRoot, encoded: bytes::Bytes) -> Result<Attempt> {
+        let key = keys::manifest(&root.collection, root.version);
+        for _ in 0..RECREATE_ATTEMPTS {
+            match self
+                .inner
+                .backend
+                .put_if_absent(&key, encoded.clone())
+                .await
+            {
+                Ok(PutOutcome::Created) => return Ok(Attempt::Won),
+                Ok(PutOutcome::AlreadyExists) | Err(_) => match self.settle(root).await {
+                    Ok(Some(attempt)) => return Ok(attempt),
+                    Ok(None) => continue,
+                    Err(_) => break,
+                },
+            }
+        }
+        Err(unknown(root))
     }
 
     /// Reads back the version a commit tried to create: ours, someone else's, or absent.
@@ -245,6 +266,30 @@ impl Store {
         let winner = head::load_root(backend, &root.collection, latest).await?;
         Ok(Attempt::Lost(winner))
     }
+}
+
+/// Extra creates of the same root after an ambiguous failure, before giving up with
+/// [`Error::CommitOutcomeUnknown`].
+const RECREATE_ATTEMPTS: u32 = 3;
+
+/// The error for a commit whose outcome could not be settled.
+fn unknown(root: &ManifestRoot) -> Error {
+    Error::CommitOutcomeUnknown {
+        collection: root.collection.clone(),
+        version: root.version,
+        commit_id: root.commit_id,
+    }
+}
+
+/// Errors that mean the request was refused without effect, so nothing can land later.
+fn is_definite_refusal(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::PermissionDenied { .. }
+            | Error::BucketNotFound { .. }
+            | Error::InvalidConfig(_)
+            | Error::Unsupported(_)
+    )
 }
 
 /// Waits a little after losing a commit race, so that many writers spread out.

@@ -2,5 +2,7 @@
 //! `mod support;` and uses what it needs, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod child;
+pub mod history;
 pub mod moto;
 pub mod proxy;
