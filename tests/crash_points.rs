@@ -353,3 +353,43 @@ fn commit_errors_say_truthfully_whether_the_commit_happened() {
         );
     });
 }
+
+/// A full disk at any operation of a commit reaches the caller as `StorageFull` (a typed,
+/// definite error), never as an unknown outcome, and the commit is absent.
+#[test]
+fn a_full_disk_during_a_commit_is_reported_as_storage_full() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut full = 0;
+        for k in 0.. {
+            let memory = MemoryBackend::new();
+            let fault = FaultBackend::new(Arc::new(memory.clone()));
+            let store = Store::new(Arc::new(fault.clone()), StoreOptions::default());
+            store.write(&path(0), &data(1)).await.unwrap();
+            fault.set_fault(Fault::FullFrom(k));
+            let result = store.write_bytes(&path(1), data(2)).await;
+            let reached = fault.ops() > k;
+            fault.set_fault(Fault::None);
+            // The space comes back: the store must work again with nothing half-done.
+            let after = store.write_bytes(&path(2), data(3)).await;
+            let recovered = Store::new(Arc::new(memory.clone()), StoreOptions::default());
+            let landed = recovered.read(&path(1)).await.ok() == Some(data(2).to_vec());
+            match result {
+                Ok(_) => assert!(landed, "k {k}: acknowledged but absent"),
+                Err(Error::StorageFull { .. }) => {
+                    assert!(!landed, "k {k}: StorageFull but the commit happened");
+                    full += 1;
+                }
+                Err(e) => panic!("k {k}: a full disk surfaced as {e:?}"),
+            }
+            after.unwrap_or_else(|e| panic!("k {k}: no recovery once space is back: {e}"));
+            if !reached {
+                break;
+            }
+        }
+        assert!(full > 0, "no operation of the commit saw the full disk");
+    });
+}

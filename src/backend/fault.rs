@@ -31,6 +31,9 @@ pub enum Fault {
     None,
     /// Operation k fails without effect.
     FailAt(u64),
+    /// The disk fills up at operation k: from then on every operation that stores
+    /// bytes fails without effect with ENOSPC, while reads and deletes still work.
+    FullFrom(u64),
     /// The process dies at operation k; `applied` says whether storage took that write.
     CrashAt {
         /// The operation number.
@@ -60,6 +63,7 @@ enum Verdict {
     Run,
     RunThenFail,
     Fail,
+    Full,
 }
 
 impl FaultBackend {
@@ -110,6 +114,7 @@ impl FaultBackend {
         let fault = *self.state.fault.lock().unwrap_or_else(|p| p.into_inner());
         Ok(match fault {
             Fault::FailAt(k) if k == n => Verdict::Fail,
+            Fault::FullFrom(k) if n >= k && stores_bytes(what) => Verdict::Full,
             Fault::CrashAt { op, applied } if op == n => {
                 self.state.crashed.store(true, Ordering::SeqCst);
                 if applied {
@@ -134,8 +139,25 @@ impl FaultBackend {
                 Err(injected(what, "crashed after storage took the write"))
             }
             Verdict::Fail => Err(injected(what, "injected failure")),
+            Verdict::Full => Err(Error::io(
+                format!("{what} (injected)"),
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            )),
         }
     }
+}
+
+/// Whether operation `what` needs free space (a full disk refuses it).
+fn stores_bytes(what: &str) -> bool {
+    matches!(
+        what,
+        "put"
+            | "put_if_absent"
+            | "begin_upload"
+            | "upload write"
+            | "upload prepare"
+            | "upload publish"
+    )
 }
 
 fn injected(what: &str, why: &str) -> Error {

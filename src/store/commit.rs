@@ -282,10 +282,15 @@ fn unknown(root: &ManifestRoot) -> Error {
 }
 
 /// Errors that mean the request was refused without effect, so nothing can land later.
+/// Local I/O errors are too (a local write cannot land after it returned), and a full
+/// disk must reach the caller as such, not as an unknown outcome.
 fn is_definite_refusal(err: &Error) -> bool {
     matches!(
         err,
         Error::PermissionDenied { .. }
+            | Error::StorageFull { .. }
+            | Error::Io { .. }
+            | Error::ReadOnly(_)
             | Error::BucketNotFound { .. }
             | Error::InvalidConfig(_)
             | Error::Unsupported(_)
