@@ -47,6 +47,19 @@ use crate::gc::{GcOptions, RetentionPolicy, DEFAULT_GRACE};
 use crate::storage::SegmentStorage;
 use crate::store::{CachedStorage, LocalStorage, S3Storage, Store, StoreOptions};
 
+/// Every environment variable that [`StorageConfig::apply_env`] reads.
+pub const ENV_VARS: [&str; 9] = [
+    "SEGSTORE_BACKEND",
+    "SEGSTORE_DATA_DIR",
+    "SEGSTORE_S3_BUCKET",
+    "SEGSTORE_S3_REGION",
+    "SEGSTORE_S3_PREFIX",
+    "SEGSTORE_S3_ENDPOINT",
+    "SEGSTORE_S3_FORCE_PATH_STYLE",
+    "SEGSTORE_L1_PATH",
+    "SEGSTORE_L1_MAX_SIZE_GB",
+];
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,9 +194,18 @@ impl StorageConfig {
 
     /// Parses TOML, then applies environment overrides. Errors name the offending key.
     pub fn from_toml_str(text: &str) -> Result<Self> {
+        Self::from_toml_str_with_env(text, |k| std::env::var(k).ok())
+    }
+
+    /// [`from_toml_str`](Self::from_toml_str) with the environment read through `var`,
+    /// so tests and the fuzzer can supply overrides without touching the process.
+    pub fn from_toml_str_with_env(
+        text: &str,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
         let mut config: StorageConfig =
             toml::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        config.apply_env(|k| std::env::var(k).ok())?;
+        config.apply_env(var)?;
         config.validate()?;
         Ok(config)
     }
@@ -408,11 +430,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<StorageConfig> {
-        let mut c: StorageConfig =
-            toml::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        c.apply_env(|_| None)?;
-        c.validate()?;
-        Ok(c)
+        StorageConfig::from_toml_str_with_env(text, |_| None)
     }
 
     #[test]

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use segstore::keys::{self, ObjectKey};
 use segstore::manifest::{decode_root, decode_snapshot, encode_root, ManifestRoot};
-use segstore::{StorageConfig, StoragePath};
+use segstore::{fuzzing, StorageConfig, StoragePath};
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -18,6 +18,37 @@ fn config() -> ProptestConfig {
             "proptest-regressions/hostile_input.txt",
         ))),
         ..ProptestConfig::default()
+    }
+}
+
+/// Every file under `fuzz/seeds/<target>/`: the fuzzers' seed corpus and the inputs of
+/// past findings, run here so the fuzz target bodies cannot rot while CI never builds them.
+fn fuzz_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
+    seeds.sort();
+    seeds
+}
+
+#[test]
+fn fuzz_targets_hold_on_their_seeds() {
+    // Each seed must also get past the parser: one that stopped early would leave the fuzzer
+    // blind to everything behind it.
+    let targets: [(&str, fn(&[u8]) -> bool); 3] = [
+        ("manifest_decode", fuzzing::manifest_decode),
+        ("path_parse", fuzzing::path_parse),
+        ("config_parse", fuzzing::config_parse),
+    ];
+    for (target, body) in targets {
+        for seed in fuzz_seeds(target) {
+            assert!(body(&seed), "{target} rejected its seed {seed:?}");
+        }
     }
 }
 
@@ -80,6 +111,13 @@ proptest! {
         if let Ok(k) = ObjectKey::new(s.clone()) {
             prop_assert!(k.as_str().split('/').all(|p| !p.is_empty() && p != "." && p != ".."));
         }
+    }
+
+    #[test]
+    fn fuzz_target_bodies_hold_on_random_input(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        fuzzing::manifest_decode(&bytes);
+        fuzzing::path_parse(&bytes);
+        fuzzing::config_parse(&bytes);
     }
 
     #[test]

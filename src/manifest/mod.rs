@@ -6,7 +6,7 @@
 //! A commit rewrites only the pages it touches, their shard nodes, and one root, so its
 //! cost does not grow with the collection (see `docs/ARCHITECTURE.md`).
 
-mod encoding;
+pub(crate) mod encoding;
 pub mod head;
 pub mod tree;
 
