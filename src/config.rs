@@ -320,9 +320,12 @@ impl StorageConfig {
                     .cached
                     .as_ref()
                     .ok_or_else(|| missing("storage.cached"))?;
-                if c.l1_max_size_gb.is_nan() || c.l1_max_size_gb <= 0.0 {
+                // `inf` is a valid TOML float and a valid f64 string: it must not become an
+                // unbounded cache.
+                if !c.l1_max_size_gb.is_finite() || c.l1_max_size_gb <= 0.0 {
                     return Err(Error::InvalidConfig(
-                        "storage.cached.l1_max_size_gb must be greater than 0".into(),
+                        "storage.cached.l1_max_size_gb must be a finite number greater than 0"
+                            .into(),
                     ));
                 }
                 match c.l2_backend {

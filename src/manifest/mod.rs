@@ -135,12 +135,18 @@ impl ManifestRoot {
 
     /// Number of files at this version.
     pub fn file_count(&self) -> u64 {
-        self.shards.values().map(|s| s.files).sum()
+        // Saturating: a damaged or hostile root that passed its checksum must not make
+        // this panic (debug builds) or wrap around.
+        self.shards
+            .values()
+            .fold(0, |n, s| n.saturating_add(s.files))
     }
 
     /// Total logical bytes at this version.
     pub fn total_bytes(&self) -> u64 {
-        self.shards.values().map(|s| s.bytes).sum()
+        self.shards
+            .values()
+            .fold(0, |n, s| n.saturating_add(s.bytes))
     }
 }
 
