@@ -42,7 +42,8 @@ fn fuzz_seeds(target: &str) -> Vec<Vec<u8>> {
 fn fuzz_targets_hold_on_their_seeds() {
     // Each seed must also get past the parser: one that stopped early would leave the fuzzer
     // blind to everything behind it.
-    let targets: [(&str, fn(&[u8]) -> bool); 3] = [
+    type Body = fn(&[u8]) -> bool;
+    let targets: [(&str, Body); 3] = [
         ("manifest_decode", fuzzing::manifest_decode),
         ("path_parse", fuzzing::path_parse),
         ("config_parse", fuzzing::config_parse),
