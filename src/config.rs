@@ -47,6 +47,19 @@ use crate::gc::{GcOptions, RetentionPolicy, DEFAULT_GRACE};
 use crate::storage::SegmentStorage;
 use crate::store::{CachedStorage, LocalStorage, S3Storage, Store, StoreOptions};
 
+/// Every environment variable that [`StorageConfig::apply_env`] reads.
+pub const ENV_VARS: [&str; 9] = [
+    "SEGSTORE_BACKEND",
+    "SEGSTORE_DATA_DIR",
+    "SEGSTORE_S3_BUCKET",
+    "SEGSTORE_S3_REGION",
+    "SEGSTORE_S3_PREFIX",
+    "SEGSTORE_S3_ENDPOINT",
+    "SEGSTORE_S3_FORCE_PATH_STYLE",
+    "SEGSTORE_L1_PATH",
+    "SEGSTORE_L1_MAX_SIZE_GB",
+];
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,9 +194,18 @@ impl StorageConfig {
 
     /// Parses TOML, then applies environment overrides. Errors name the offending key.
     pub fn from_toml_str(text: &str) -> Result<Self> {
+        Self::from_toml_str_with_env(text, |k| std::env::var(k).ok())
+    }
+
+    /// [`from_toml_str`](Self::from_toml_str) with the environment read through `var`,
+    /// so tests and the fuzzer can supply overrides without touching the process.
+    pub fn from_toml_str_with_env(
+        text: &str,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
         let mut config: StorageConfig =
             toml::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        config.apply_env(|k| std::env::var(k).ok())?;
+        config.apply_env(var)?;
         config.validate()?;
         Ok(config)
     }
@@ -298,9 +320,12 @@ impl StorageConfig {
                     .cached
                     .as_ref()
                     .ok_or_else(|| missing("storage.cached"))?;
-                if c.l1_max_size_gb.is_nan() || c.l1_max_size_gb <= 0.0 {
+                // `inf` is a valid TOML float and a valid f64 string: it must not become an
+                // unbounded cache.
+                if !c.l1_max_size_gb.is_finite() || c.l1_max_size_gb <= 0.0 {
                     return Err(Error::InvalidConfig(
-                        "storage.cached.l1_max_size_gb must be greater than 0".into(),
+                        "storage.cached.l1_max_size_gb must be a finite number greater than 0"
+                            .into(),
                     ));
                 }
                 match c.l2_backend {
@@ -408,11 +433,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<StorageConfig> {
-        let mut c: StorageConfig =
-            toml::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        c.apply_env(|_| None)?;
-        c.validate()?;
-        Ok(c)
+        StorageConfig::from_toml_str_with_env(text, |_| None)
     }
 
     #[test]

@@ -191,7 +191,11 @@ pub fn encode_component(name: &str) -> String {
     out
 }
 
-/// Reverses [`encode_component`].
+/// Reverses [`encode_component`]: `None` for any string it does not produce.
+///
+/// Listings feed this every folder name under `manifests/`. A spelling `encode_component`
+/// never writes (`a b`, `%2f`, `%+1`, `x/y`) would otherwise decode to a collection whose
+/// folder is a different one, so only the canonical spelling is accepted.
 pub fn decode_component(encoded: &str) -> Option<String> {
     let bytes = encoded.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -206,7 +210,8 @@ pub fn decode_component(encoded: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    let name = String::from_utf8(out).ok()?;
+    (encode_component(&name) == encoded).then_some(name)
 }
 
 #[cfg(test)]
@@ -247,6 +252,16 @@ mod tests {
             assert_eq!(decode_component(&enc).as_deref(), Some(name));
         }
         assert_ne!(encode_component("%41"), encode_component("A"));
+    }
+
+    #[test]
+    fn only_canonical_folder_names_decode() {
+        // Found by the path_parse fuzz target: each of these decoded to a name whose
+        // folder is another one.
+        for folder in ["a b", "%2f", "%+1", "x/y", ".x", "\0", "A%41", "%C3"] {
+            assert_eq!(decode_component(folder), None, "{folder:?}");
+        }
+        assert_eq!(decode_component("%2Ex%20y").as_deref(), Some(".x y"));
     }
 
     #[test]

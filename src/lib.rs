@@ -22,6 +22,8 @@ pub mod blob;
 pub mod cache;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod hash;
 pub mod keys;

@@ -35,16 +35,32 @@ pub(crate) enum Kind {
     Snapshot = 4,
 }
 
-pub(crate) fn encode<T: Serialize>(kind: Kind, value: &T) -> Result<Bytes> {
+fn header(kind: Kind) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.push(kind as u8);
-    let mut out = postcard::to_extend(value, out)
-        .map_err(|e| Error::backend("encoding a manifest", e.to_string()))?;
+    out
+}
+
+fn seal(mut out: Vec<u8>) -> Bytes {
     let checksum = blake3::hash(&out);
     out.extend_from_slice(checksum.as_bytes());
-    Ok(Bytes::from(out))
+    Bytes::from(out)
+}
+
+pub(crate) fn encode<T: Serialize>(kind: Kind, value: &T) -> Result<Bytes> {
+    let out = postcard::to_extend(value, header(kind))
+        .map_err(|e| Error::backend("encoding a manifest", e.to_string()))?;
+    Ok(seal(out))
+}
+
+/// A well-formed envelope around arbitrary payload bytes, so that the fuzzer reaches
+/// postcard instead of stopping at the checksum.
+pub(crate) fn envelope(kind: Kind, payload: &[u8]) -> Bytes {
+    let mut out = header(kind);
+    out.extend_from_slice(payload);
+    seal(out)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(key: &str, kind: Kind, bytes: &[u8]) -> Result<T> {

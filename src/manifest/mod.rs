@@ -6,7 +6,7 @@
 //! A commit rewrites only the pages it touches, their shard nodes, and one root, so its
 //! cost does not grow with the collection (see `docs/ARCHITECTURE.md`).
 
-mod encoding;
+pub(crate) mod encoding;
 pub mod head;
 pub mod tree;
 
@@ -135,12 +135,18 @@ impl ManifestRoot {
 
     /// Number of files at this version.
     pub fn file_count(&self) -> u64 {
-        self.shards.values().map(|s| s.files).sum()
+        // Saturating: a damaged or hostile root that passed its checksum must not make
+        // this panic (debug builds) or wrap around.
+        self.shards
+            .values()
+            .fold(0, |n, s| n.saturating_add(s.files))
     }
 
     /// Total logical bytes at this version.
     pub fn total_bytes(&self) -> u64 {
-        self.shards.values().map(|s| s.bytes).sum()
+        self.shards
+            .values()
+            .fold(0, |n, s| n.saturating_add(s.bytes))
     }
 }
 
