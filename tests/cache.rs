@@ -535,6 +535,29 @@ async fn mapped_blobs_are_not_evicted_and_the_budget_holds() {
     assert!(matches!(again, Err(Error::InvalidConfig(_))));
 }
 
+/// Eviction takes the least recently *used* entry, not the oldest fill: reads count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_follows_use_not_fill_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l2 = local_l2().await.unwrap();
+    let l1 = tmp.path().join("l1");
+    let cache = open(&l1, 350 * KIB as u64, l2.raw.clone()).await;
+    let blob = |i: u8| pattern(100 * KIB, 100 + i);
+    let cached = |i: u8| l1_file(&l1, &BlobId::of(&blob(i))).exists();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        cache.write(&path(name), &blob(i as u8)).await.unwrap();
+    }
+    // Use a, then add d: b is now the least recently used.
+    assert_eq!(cache.read(&path("a")).await.unwrap(), blob(0));
+    cache.write(&path("d"), &blob(3)).await.unwrap();
+    assert!(cached(0) && !cached(1) && cached(2) && cached(3));
+    // Use c, then add e: a (used before c and d) goes.
+    assert_eq!(cache.read(&path("c")).await.unwrap(), blob(2));
+    cache.write(&path("e"), &blob(4)).await.unwrap();
+    assert!(!cached(0) && cached(2) && cached(3) && cached(4));
+    assert!(cache.cache_stats().evictions >= 2);
+}
+
 mod budget_proptest {
     use super::*;
     use proptest::prelude::*;

@@ -57,7 +57,12 @@ pub(crate) struct Found {
 #[derive(Debug)]
 struct Entry {
     size: u64,
+    /// When the entry was last used.
     tick: u64,
+    /// Its key in [`State::order`]: the tick it was last queued at, at most `tick`. A hit
+    /// only moves `tick`; eviction re-queues stale entries, so the order it sees is exact
+    /// LRU while a hit costs no map update.
+    queued: u64,
     verified: bool,
     /// The file's mapping once it was mapped, shared by every `Bytes` handed out, so
     /// that hot reads cost no system call. Pinned while anyone else holds it.
@@ -75,8 +80,8 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<String, Entry>,
-    /// LRU order: tick -> key. The smallest tick is the least recently used.
+    entries: HashMap<String, Entry, foldhash::fast::RandomState>,
+    /// LRU order: queued tick -> key (see [`Entry::queued`]).
     order: BTreeMap<u64, String>,
     tick: u64,
     /// Bytes of the entries plus reservations.
@@ -84,21 +89,47 @@ struct State {
 }
 
 impl State {
-    /// Marks `key` most recently used; returns its entry. Moves the key's `String` from
-    /// its old LRU slot to the new one, so a hit allocates nothing.
+    /// Marks `key` most recently used; returns its entry. Only the entry's tick moves
+    /// (the LRU order is brought up to date lazily, by eviction).
     fn touch(&mut self, key: &str) -> Option<&mut Entry> {
         self.tick += 1;
         let tick = self.tick;
         let e = self.entries.get_mut(key)?;
-        let name = self.order.remove(&e.tick).unwrap_or_else(|| key.to_owned());
         e.tick = tick;
-        self.order.insert(tick, name);
         Some(e)
+    }
+
+    /// Adds a new entry of `size` bytes as the most recently used. Returns the entry it
+    /// replaced, if any, already taken out of the order.
+    fn insert(
+        &mut self,
+        key: String,
+        size: u64,
+        verified: bool,
+        mapping: Option<Arc<memmap2::Mmap>>,
+    ) -> Option<Entry> {
+        self.tick += 1;
+        let tick = self.tick;
+        let old = self.entries.insert(
+            key.clone(),
+            Entry {
+                size,
+                tick,
+                queued: tick,
+                verified,
+                mapping,
+            },
+        );
+        if let Some(old) = &old {
+            self.order.remove(&old.queued);
+        }
+        self.order.insert(tick, key);
+        old
     }
 
     fn forget(&mut self, key: &str) -> Option<Entry> {
         let e = self.entries.remove(key)?;
-        self.order.remove(&e.tick);
+        self.order.remove(&e.queued);
         self.used -= e.size;
         Some(e)
     }
@@ -155,19 +186,8 @@ impl L1 {
         {
             let mut st = l1.lock();
             for (_, key, size) in found {
-                st.tick += 1;
-                let tick = st.tick;
-                st.order.insert(tick, key.clone());
                 st.used += size;
-                st.entries.insert(
-                    key,
-                    Entry {
-                        size,
-                        tick,
-                        verified: false,
-                        mapping: None,
-                    },
-                );
+                st.insert(key, size, false, None);
             }
             let before = st.entries.len();
             l1.evict_until(&mut st, 0);
@@ -330,23 +350,10 @@ impl L1 {
             self.unreserve(size);
             return Err(Error::io(format!("placing cached {key}"), e));
         }
-        st.tick += 1;
-        let tick = st.tick;
-        st.order.insert(tick, key.as_str().to_owned());
         // `used` already holds the reservation.
-        let old = st.entries.insert(
-            key.as_str().to_owned(),
-            Entry {
-                size,
-                tick,
-                verified: true,
-                mapping,
-            },
-        );
-        if let Some(old) = old {
+        if let Some(old) = st.insert(key.as_str().to_owned(), size, true, mapping) {
             // A concurrent fill of the same key won the race; both files held the same
             // verified bytes and ours replaced it. Drop its accounting.
-            st.order.remove(&old.tick);
             st.used -= old.size;
         }
         Ok(true)
@@ -385,17 +392,29 @@ impl L1 {
         };
         let mut victims = Vec::new();
         let mut freed = 0;
-        for key in st.order.values() {
-            if freed >= need {
+        let mut from = 0;
+        while freed < need {
+            let Some((&queued, key)) = st.order.range(from..).next() else {
                 break;
-            }
-            match st.entries.get(key) {
-                Some(e) if !e.pinned() => {
-                    victims.push(key.clone());
-                    freed += e.size;
+            };
+            from = queued + 1;
+            let Some(e) = st.entries.get_mut(key) else {
+                continue;
+            };
+            if e.tick != queued {
+                // Used since it was queued: re-queue it at its last use, further on, so
+                // the walk meets entries in true LRU order.
+                let tick = e.tick;
+                e.queued = tick;
+                if let Some(key) = st.order.remove(&queued) {
+                    st.order.insert(tick, key);
                 }
-                _ => {} // pinned by a live mapping
+                continue;
             }
+            if !e.pinned() {
+                victims.push(key.clone());
+                freed += e.size;
+            } // else pinned by a live mapping
         }
         if freed < need {
             return false;
