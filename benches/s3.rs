@@ -32,7 +32,7 @@ use common::{mb_per_s, median, print_header, print_table, FastRng, Row, Target};
 use segstore::backend::counting::CountingBackend;
 use segstore::backend::s3::S3Backend;
 use segstore::backend::ObjectBackend;
-use segstore::{S3Config, S3Storage, StorageBackend, StoragePath, Store, StoreOptions};
+use segstore::{S3Storage, StorageBackend, StoragePath, Store, StoreOptions};
 
 const MIB: usize = 1024 * 1024;
 const SMALL_FILE: usize = 4 * MIB;
@@ -63,7 +63,7 @@ fn main() {
     let mut rng = FastRng::new(0x53);
     for round in 0..rounds {
         reset_moto(server.port);
-        let config = rt.block_on(new_bucket(&raw, &server.endpoint));
+        let config = rt.block_on(moto::bench_bucket(&server.endpoint));
         let store = rt
             .block_on(S3Storage::connect(config.clone()))
             .expect("connecting to moto");
@@ -114,7 +114,7 @@ fn main() {
     range.print(range_reads);
 
     reset_moto(server.port);
-    rt.block_on(requests_per_commit(&raw, server.port));
+    rt.block_on(requests_per_commit(server.port));
 }
 
 fn reset_moto(port: u16) {
@@ -123,24 +123,6 @@ fn reset_moto(port: u16) {
         reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
         "{reply}"
     );
-}
-
-async fn new_bucket(raw: &aws_sdk_s3::Client, endpoint: &str) -> S3Config {
-    let bucket = moto::new_bucket_name();
-    raw.create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("creating the bench bucket");
-    let mut config = moto::config_for(endpoint, &bucket);
-    // The library's defaults, not the tests' small parts.
-    let defaults = S3Config::default();
-    config.multipart_threshold = defaults.multipart_threshold;
-    config.part_size = defaults.part_size;
-    config.max_parts_in_flight = defaults.max_parts_in_flight;
-    config.operation_timeout = Duration::from_secs(120);
-    config.max_attempts = defaults.max_attempts;
-    config
 }
 
 fn small_path(i: usize) -> StoragePath {
@@ -504,12 +486,12 @@ fn flush_hex(out: &mut String, run: &mut String) {
     run.clear();
 }
 
-async fn requests_per_commit(raw: &aws_sdk_s3::Client, moto_port: u16) {
+async fn requests_per_commit(moto_port: u16) {
     println!();
     println!("### Requests per commit on S3 (CountingBackend around S3Backend, HTTP via a logging proxy)");
     let proxy = proxy::Proxy::start(moto_port, proxy::Fault::None);
     let endpoint = format!("http://127.0.0.1:{moto_port}");
-    let mut config = new_bucket(raw, &endpoint).await;
+    let mut config = moto::bench_bucket(&endpoint).await;
     config.endpoint = Some(proxy.endpoint());
     let s3 = S3Backend::connect(config)
         .await

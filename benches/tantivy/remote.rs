@@ -49,25 +49,6 @@ fn collect_all(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-async fn new_bucket(endpoint: &str) -> S3Config {
-    let bucket = moto::new_bucket_name();
-    moto::admin_client(endpoint)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("creating the bench bucket");
-    let mut config = moto::config_for(endpoint, &bucket);
-    // The library's defaults, not the tests' small parts.
-    let defaults = S3Config::default();
-    config.multipart_threshold = defaults.multipart_threshold;
-    config.part_size = defaults.part_size;
-    config.max_parts_in_flight = defaults.max_parts_in_flight;
-    config.operation_timeout = Duration::from_secs(120);
-    config.max_attempts = defaults.max_attempts;
-    config
-}
-
 fn adapter_over(
     rt: &tokio::runtime::Runtime,
     store: Arc<dyn SegmentStorage>,
@@ -150,7 +131,7 @@ pub(super) fn run(
         );
         return;
     };
-    let config = rt.block_on(new_bucket(&server.endpoint));
+    let config = rt.block_on(moto::bench_bucket(&server.endpoint));
     let store = rt
         .block_on(segstore::S3Storage::connect(config.clone()))
         .expect("connecting to moto");

@@ -123,6 +123,26 @@ pub fn new_bucket_name() -> String {
         rand::random::<u32>()
     )
 }
+/// A new bucket on the server at `endpoint`, with a config using the library's default
+/// part sizes and retries (not the tests' small parts) and a long operation timeout: what
+/// benchmarks measure.
+pub async fn bench_bucket(endpoint: &str) -> S3Config {
+    let bucket = new_bucket_name();
+    admin_client(endpoint)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("creating the bench bucket");
+    let mut config = config_for(endpoint, &bucket);
+    let defaults = S3Config::default();
+    config.multipart_threshold = defaults.multipart_threshold;
+    config.part_size = defaults.part_size;
+    config.max_parts_in_flight = defaults.max_parts_in_flight;
+    config.operation_timeout = Duration::from_secs(120);
+    config.max_attempts = defaults.max_attempts;
+    config
+}
 
 /// A raw SDK client for test setup and for looking behind the backend's back (for
 /// example at multipart uploads left over).
