@@ -398,6 +398,44 @@ fn report_indexing(
     );
 }
 
+/// Runs every class on both sides, prints a row per class, and returns the mix ratio
+/// (every class weighted equally by time per query, best slices) and the worst class's
+/// median ratio.
+fn class_rows(
+    classes: &[QueryClass],
+    (mmap_index, mmap): (&Index, &Searcher),
+    (index, searcher): (&Index, &Searcher),
+    secs: f64,
+    body: Field,
+) -> (f64, f64) {
+    let mut worst = f64::MAX;
+    let mut total = (0.0, 0.0);
+    for class in classes {
+        let parse = |index: &Index| -> Vec<Box<dyn Query>> {
+            let parser = QueryParser::for_index(index, vec![body]);
+            class
+                .queries
+                .iter()
+                .map(|q| parser.parse_query(q).expect("query"))
+                .collect()
+        };
+        let (qm, qa) = (parse(mmap_index), parse(index));
+        let (m, a, ratio) = compare_class((mmap, searcher), (&qm, &qa), secs);
+        worst = worst.min(ratio);
+        total.0 += 1.0 / m;
+        total.1 += 1.0 / a;
+        println!(
+            "{:<14} {:>8} {:>12.0} {:>12.0} {:>13.3}",
+            class.name,
+            class.queries.len(),
+            m,
+            a,
+            ratio
+        );
+    }
+    (total.0 / total.1, worst)
+}
+
 /// Warm QPS of the local adapter against mmap, per class.
 fn local_queries(
     classes: &[QueryClass],
@@ -413,37 +451,17 @@ fn local_queries(
         "{:<14} {:>8} {:>12} {:>12} {:>13}",
         "class", "queries", "mmap", "adapter", "ratio (median)"
     );
-    let mut worst = f64::MAX;
-    let mut total = (0.0, 0.0);
     let searchers = (
         mmap_index.reader().expect("reader").searcher(),
         adapter_index.reader().expect("reader").searcher(),
     );
-    for class in classes {
-        let parse = |index: &Index| -> Vec<Box<dyn Query>> {
-            let parser = QueryParser::for_index(index, vec![body]);
-            class
-                .queries
-                .iter()
-                .map(|q| parser.parse_query(q).expect("query"))
-                .collect()
-        };
-        let (qm, qa) = (parse(mmap_index), parse(adapter_index));
-        let (m, a, ratio) = compare_class((&searchers.0, &searchers.1), (&qm, &qa), secs);
-        worst = worst.min(ratio);
-        total.0 += 1.0 / m;
-        total.1 += 1.0 / a;
-        println!(
-            "{:<14} {:>8} {:>12.0} {:>12.0} {:>13.3}",
-            class.name,
-            class.queries.len(),
-            m,
-            a,
-            ratio
-        );
-    }
-    // Mix: every class weighted equally by time per query (best slices).
-    let mix_ratio = total.0 / total.1;
+    let (mix_ratio, worst) = class_rows(
+        classes,
+        (mmap_index, &searchers.0),
+        (adapter_index, &searchers.1),
+        secs,
+        body,
+    );
     println!(
         "query QPS ratio adapter/mmap, mix (best slices): {:.3}, worst class (median of pairs): {:.3} (target >= 0.95) {}",
         mix_ratio,

@@ -310,32 +310,7 @@ fn compare_tier(
         "{:<14} {:>8} {:>12} {:>12} {:>13}",
         "class", "queries", "mmap", label, "ratio (median)"
     );
-    let mut worst = f64::MAX;
-    let mut total = (0.0, 0.0);
-    for class in classes {
-        let parse = |index: &Index| -> Vec<Box<dyn Query>> {
-            let parser = QueryParser::for_index(index, vec![body]);
-            class
-                .queries
-                .iter()
-                .map(|q| parser.parse_query(q).expect("query"))
-                .collect()
-        };
-        let (qm, qa) = (parse(mmap_index), parse(index));
-        let (m, a, ratio) = compare_class((mmap, searcher), (&qm, &qa), secs);
-        worst = worst.min(ratio);
-        total.0 += 1.0 / m;
-        total.1 += 1.0 / a;
-        println!(
-            "{:<14} {:>8} {:>12.0} {:>12.0} {:>13.3}",
-            class.name,
-            class.queries.len(),
-            m,
-            a,
-            ratio
-        );
-    }
-    let mix = total.0 / total.1;
+    let (mix, worst) = class_rows(classes, (mmap_index, mmap), (index, searcher), secs, body);
     if target > 0.0 {
         println!(
             "query QPS ratio {label}/mmap, mix (best slices): {mix:.3}, worst class (median of \
