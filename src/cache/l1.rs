@@ -16,16 +16,15 @@
 //!
 //! **Readers are never undercut.** An entry keeps its file's memory map once mapped (hot
 //! reads then cost no system call); while any reader holds a `Bytes` of that map (a
-//! `SegmentFile`, a slice), the entry is pinned (`Arc::strong_count > 1`) and eviction
-//! skips it. If only pinned entries are left, the
-//! new object is served without being cached instead of breaking the budget. Deleting an
+//! `SegmentFile`, a slice), the entry is pinned and eviction skips it (see
+//! `lru::Entry::pinned`). If only pinned entries are left, the new object
+//! is served without being cached instead of breaking the budget. Deleting an
 //! object (GC) unlinks even a mapped file: on Linux the mapping keeps its pages.
 //!
 //! **Restart.** [`L1::open`] walks `objects/`, counts every file, orders them by
 //! modification time (fill time) as the starting LRU order, evicts down to the budget, and
 //! marks all of them unverified: the first use in this process hashes the file.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
@@ -36,6 +35,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::lru::State;
 use super::Kind;
 use crate::error::{Error, Result};
 use crate::keys::ObjectKey;
@@ -52,87 +52,6 @@ pub(crate) struct Found {
     pub verified: bool,
     /// The entry's live mapping, when it has one: the hit then needs no system call.
     pub mapped: Option<Bytes>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    size: u64,
-    /// When the entry was last used.
-    tick: u64,
-    /// Its key in [`State::order`]: the tick it was last queued at, at most `tick`. A hit
-    /// only moves `tick`; eviction re-queues stale entries, so the order it sees is exact
-    /// LRU while a hit costs no map update.
-    queued: u64,
-    verified: bool,
-    /// The file's mapping once it was mapped, shared by every `Bytes` handed out, so
-    /// that hot reads cost no system call. Pinned while anyone else holds it.
-    mapping: Option<Arc<memmap2::Mmap>>,
-}
-
-impl Entry {
-    /// True while a reader holds the mapping (the entry's own reference aside).
-    fn pinned(&self) -> bool {
-        self.mapping
-            .as_ref()
-            .is_some_and(|m| Arc::strong_count(m) > 1)
-    }
-}
-
-#[derive(Debug, Default)]
-struct State {
-    entries: HashMap<String, Entry, foldhash::fast::RandomState>,
-    /// LRU order: queued tick -> key (see [`Entry::queued`]).
-    order: BTreeMap<u64, String>,
-    tick: u64,
-    /// Bytes of the entries plus reservations.
-    used: u64,
-}
-
-impl State {
-    /// Marks `key` most recently used; returns its entry. Only the entry's tick moves
-    /// (the LRU order is brought up to date lazily, by eviction).
-    fn touch(&mut self, key: &str) -> Option<&mut Entry> {
-        self.tick += 1;
-        let tick = self.tick;
-        let e = self.entries.get_mut(key)?;
-        e.tick = tick;
-        Some(e)
-    }
-
-    /// Adds a new entry of `size` bytes as the most recently used. Returns the entry it
-    /// replaced, if any, already taken out of the order.
-    fn insert(
-        &mut self,
-        key: String,
-        size: u64,
-        verified: bool,
-        mapping: Option<Arc<memmap2::Mmap>>,
-    ) -> Option<Entry> {
-        self.tick += 1;
-        let tick = self.tick;
-        let old = self.entries.insert(
-            key.clone(),
-            Entry {
-                size,
-                tick,
-                queued: tick,
-                verified,
-                mapping,
-            },
-        );
-        if let Some(old) = &old {
-            self.order.remove(&old.queued);
-        }
-        self.order.insert(tick, key);
-        old
-    }
-
-    fn forget(&mut self, key: &str) -> Option<Entry> {
-        let e = self.entries.remove(key)?;
-        self.order.remove(&e.queued);
-        self.used -= e.size;
-        Some(e)
-    }
 }
 
 /// The L1 directory. All methods block (file system calls); call them off async threads.
@@ -216,21 +135,16 @@ impl L1 {
     pub fn lookup(&self, key: &ObjectKey) -> Option<Found> {
         let mut st = self.lock();
         let e = st.touch(key.as_str())?;
-        let mapped = e.mapping.clone();
-        let (size, verified) = (e.size, e.verified);
-        drop(st);
         Some(Found {
-            size,
-            verified,
-            mapped: mapped.map(|m| Bytes::from_owner(Pin(m))),
+            size: e.size,
+            verified: e.verified,
+            mapped: e.handle(),
         })
     }
 
     /// The live mapping of `key`, if it has one: no system call.
     fn mapped(&self, key: &ObjectKey) -> Option<Bytes> {
-        let st = self.lock();
-        let map = st.entries.get(key.as_str())?.mapping.clone()?;
-        Some(Bytes::from_owner(Pin(map)))
+        self.lock().entries.get_mut(key.as_str())?.handle()
     }
 
     /// Reads an entry's file: a (shared, pinning) memory map for large files. `None` when
@@ -260,12 +174,12 @@ impl L1 {
         let map = map_file(&file, key)?;
         let mut st = self.lock();
         if let Some(e) = st.entries.get_mut(key.as_str()) {
-            match &e.mapping {
-                Some(existing) => return Ok(Some(Bytes::from_owner(Pin(existing.clone())))),
-                None => e.mapping = Some(map.clone()),
+            if e.mapping.is_none() {
+                e.mapping = Some(map.clone());
             }
+            return Ok(e.handle());
         }
-        Ok(Some(Bytes::from_owner(Pin(map))))
+        Ok(Some(pinned_bytes(map)))
     }
 
     /// Records that `key`'s content was checked in this process.

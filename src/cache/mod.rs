@@ -6,6 +6,9 @@
 //!   `put_if_absent`, `list`, `touch`, `delete`) goes to L2.
 //! - **Write-through.** `put` and upload `publish` return once L2 holds the object
 //!   durably; the L1 copy is written right after (and dropped silently if it can't be).
+//! - **Warm hits** (see [`read`]) are one index lookup and one reference count increment
+//!   on the file's live mapping: no system call, and no large future (the other read
+//!   paths run in a separate boxed future).
 //! - **Verified reads.** A miss fetches the whole object from L2 and checks it (see
 //!   [`verify`]) before serving or caching it; a mismatch is `Corrupt` and caches nothing.
 //!   Large blobs are streamed into an L1 file while being hashed, once (see [`fill`]), and
@@ -14,16 +17,20 @@
 //!   refetched. Range reads of blobs with an outboard fetch only the 16 KiB groups
 //!   around the range and verify them against the outboard (see [`range`]).
 //! - **Single flight.** Concurrent misses on one key share one L2 fetch.
-//! - **Eviction.** LRU with exact byte accounting; see [`l1`].
+//! - **Eviction.** LRU with exact byte accounting; see [`l1`] and [`lru`].
 
 mod fill;
 mod l1;
+mod lru;
 mod range;
+mod read;
 mod upload;
 mod verify;
 
+use std::future::Future;
 use std::ops::Range;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -180,159 +187,6 @@ impl CachingBackend {
             l1_capacity: l1.max(),
         }
     }
-
-    /// Serves `key` from L1, or fetches, verifies and caches it.
-    async fn cached(&self, key: &ObjectKey, kind: Kind, size: Option<u64>) -> Result<Bytes> {
-        match self.l1_copy(key, kind).await? {
-            Some(c) => Ok(c.bytes),
-            None => self.fill(key, kind, size).await.map(|c| c.bytes),
-        }
-    }
-
-    /// The L1 copy of `key`, verified if this is its first use in the process. A missing,
-    /// unreadable or damaged file is forgotten and reported as a miss.
-    async fn l1_copy(&self, key: &ObjectKey, kind: Kind) -> Result<Option<Served>> {
-        let s = &self.inner;
-        let Some(found) = s.l1.lookup(key) else {
-            return Ok(None);
-        };
-        let bytes = match found.mapped {
-            Some(b) => Some(b),
-            None => {
-                let (me, k) = (self.clone(), key.clone());
-                match blocking(move || me.inner.l1.read(&k)).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(key = %key, error = %e, "unreadable L1 file; refetching");
-                        self.drop_damaged(key).await;
-                        return Ok(None);
-                    }
-                }
-            }
-        };
-        let Some(bytes) = bytes else {
-            return Ok(None); // deleted underneath: a miss
-        };
-        let checked = !found.verified;
-        let damaged = if bytes.len() as u64 != found.size {
-            true
-        } else if checked {
-            match verify::check(kind, key, &bytes).await {
-                Ok(()) => {
-                    s.l1.mark_verified(key);
-                    false
-                }
-                Err(_) => true,
-            }
-        } else {
-            false
-        };
-        if damaged {
-            tracing::warn!(key = %key, "damaged L1 file; evicting and refetching");
-            drop(bytes);
-            self.drop_damaged(key).await;
-            return Ok(None);
-        }
-        bump(&s.counters.hits, 1);
-        tracing::trace!(key = %key, "L1 hit");
-        Ok(Some(Served { bytes, checked }))
-    }
-
-    async fn drop_damaged(&self, key: &ObjectKey) {
-        bump(&self.inner.counters.verification_failures, 1);
-        let (me, k) = (self.clone(), key.clone());
-        let _ = blocking(move || Ok(me.inner.l1.remove(&k))).await;
-    }
-
-    /// Fetches `key` from L2 once however many callers miss at the same time, verifies it,
-    /// and caches it. A blob whose `size` is known and large is streamed into L1 (see
-    /// [`fill`]); anything else is read whole.
-    async fn fill(&self, key: &ObjectKey, kind: Kind, size: Option<u64>) -> Result<Served> {
-        let s = &self.inner;
-        let flight = s
-            .flights
-            .entry(key.as_str().to_owned())
-            .or_default()
-            .clone();
-        let guard = flight.lock().await;
-        let result = async {
-            // Another caller may have filled it while we waited.
-            if let Some(c) = self.l1_copy(key, kind).await? {
-                return Ok(c);
-            }
-            let bytes = match (kind, size) {
-                (Kind::Blob(id), Some(size)) if size > fill::PIECE => {
-                    self.stream_fill(key, id, size).await?
-                }
-                _ => self.whole_fill(key, kind).await?,
-            };
-            Ok(Served {
-                bytes,
-                checked: true,
-            })
-        }
-        .await;
-        drop(guard);
-        // The map's reference and ours: nobody else is waiting on this flight.
-        s.flights
-            .remove_if(key.as_str(), |_, f| Arc::strong_count(f) <= 2);
-        result
-    }
-
-    /// Reads `key` whole from L2, verifies it and caches it.
-    async fn whole_fill(&self, key: &ObjectKey, kind: Kind) -> Result<Bytes> {
-        let s = &self.inner;
-        let data = s.l2.get(key).await?;
-        bump(&s.counters.misses, 1);
-        bump(&s.counters.bytes_from_l2, data.len() as u64);
-        tracing::debug!(key = %key, bytes = data.len(), "L1 miss, fetched from L2");
-        if let Err(e) = verify::check(kind, key, &data).await {
-            bump(&s.counters.verification_failures, 1);
-            tracing::warn!(key = %key, error = %e, "content from L2 failed verification");
-            return Err(e);
-        }
-        self.store_l1(key, data.clone()).await;
-        Ok(data)
-    }
-
-    /// Writes verified (or self-written) content to L1; failure only costs a later miss.
-    async fn store_l1(&self, key: &ObjectKey, data: Bytes) {
-        let (me, k) = (self.clone(), key.clone());
-        match blocking(move || me.inner.l1.insert(&k, &data)).await {
-            Ok(true) => {}
-            Ok(false) => bump(&self.inner.counters.not_cached, 1),
-            Err(e) => {
-                bump(&self.inner.counters.not_cached, 1);
-                tracing::warn!(key = %key, error = %e, "could not write to L1");
-            }
-        }
-    }
-
-    /// The verified outboard of blob `id`, if L2 has one.
-    async fn outboard(&self, id: &BlobId) -> Result<Option<Arc<Outboard>>> {
-        let s = &self.inner;
-        if let Some(ob) = s.outboards.get(id) {
-            return Ok(Some(ob));
-        }
-        if s.no_outboard.get(id).is_some() {
-            return Ok(None);
-        }
-        match self
-            .cached(&keys::outboard(id), Kind::Outboard(*id), None)
-            .await
-        {
-            Ok(bytes) => {
-                let ob = Arc::new(Outboard::decode(id, bytes)?);
-                s.outboards.insert(*id, ob.clone());
-                Ok(Some(ob))
-            }
-            Err(Error::NotFound { .. }) => {
-                s.no_outboard.insert(*id, ());
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
 }
 
 #[async_trait]
@@ -365,74 +219,55 @@ impl ObjectBackend for CachingBackend {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
+        if let Some(c) = self.l1_copy(key).await? {
+            return Ok(c.bytes);
+        }
         match Kind::of(key) {
-            Some(kind) => self.cached(key, kind, None).await,
+            Some(kind) => self.fill(key, kind, None).await.map(|c| c.bytes),
             None => self.inner.l2.get(key).await,
         }
     }
 
     async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<BlobRead> {
-        let kind = Kind::Blob(*id);
-        if Kind::of(key) != Some(kind) {
-            return Ok(BlobRead {
-                bytes: self.get(key).await?,
+        match self.l1_hot(key) {
+            // L1 disk could have rotted since it was checked: the caller hashes it.
+            Some(bytes) => Ok(BlobRead {
+                bytes,
                 verified: false,
-            });
+            }),
+            None => Box::pin(self.get_blob_general(key, id, size)).await,
         }
-        // Verified means hashed by this call: a fill, or an L1 file's first use. Other
-        // hits are L1 disk, which could rot since; the caller hashes those.
-        let copy = match self.l1_copy(key, kind).await? {
-            Some(c) => c,
-            None => self.fill(key, kind, Some(size)).await?,
-        };
-        Ok(BlobRead {
-            bytes: copy.bytes,
-            verified: copy.checked,
-        })
     }
 
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
-        let Some(kind) = Kind::of(key) else {
-            return self.inner.l2.get_range(key, range).await;
-        };
-        let whole = match self.l1_copy(key, kind).await? {
-            Some(c) => c.bytes,
-            None => {
-                if let Kind::Blob(id) = kind {
-                    if let Some(ob) = self.outboard(&id).await? {
-                        return self.verified_range(key, id, ob, range).await;
-                    }
-                }
-                self.fill(key, kind, None).await?.bytes
+        match self.l1_hot(key) {
+            Some(whole) => {
+                check_range(key, &range, whole.len() as u64)?;
+                Ok(whole.slice(range.start as usize..range.end as usize))
             }
-        };
-        check_range(key, &range, whole.len() as u64)?;
-        Ok(whole.slice(range.start as usize..range.end as usize))
+            None => Box::pin(self.get_range_general(key, range)).await,
+        }
     }
 
     async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
-        let Some(kind) = Kind::of(key) else {
-            return self.inner.l2.map(key).await;
-        };
-        if let Some(c) = self.l1_copy(key, kind).await? {
-            return Ok(Some(c.bytes));
+        match self.l1_hot(key) {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Box::pin(self.map_general(key)).await,
         }
-        // A blob's size lets the fill stream it instead of holding it in memory.
-        let size = match kind {
-            Kind::Blob(id) => match self.inner.outboards.get(&id) {
-                Some(ob) => Some(ob.size()),
-                None => match self.inner.l2.head(key).await? {
-                    Some(meta) => Some(meta.size),
-                    None => return Err(Error::not_found(key)),
-                },
-            },
-            _ => None,
-        };
-        self.fill(key, kind, size).await.map(|c| Some(c.bytes))
     }
 
-    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
-        self.inner.l2.head(key).await
+    // Every path-based read probes for a newer manifest version with a `head`, so it
+    // hands L2's future back as is instead of boxing a second future around it.
+    fn head<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 ObjectKey,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<ObjectMeta>>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.l2.head(key)
     }
 
     async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
