@@ -54,10 +54,17 @@ fn leaf_cv(index: u64, data: &[u8]) -> ChainingValue {
 /// input. `offset` must be a multiple of a power-of-two number of 1 KiB chunks at least
 /// as large as `data` (any whole piece of an equal-pieces split, see [`root_of_pieces`]).
 pub(crate) fn subtree_cv(offset: u64, data: &[u8]) -> ChainingValue {
-    let mut h = blake3::Hasher::new();
-    h.set_input_offset(offset);
+    let mut h = subtree_hasher(offset);
     h.update(data);
     h.finalize_non_root()
+}
+
+/// A hasher for the subtree starting at byte `offset` (see [`subtree_cv`]), for data that
+/// arrives in parts; finish it with `finalize_non_root`.
+pub(crate) fn subtree_hasher(offset: u64) -> blake3::Hasher {
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(offset);
+    h
 }
 
 /// The BLAKE3 hash of an input cut into pieces of one power-of-two number of chunks (the

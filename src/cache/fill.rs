@@ -1,9 +1,16 @@
 //! Streamed fills: a large blob comes from L2 as one stream (one GET) and goes to an L1
-//! temp file in pieces, each piece hashed as a BLAKE3 subtree on the blocking pool while
-//! the stream goes on, so a fill holds at most [`PIECES_IN_FLIGHT`] pieces (plus one being
-//! assembled) in memory whatever the blob's size, and hashes every byte once. The pieces' chaining values merge into the blob's hash; only if it matches is
+//! temp file in pieces, each piece hashed as a BLAKE3 subtree and written on the blocking
+//! pool while the stream goes on, so a fill holds at most [`PIECES_IN_FLIGHT`] pieces
+//! (plus one being assembled) in memory whatever the blob's size, and hashes every byte
+//! once. The pieces' chaining values merge into the blob's hash; only if it matches is
 //! the file moved into L1 and its mapping served. The blob layer then skips its own hash
 //! ([`BlobRead::verified`](crate::backend::BlobRead)).
+//!
+//! A piece is the list of chunks the stream delivered, never copied into one buffer.
+//! Measured on a 32 MiB blob from moto, a fill that gathered 4 MiB buffers took about
+//! 130 ms, against about 80 ms hashing and writing the received chunks as they are (the
+//! copy, and writing from a buffer no longer in the CPU cache, cost more than the
+//! transfer itself; `cargo bench --bench cache`, cold whole rows).
 //!
 //! A blob that does not fit in L1 (larger than the budget, or only pinned entries left)
 //! is served from its temp file, unlinked at once: the kernel frees it when the last
@@ -15,13 +22,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use blake3::hazmat::ChainingValue;
-use bytes::{Bytes, BytesMut};
+use blake3::hazmat::{ChainingValue, HasherExt};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::{blocking, bump, l1, CachingBackend, Kind};
-use crate::blob::outboard::{root_of_pieces, subtree_cv};
+use crate::blob::outboard::{root_of_pieces, subtree_hasher};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys::ObjectKey;
@@ -146,7 +153,7 @@ impl CachingBackend {
             running: VecDeque::new(),
             cvs: Vec::new(),
         };
-        let mut pending = BytesMut::new();
+        let mut pending = Piece::default();
         let mut received = 0u64;
         let wrong_size = |actual: String| {
             Stop::L2(Error::Corrupt {
@@ -164,26 +171,18 @@ impl CachingBackend {
                     return Err(wrong_size("more bytes".into()));
                 }
                 while !chunk.is_empty() {
-                    // Whole pieces of a large chunk (a mapped local file) are not copied.
-                    if pending.is_empty() && chunk.len() as u64 >= PIECE {
-                        work.push(chunk.split_to(PIECE as usize)).await?;
-                        continue;
-                    }
-                    if pending.is_empty() {
-                        pending.reserve(PIECE as usize);
-                    }
-                    let take = (PIECE as usize - pending.len()).min(chunk.len());
-                    pending.extend_from_slice(&chunk.split_to(take));
-                    if pending.len() as u64 == PIECE {
-                        work.push(pending.split().freeze()).await?;
+                    let take = (PIECE - pending.len).min(chunk.len() as u64);
+                    pending.push(chunk.split_to(take as usize));
+                    if pending.len == PIECE {
+                        work.push(std::mem::take(&mut pending)).await?;
                     }
                 }
             }
             if received != size {
                 return Err(wrong_size(format!("{received} bytes")));
             }
-            if !pending.is_empty() {
-                work.push(pending.split().freeze()).await?;
+            if pending.len > 0 {
+                work.push(pending).await?;
             }
             work.finish().await
         }
@@ -195,6 +194,33 @@ impl CachingBackend {
             }
         }
         result
+    }
+}
+
+/// Consecutive chunks of the stream making up one piece (at most [`PIECE`] bytes).
+#[derive(Default)]
+struct Piece {
+    chunks: Vec<Bytes>,
+    len: u64,
+}
+
+impl Piece {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len() as u64;
+        self.chunks.push(chunk);
+    }
+
+    /// Hashes the piece as the subtree at `at` and writes it to `file` there, chunk by
+    /// chunk.
+    fn hash_and_write(&self, file: &File, at: u64) -> io::Result<ChainingValue> {
+        let mut hasher = subtree_hasher(at);
+        let mut offset = at;
+        for chunk in &self.chunks {
+            hasher.update(chunk);
+            file.write_all_at(chunk, offset)?;
+            offset += chunk.len() as u64;
+        }
+        Ok(hasher.finalize_non_root())
     }
 }
 
@@ -211,15 +237,14 @@ struct Pieces {
 impl Pieces {
     /// Starts hashing and writing `piece`, after waiting for the oldest one if
     /// [`PIECES_IN_FLIGHT`] are running (what bounds memory).
-    async fn push(&mut self, piece: Bytes) -> std::result::Result<(), Stop> {
+    async fn push(&mut self, piece: Piece) -> std::result::Result<(), Stop> {
         if self.running.len() >= PIECES_IN_FLIGHT {
             self.wait_oldest().await?;
         }
         let (file, at) = (self.file.clone(), self.next);
-        self.next += piece.len() as u64;
+        self.next += piece.len;
         self.running.push_back(tokio::task::spawn_blocking(move || {
-            let cv = subtree_cv(at, &piece);
-            file.write_all_at(&piece, at).map(|()| cv)
+            piece.hash_and_write(&file, at)
         }));
         Ok(())
     }
