@@ -9,8 +9,10 @@
 //!    (fetched - padding) / asked <= 1.1; padding and outboard are the proof bytes.
 //! 3. **Cold whole reads** from a fresh cache, against reading the same file straight from
 //!    L2 with a plain store (both verified), and the bytes the fill read from L2 (exactly
-//!    the blob once). Target >= 0.9x. L2 is S3 on moto when it can be
-//!    started, and a `LocalBackend` otherwise (and always as a second, diagnostic table).
+//!    the blob once). Target >= 0.9x against S3 on moto. A second table repeats the cold
+//!    reads with a `LocalBackend` as L2; its cold whole row is for information only (the
+//!    baseline maps and hashes the file and writes nothing, while a fill writes a copy,
+//!    so it measures this machine's page-cache writes more than the cache).
 
 mod common;
 #[path = "../tests/support/counting.rs"]
@@ -67,11 +69,13 @@ fn main() {
     let local: Arc<dyn ObjectBackend> =
         Arc::new(rt.block_on(LocalBackend::open(dir.path())).expect("l2"));
     if let Some(s3) = s3 {
-        cold(&rt, "S3 on moto", s3, rounds);
+        cold(&rt, "S3 on moto", s3, rounds, Target::AtLeast(0.9));
     } else {
         println!("(moto unavailable: cold figures over LocalBackend only)");
     }
-    cold(&rt, "LocalBackend", local, rounds);
+    // Diagnostic: a local L2 needs no cache, and its baseline (map and hash) writes
+    // nothing, while a fill writes a copy into L1.
+    cold(&rt, "LocalBackend", local, rounds, Target::Info);
 }
 
 fn warm(rt: &tokio::runtime::Runtime, files: usize, ops: usize, rounds: usize) {
@@ -164,7 +168,13 @@ fn warm(rt: &tokio::runtime::Runtime, files: usize, ops: usize, rounds: usize) {
     );
 }
 
-fn cold(rt: &tokio::runtime::Runtime, label: &str, raw: Arc<dyn ObjectBackend>, rounds: usize) {
+fn cold(
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    raw: Arc<dyn ObjectBackend>,
+    rounds: usize,
+    whole_target: Target,
+) {
     let dir = common::bench_dir("cache-cold");
     let size = 32 * MIB + 12_345;
     let data = Bytes::from(FastRng::new(11).bytes(size));
@@ -268,7 +278,7 @@ fn cold(rt: &tokio::runtime::Runtime, label: &str, raw: Arc<dyn ObjectBackend>, 
         format!("{:.0} MB/s", mbs(&direct)),
         format!("{:.0} MB/s", mbs(&cached)),
         mbs(&cached) / mbs(&direct),
-        Target::AtLeast(0.9),
+        whole_target,
     ));
     rows.push(Row::new(
         "cold whole read: bytes from L2 / blob size",
