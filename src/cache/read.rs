@@ -37,6 +37,7 @@ impl CachingBackend {
             .mapped
             .filter(|b| found.verified && b.len() as u64 == found.size)?;
         bump(&self.inner.counters.hits, 1);
+        tracing::trace!(key = %key, "L1 hit");
         Some(bytes)
     }
 
