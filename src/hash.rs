@@ -34,7 +34,19 @@ impl BlobId {
 
     /// Lowercase hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_digits().iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// The 64 lowercase hex digits, as ASCII bytes. Every object key names a hash and
+    /// every read builds a key: this fills one array from a table, where `hex::encode`
+    /// goes through a `char` iterator that splits every byte.
+    pub(crate) fn hex_digits(&self) -> [u8; 64] {
+        let mut digits = [0u8; 64];
+        for (pair, byte) in digits.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+        }
+        digits
     }
 }
 
@@ -52,6 +64,8 @@ impl From<blake3::Hash> for BlobId {
         BlobId(*h.as_bytes())
     }
 }
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Display for BlobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -13,7 +13,7 @@
 //! Collection names are user input, so they are percent-encoded into one key component:
 //! nothing a caller passes can add a separator or a relative step to a key.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
@@ -98,14 +98,29 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
 
 /// Key of a content blob.
 pub fn blob(id: &BlobId) -> ObjectKey {
-    let hex = id.to_hex();
-    ObjectKey(format!("{BLOBS_PREFIX}{}/{hex}", &hex[..2]))
+    ObjectKey(id_key(BLOBS_PREFIX, id, ""))
 }
 
 /// Key of a tree node.
 pub fn tree(id: &BlobId) -> ObjectKey {
-    let hex = id.to_hex();
-    ObjectKey(format!("{TREES_PREFIX}{}/{hex}", &hex[..2]))
+    ObjectKey(id_key(TREES_PREFIX, id, ""))
+}
+
+/// `<prefix><aa>/<hex><suffix>`, built with one allocation (every read builds one).
+fn id_key(prefix: &str, id: &BlobId, suffix: &str) -> String {
+    let digits = id.hex_digits();
+    let mut key = String::with_capacity(prefix.len() + 3 + digits.len() + suffix.len());
+    key.push_str(prefix);
+    push_ascii(&mut key, &digits[..2]);
+    key.push('/');
+    push_ascii(&mut key, &digits);
+    key.push_str(suffix);
+    key
+}
+
+/// Appends ASCII bytes (digits) to `out`.
+fn push_ascii(out: &mut String, ascii: &[u8]) {
+    out.extend(ascii.iter().map(|&b| char::from(b)));
 }
 
 /// Suffix of an outboard's key: `blobs/<aa>/<hex>.obao`.
@@ -113,7 +128,7 @@ pub const OUTBOARD_SUFFIX: &str = ".obao";
 
 /// Key of the outboard of blob `id` (see [`crate::blob::outboard`]).
 pub fn outboard(id: &BlobId) -> ObjectKey {
-    ObjectKey(format!("{}{OUTBOARD_SUFFIX}", blob(id)))
+    ObjectKey(id_key(BLOBS_PREFIX, id, OUTBOARD_SUFFIX))
 }
 
 /// Parses the id out of a blob or tree key (`blobs/ab/<hex>`), if it is one. Outboard keys
@@ -132,12 +147,26 @@ pub fn outboard_id_from_key(key: &str) -> Option<BlobId> {
 
 /// Folder of a collection's manifest versions, ending in `/`.
 pub fn manifest_prefix(collection: &str) -> String {
-    format!("{MANIFESTS_PREFIX}{}/", encode_component(collection))
+    // Room for a version number too: `manifest` appends one to this.
+    let mut prefix = String::with_capacity(MANIFESTS_PREFIX.len() + collection.len() + 21);
+    prefix.push_str(MANIFESTS_PREFIX);
+    push_encoded(&mut prefix, collection);
+    prefix.push('/');
+    prefix
 }
 
 /// Key of manifest version `version` of `collection`.
 pub fn manifest(collection: &str, version: u64) -> ObjectKey {
-    ObjectKey(format!("{}{version:020}", manifest_prefix(collection)))
+    let mut key = manifest_prefix(collection);
+    // Twenty digits, zero-padded (`{:020}` pads one `write_char` at a time).
+    let mut digits = [b'0'; 20];
+    let mut rest = version;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    push_ascii(&mut key, &digits);
+    ObjectKey(key)
 }
 
 /// Key of the latest-version hint of `collection`.
@@ -180,15 +209,21 @@ pub fn parse_manifest_version(file_name: &str) -> Option<u64> {
 /// a folder.
 pub fn encode_component(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
+    push_encoded(&mut out, name);
+    out
+}
+
+/// Appends [`encode_component`]`(name)` to `out`.
+fn push_encoded(out: &mut String, name: &str) {
     for (i, b) in name.bytes().enumerate() {
         let keep = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
         if keep {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            // Writing to a `String` cannot fail.
+            let _ = write!(out, "%{b:02X}");
         }
     }
-    out
 }
 
 /// Reverses [`encode_component`]: `None` for any string it does not produce.
@@ -237,6 +272,16 @@ mod tests {
         assert_eq!(id_from_key(outboard(&id).as_str()), None);
         assert_eq!(outboard_id_from_key(outboard(&id).as_str()), Some(id));
         assert_eq!(outboard_id_from_key(blob(&id).as_str()), None);
+        let empty = BlobId::of(b"");
+        let hex = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+        assert_eq!(blob(&empty).as_str(), format!("blobs/af/{hex}"));
+        assert_eq!(tree(&empty).as_str(), format!("trees/af/{hex}"));
+        assert_eq!(outboard(&empty).as_str(), format!("blobs/af/{hex}.obao"));
+        assert_eq!(
+            manifest("a b", 12).as_str(),
+            "manifests/a%20b/00000000000000000012"
+        );
+        assert_eq!(latest_hint("a b").as_str(), "manifests/a%20b/_latest");
     }
 
     #[test]
