@@ -268,8 +268,15 @@ async fn copy_content(
         }
     }
     for id in &marks.trees {
+        // Fetched again after the verified traversal: checked again, so a source that
+        // changes underneath (or fails between reads) cannot slip in other bytes.
         let key = keys::tree(id);
-        dest.put(&key, src.get(&key).await?).await?;
+        let bytes = src.get(&key).await?;
+        let actual = BlobId::of(&bytes);
+        if actual != *id {
+            return Err(Error::hash_mismatch(&key, id, actual));
+        }
+        dest.put(&key, bytes).await?;
         report.trees += 1;
     }
     Ok(())

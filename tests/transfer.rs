@@ -2,9 +2,13 @@
 
 mod support;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use segstore::backend::local::LocalBackend;
+use segstore::backend::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use segstore::keys::{self, ObjectKey};
 use segstore::transfer::ExportScope;
 use segstore::{
     Error, LocalStorage, S3Storage, SegmentStorage, StorageBackend, StoragePath, Store, Target,
@@ -143,6 +147,87 @@ async fn a_damaged_export_is_refused() {
         dst.import_dir("books", &export).await,
         Err(Error::Corrupt { .. })
     ));
+    assert_eq!(
+        dst.head("books").await.unwrap().version,
+        0,
+        "nothing committed"
+    );
+}
+
+/// A source whose tree nodes read differently the second time (the import's traversal
+/// reads each once to verify it, then the copy reads it again).
+#[derive(Debug)]
+struct TreesChangeOnSecondRead {
+    inner: Arc<dyn ObjectBackend>,
+    reads: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+#[async_trait::async_trait]
+impl ObjectBackend for TreesChangeOnSecondRead {
+    fn name(&self) -> &'static str {
+        "trees-change"
+    }
+    async fn get(&self, key: &ObjectKey) -> segstore::Result<Bytes> {
+        let data = self.inner.get(key).await?;
+        if !key.as_str().starts_with(keys::TREES_PREFIX) {
+            return Ok(data);
+        }
+        let mut reads = self.reads.lock().unwrap();
+        let n = reads.entry(key.as_str().to_owned()).or_default();
+        *n += 1;
+        if *n < 2 {
+            return Ok(data);
+        }
+        let mut damaged = data.to_vec();
+        damaged[data.len() / 2] ^= 0x01;
+        Ok(Bytes::from(damaged))
+    }
+    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> segstore::Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &ObjectKey) -> segstore::Result<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> segstore::Result<()> {
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> segstore::Result<PutOutcome> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> segstore::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> segstore::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn touch(&self, key: &ObjectKey) -> segstore::Result<()> {
+        self.inner.touch(key).await
+    }
+    async fn begin_upload(&self) -> segstore::Result<Box<dyn Upload>> {
+        self.inner.begin_upload().await
+    }
+}
+
+#[tokio::test]
+async fn a_tree_node_that_changes_between_reads_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = LocalStorage::open(dir.path().join("src")).await.unwrap();
+    populate(&src).await;
+    let export = dir.path().join("export");
+    src.export_dir("books", &ExportScope::AllVersions, &export)
+        .await
+        .unwrap();
+    let source = Arc::new(TreesChangeOnSecondRead {
+        inner: Arc::new(LocalBackend::open(&export).await.unwrap()),
+        reads: Default::default(),
+    });
+    let dst = LocalStorage::open(dir.path().join("dst")).await.unwrap();
+    let result = dst.store().import_from(source.clone(), "books").await;
+    assert!(matches!(result, Err(Error::Corrupt { .. })), "{result:?}");
+    assert!(
+        source.reads.lock().unwrap().values().any(|n| *n >= 2),
+        "the copy read a tree node a second time"
+    );
     assert_eq!(
         dst.head("books").await.unwrap().version,
         0,
