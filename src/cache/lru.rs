@@ -12,8 +12,10 @@ use bytes::Bytes;
 
 use super::l1::pinned_bytes;
 
+/// One cached object.
 #[derive(Debug)]
 pub(super) struct Entry {
+    /// Size of its file, as accounted in [`State::used`].
     pub(super) size: u64,
     /// When the entry was last used.
     pub(super) tick: u64,
@@ -21,6 +23,7 @@ pub(super) struct Entry {
     /// only moves `tick`; eviction re-queues stale entries, so the order it sees is exact
     /// LRU while a hit costs no map update.
     pub(super) queued: u64,
+    /// Whether its content was checked against its key in this process.
     pub(super) verified: bool,
     /// The file's mapping once it was mapped, so that hot reads cost no system call.
     /// Pinned while anyone else holds it.
@@ -54,11 +57,13 @@ impl Entry {
     }
 }
 
+/// The index behind the L1 lock.
 #[derive(Debug, Default)]
 pub(super) struct State {
     pub(super) entries: HashMap<String, Entry, foldhash::fast::RandomState>,
     /// LRU order: queued tick -> key (see [`Entry::queued`]).
     pub(super) order: BTreeMap<u64, String>,
+    /// The last tick handed out: one per use or insertion.
     pub(super) tick: u64,
     /// Bytes of the entries plus reservations.
     pub(super) used: u64,
