@@ -6,18 +6,18 @@
 //!   `put_if_absent`, `list`, `touch`, `delete`) goes to L2.
 //! - **Write-through.** `put` and upload `publish` return once L2 holds the object
 //!   durably; the L1 copy is written right after (and dropped silently if it can't be).
-//! - **Warm hits** (see [`read`]) are one index lookup and one reference count increment
+//! - **Warm hits** (see `read`) are one index lookup and one reference count increment
 //!   on the file's live mapping: no system call, and no large future (the other read
 //!   paths run in a separate boxed future).
 //! - **Verified reads.** A miss fetches the whole object from L2 and checks it (see
-//!   [`verify`]) before serving or caching it; a mismatch is `Corrupt` and caches nothing.
-//!   Large blobs are streamed into an L1 file while being hashed, once (see [`fill`]), and
+//!   `verify`) before serving or caching it; a mismatch is `Corrupt` and caches nothing.
+//!   Large blobs are streamed into an L1 file while being hashed, once (see `fill`), and
 //!   the blob layer is told not to hash them again.
 //!   L1 files found at open are checked on first use; a damaged one is evicted and
 //!   refetched. Range reads of blobs with an outboard fetch only the 16 KiB groups
-//!   around the range and verify them against the outboard (see [`range`]).
+//!   around the range and verify them against the outboard (see `range`).
 //! - **Single flight.** Concurrent misses on one key share one L2 fetch.
-//! - **Eviction.** LRU with exact byte accounting; see [`l1`] and [`lru`].
+//! - **Eviction.** LRU with exact byte accounting; see `l1` and `lru`.
 
 mod fill;
 mod l1;

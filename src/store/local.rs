@@ -10,7 +10,7 @@ use crate::error::Result;
 /// A segment store in a local directory. Several processes may open the same root at
 /// once; their commits never overwrite each other.
 ///
-/// Derefs to [`Store`] for the API beyond [`SegmentStorage`]: zero-copy and range reads,
+/// Derefs to [`Store`] for the API beyond [`SegmentStorage`](crate::SegmentStorage): zero-copy and range reads,
 /// streaming writes, metadata and transactions.
 #[derive(Debug, Clone)]
 pub struct LocalStorage {

@@ -43,7 +43,7 @@ fn owned_bytes(bytes: Bytes) -> OwnedBytes {
 /// - **Resident** content (local blobs, L1 files of the cache, inline files) is one
 ///   zero-copy buffer, a memory mapping for blobs: every `read_bytes` is a slice of it.
 /// - **Remote** content (plain S3) is read lazily, by verified range, through the
-///   adapter's block cache (see [`remote`](super::remote)).
+///   adapter's block cache (see the `remote` module).
 ///
 /// The handle keeps its content reachable: deleting the file from the directory
 /// afterwards only removes its name, and this handle stays readable (blobs are immutable,
