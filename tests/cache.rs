@@ -247,6 +247,19 @@ fn flip(file: &Path, at: u64) {
     f.write_all_at(&[b[0] ^ 0x01], at).unwrap();
 }
 
+/// `n` concurrent whole reads of `p`, each of which must return `expected`.
+async fn concurrent_reads(cache: &CachedStorage, p: &StoragePath, n: usize, expected: &[u8]) {
+    let reads: Vec<_> = (0..n)
+        .map(|_| {
+            let (cache, p) = (cache.clone(), p.clone());
+            tokio::spawn(async move { cache.read_bytes(&p).await })
+        })
+        .collect();
+    for r in reads {
+        assert_eq!(r.await.unwrap().unwrap(), expected);
+    }
+}
+
 async fn concurrent_misses_fetch_once(raw: Arc<dyn ObjectBackend>) {
     let tmp = tempfile::tempdir().unwrap();
     let data = pattern(500 * KIB, 4);
@@ -258,15 +271,7 @@ async fn concurrent_misses_fetch_once(raw: Arc<dyn ObjectBackend>) {
     let l2 = Counting::with_delay(raw.clone(), Duration::from_millis(100));
     let cache = open(&tmp.path().join("r"), 64 * MIB as u64, l2.clone()).await;
     cache.head("c").await.unwrap(); // resolve the manifest first
-    let reads: Vec<_> = (0..16)
-        .map(|_| {
-            let (cache, p) = (cache.clone(), p.clone());
-            tokio::spawn(async move { cache.read_bytes(&p).await })
-        })
-        .collect();
-    for r in reads {
-        assert_eq!(r.await.unwrap().unwrap(), data);
-    }
+    concurrent_reads(&cache, &p, 16, &data).await;
     assert_eq!(
         l2.of(&keys::blob(&id)).gets,
         1,
@@ -380,15 +385,7 @@ async fn cold_whole_reads_stream_once_and_verify(raw: Arc<dyn ObjectBackend>) {
     let l1 = tmp.path().join("r");
     let cache = open(&l1, 64 * MIB as u64, l2.clone()).await;
     cache.head("c").await.unwrap();
-    let reads: Vec<_> = (0..6)
-        .map(|_| {
-            let (cache, p) = (cache.clone(), p.clone());
-            tokio::spawn(async move { cache.read_bytes(&p).await })
-        })
-        .collect();
-    for r in reads {
-        assert_eq!(r.await.unwrap().unwrap(), data);
-    }
+    concurrent_reads(&cache, &p, 6, &data).await;
     let r = l2.of(&key);
     assert_eq!(
         (r.gets, r.bytes),

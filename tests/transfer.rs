@@ -3,6 +3,7 @@
 mod support;
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -128,15 +129,21 @@ async fn a_snapshot_alone_can_be_exported() {
     assert_eq!(dst.head("books").await.unwrap().version, 3);
 }
 
-#[tokio::test]
-async fn a_damaged_export_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = LocalStorage::open(dir.path().join("src")).await.unwrap();
+/// A populated store under `dir/src` and its export (all versions) in `dir/export`.
+async fn populated_export(dir: &Path) -> (LocalStorage, PathBuf) {
+    let src = LocalStorage::open(dir.join("src")).await.unwrap();
     populate(&src).await;
-    let export = dir.path().join("export");
+    let export = dir.join("export");
     src.export_dir("books", &ExportScope::AllVersions, &export)
         .await
         .unwrap();
+    (src, export)
+}
+
+#[tokio::test]
+async fn a_damaged_export_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, export) = populated_export(dir.path()).await;
     let id = src.metadata(&p("extra.bin")).await.unwrap().id;
     let blob = export.join(segstore::keys::blob(&id).as_str());
     let mut bytes = std::fs::read(&blob).unwrap();
@@ -211,12 +218,7 @@ impl ObjectBackend for TreesChangeOnSecondRead {
 #[tokio::test]
 async fn a_tree_node_that_changes_between_reads_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let src = LocalStorage::open(dir.path().join("src")).await.unwrap();
-    populate(&src).await;
-    let export = dir.path().join("export");
-    src.export_dir("books", &ExportScope::AllVersions, &export)
-        .await
-        .unwrap();
+    let (_src, export) = populated_export(dir.path()).await;
     let source = Arc::new(TreesChangeOnSecondRead {
         inner: Arc::new(LocalBackend::open(&export).await.unwrap()),
         reads: Default::default(),
