@@ -14,6 +14,9 @@
 //!    baseline maps and hashes the file and writes nothing, while a fill writes a copy,
 //!    so it measures this machine's page-cache writes more than the cache).
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 #[path = "../tests/support/counting.rs"]
 mod counting;

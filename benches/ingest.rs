@@ -7,6 +7,9 @@
 //! Each round uses fresh directories and fresh content (no dedup); the table shows the
 //! median round.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs::{self, File, OpenOptions};

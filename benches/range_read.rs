@@ -9,6 +9,9 @@
 //! shows the blob-level read (`BlobStore::get_range` with the path resolved once), to
 //! separate path resolution from the byte access.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs::{self, File};

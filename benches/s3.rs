@@ -15,6 +15,9 @@
 //! moto is a single-threaded Python server (the harness serialises its requests), so the
 //! absolute figures say little about AWS; the ratios compare two clients of one server.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 #[allow(dead_code)]
 #[path = "../tests/support/moto.rs"]

@@ -8,6 +8,9 @@
 //! growth of at most 64 MiB. For context, a second child streams the same bytes with a raw
 //! 1 MiB-buffer `write` loop plus `fsync`. The data is removed afterwards.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs::OpenOptions;

@@ -17,6 +17,9 @@
 //! still built), `SEGSTORE_BENCH_COLD_ROUNDS` (default 5) and `SEGSTORE_BENCH_COLD_QUERIES`
 //! (per class, default 10) size the cold measurements.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 #[allow(dead_code)]
 #[path = "../tests/support/moto.rs"]
 mod moto;

@@ -143,10 +143,11 @@ pub enum Error {
 
     /// A commit could not be confirmed or denied (for example a timeout after the request
     /// was sent) and reading the version back did not settle it either. The commit
-    /// happened if and only if version `version` exists with this `commit_id`; read it
-    /// once the backend answers again (while version `version` does not exist yet, a
-    /// delayed request may still create it). Every other error from a commit means it did
-    /// not happen.
+    /// happened if and only if version `version` exists with this `commit_id` and is not
+    /// below the collection's retention boundary: settle it with
+    /// [`Store::commit_outcome`](crate::Store::commit_outcome) once the backend answers
+    /// again (while version `version` does not exist yet, a delayed request may still
+    /// create it). Every other error from a commit means it did not happen.
     #[error(
         "outcome of commit {commit_id} to collection {collection:?} version {version} is unknown"
     )]
@@ -159,18 +160,27 @@ pub enum Error {
         commit_id: crate::manifest::CommitId,
     },
 
-    /// A writer took longer than the allowed stall time between staging its blobs and
-    /// committing (a paused process, a suspended machine). Its commit is refused because
-    /// garbage collection may have removed the unreferenced blobs it staged. Retry the
-    /// whole write.
-    #[error("writer for collection {collection:?} stalled for {elapsed:?} (limit {limit:?}) before committing; nothing was committed")]
-    StalledWriter {
+    /// An object that a commit was about to reference no longer exists, so nothing was
+    /// committed: garbage collection removed it while it was unreferenced (a writer that
+    /// held staged content past `max_writer_stall`, an entry copied from a version that
+    /// retention has since removed). Write the content again.
+    #[error(
+        "nothing was committed to collection {collection:?}: {key} no longer exists ({reason})"
+    )]
+    ReferenceGone {
         /// The collection.
         collection: String,
-        /// Time between staging and the commit attempt.
-        elapsed: std::time::Duration,
-        /// The configured limit.
-        limit: std::time::Duration,
+        /// The object key, or the version, that is gone.
+        key: String,
+        /// Why the commit referenced it.
+        reason: String,
+    },
+
+    /// Another GC or retention run holds the store; only one runs at a time.
+    #[error("another GC or retention run (epoch {epoch}) is in progress; try again after it ends")]
+    GcInProgress {
+        /// The epoch of the run in progress.
+        epoch: u64,
     },
 
     /// A write was attempted through a read-only view (a snapshot or an old version).

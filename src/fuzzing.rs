@@ -53,6 +53,9 @@ fn check_kind(kind: Kind, bytes: &[u8]) -> bool {
         Kind::Snapshot => round_trip(bytes, encoding::encode_snapshot, encoding::decode_snapshot)
             .map(|snapshot| snapshot.is_expired(u64::MAX))
             .is_some(),
+        Kind::GcEpoch => {
+            encoding::decode::<crate::gc::epoch::EpochRecord>("fuzz", Kind::GcEpoch, bytes).is_ok()
+        }
     }
 }
 

@@ -193,6 +193,19 @@ pub fn pin(collection: &str, name: &str) -> ObjectKey {
     ))
 }
 
+/// Folder of the GC epoch records (`gc/epochs/<20-digit epoch>`, and `<epoch>.done`).
+pub const GC_EPOCHS_PREFIX: &str = "gc/epochs/";
+
+/// Key of the record of GC run `epoch`, created put-if-absent when the run starts.
+pub fn gc_epoch(epoch: u64) -> ObjectKey {
+    ObjectKey(format!("{GC_EPOCHS_PREFIX}{epoch:020}"))
+}
+
+/// Key of the marker that GC run `epoch` finished deleting.
+pub fn gc_epoch_done(epoch: u64) -> ObjectKey {
+    ObjectKey(format!("{GC_EPOCHS_PREFIX}{epoch:020}.done"))
+}
+
 /// Parses a manifest version from the last component of a manifest key.
 pub fn parse_manifest_version(file_name: &str) -> Option<u64> {
     if file_name.len() == 20 && file_name.bytes().all(|b| b.is_ascii_digit()) {

@@ -20,6 +20,7 @@
 pub mod backend;
 pub mod blob;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod error;
 #[doc(hidden)]

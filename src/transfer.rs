@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::{ObjectBackend, PutOutcome};
+use crate::clock::Stamp;
 use crate::error::{Error, Result};
 use crate::gc::Marks;
 use crate::hash::{update_hasher, BlobId};
 use crate::keys::{self, ObjectKey};
 use crate::manifest::{decode_snapshot, head, ManifestRoot};
 use crate::path::validate_name;
-use crate::store::Store;
+use crate::store::{Reference, Store};
 
 /// Blobs are copied in pieces of this size, so memory stays bounded.
 const COPY_CHUNK: u64 = 8 * 1024 * 1024;
@@ -85,7 +86,7 @@ impl Store {
             }
         }
         let src = self.backend().as_ref();
-        copy_content(src, dest, marks, &mut report).await?;
+        copy_content(src, dest, marks, &mut report, self.clock()).await?;
         for root in &roots {
             let key = keys::manifest(collection, root.version);
             dest.put(&key, src.get(&key).await?).await?;
@@ -135,7 +136,9 @@ impl Store {
             marks.add_root(&reader, root).await?;
         }
         let dest = self.backend().as_ref();
-        copy_content(source, dest, marks, &mut report).await?;
+        let clock = self.clock();
+        let began = Stamp::now(clock);
+        let copied = copy_content(source, dest, marks, &mut report, clock).await?;
         // The boundary makes older gaps (versions the source's retention removed) safe:
         // new versions are only ever probed for above the newest contiguous run.
         let versions: BTreeSet<u64> = roots.iter().map(|r| r.version).collect();
@@ -144,18 +147,30 @@ impl Store {
         while run_start > 1 && versions.contains(&(run_start - 1)) {
             run_start -= 1;
         }
-        head::raise_boundary(dest, collection, run_start).await?;
+        let mut encoded = Vec::with_capacity(roots.len());
         for root in &roots {
             let key = keys::manifest(collection, root.version);
-            match dest.put_if_absent(&key, source.get(&key).await?).await? {
-                PutOutcome::Created => report.versions += 1,
-                PutOutcome::AlreadyExists => {
-                    return Err(Error::Conflict {
-                        collection: collection.to_owned(),
-                        path: key.to_string(),
-                        reason: "a concurrent writer created this version during the import".into(),
-                    })
-                }
+            let bytes = source.get(&key).await?;
+            // The bytes written must be the root that was verified and traversed.
+            if crate::manifest::decode_root(key.as_str(), &bytes)? != *root {
+                return Err(Error::CorruptManifest {
+                    key: key.to_string(),
+                    reason: "the import source changed this version during the import".into(),
+                });
+            }
+            encoded.push((key, bytes));
+        }
+        head::raise_boundary(dest, collection, run_start).await?;
+        let written = self
+            .write_imported_roots(collection, encoded, &copied, began)
+            .await;
+        match written {
+            Ok(n) => report.versions = n,
+            Err(e) => {
+                // Nothing of the import may stay visible: without roots, its blobs and
+                // nodes are garbage for the next GC.
+                let _ = dest.delete(&keys::boundary(collection)).await;
+                return Err(e);
             }
         }
         let kept = versions;
@@ -168,6 +183,70 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Creates the imported roots, oldest first, the first one within the deadline of the
+    /// foreign references. On failure, removes those it created: an import is all or
+    /// nothing (a crash part way can leave older versions of the source, never a mix).
+    async fn write_imported_roots(
+        &self,
+        collection: &str,
+        roots: Vec<(ObjectKey, bytes::Bytes)>,
+        copied: &[Copied],
+        began: Stamp,
+    ) -> Result<u64> {
+        let dest = self.backend().as_ref();
+        // Objects that were already here, or that this import wrote longer ago than the
+        // stall window, may be swept by a GC meanwhile: they are foreign references of the
+        // first root, confirmed under the GC protocol right before it is written.
+        let clock = self.clock();
+        let limit = self.options().max_writer_stall;
+        let references: Vec<Reference> = copied
+            .iter()
+            .filter(|c| c.published.is_none_or(|t| t.elapsed(clock) > limit))
+            .map(|c| Reference::Object {
+                key: c.key.clone(),
+                why: "imported content",
+            })
+            .collect();
+        let mut created: Vec<ObjectKey> = Vec::new();
+        let result: Result<()> = async {
+            for (i, (key, bytes)) in roots.into_iter().enumerate() {
+                if i == 0 && !references.is_empty() {
+                    // The first root is the commit point of the import.
+                    loop {
+                        let deadline = self
+                            .confirm_references(collection, &references, began)
+                            .await?;
+                        if Stamp::now(self.clock()) < deadline {
+                            break;
+                        }
+                    }
+                }
+                match dest.put_if_absent(&key, bytes).await? {
+                    PutOutcome::Created => created.push(key),
+                    PutOutcome::AlreadyExists => {
+                        return Err(Error::Conflict {
+                            collection: collection.to_owned(),
+                            path: key.to_string(),
+                            reason: "a concurrent writer created this version during the import"
+                                .into(),
+                        })
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(created.len() as u64),
+            Err(e) => {
+                for key in created.iter().rev() {
+                    let _ = dest.delete(key).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Exports to a directory (created if missing).
@@ -250,22 +329,39 @@ impl Store {
     }
 }
 
-/// Copies every blob (verified) and tree node that `marks` names, before any root.
+/// An object an import needs in the destination.
+struct Copied {
+    key: ObjectKey,
+    /// When this import published it; `None` if the destination already had it.
+    published: Option<Stamp>,
+}
+
+/// Copies every blob (verified) and tree node that `marks` names, before any root, and
+/// says what it wrote when.
 async fn copy_content(
     src: &dyn ObjectBackend,
     dest: &dyn ObjectBackend,
     marks: Marks,
     report: &mut TransferReport,
-) -> Result<()> {
+    clock: &dyn crate::clock::Clock,
+) -> Result<Vec<Copied>> {
+    let mut copied = Vec::new();
     let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
     blobs.sort();
     for (id, size) in blobs {
-        if copy_blob(src, dest, &id, size).await? {
+        let at = Stamp::now(clock);
+        let published = if copy_blob(src, dest, &id, size).await? {
             report.blobs += 1;
             report.bytes += size;
+            Some(at)
         } else {
             report.blobs_skipped += 1;
-        }
+            None
+        };
+        copied.push(Copied {
+            key: keys::blob(&id),
+            published,
+        });
     }
     for id in &marks.trees {
         // Fetched again after the verified traversal: checked again, so a source that
@@ -276,10 +372,15 @@ async fn copy_content(
         if actual != *id {
             return Err(Error::hash_mismatch(&key, id, actual));
         }
+        let at = Stamp::now(clock);
         dest.put(&key, bytes).await?;
         report.trees += 1;
+        copied.push(Copied {
+            key,
+            published: Some(at),
+        });
     }
-    Ok(())
+    Ok(copied)
 }
 
 /// Copies blob `id` in bounded chunks, verifying its hash and size; false if `dest`

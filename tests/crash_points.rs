@@ -86,6 +86,8 @@ fn options() -> StoreOptions {
         max_writer_stall: Duration::from_millis(20),
         freshen_after: Duration::ZERO,
         version_min_age: Duration::ZERO,
+        gc_delete_delay: Duration::from_millis(10),
+        clock_margin: Duration::from_millis(2),
         ..StoreOptions::default()
     }
 }

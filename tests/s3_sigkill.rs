@@ -11,6 +11,9 @@
 //! `SEGSTORE_S3_SIGKILL_ROUNDS` sets the number of rounds (default 3); each kills two
 //! children.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use std::process::Stdio;
@@ -107,6 +110,8 @@ async fn killed_s3_writers_lose_no_acknowledged_commit() {
     let options = StoreOptions {
         max_writer_stall: Duration::from_secs(1),
         freshen_after: Duration::from_millis(100),
+        gc_delete_delay: Duration::from_millis(500),
+        clock_margin: Duration::from_millis(100),
         ..StoreOptions::default()
     };
     let (mut kills, mut total_acked) = (0, 0);

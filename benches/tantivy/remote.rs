@@ -10,6 +10,9 @@
 //! - warm top-10 QPS on the cached tier against `MmapDirectory` (target >= 0.9), and on
 //!   plain S3 for reference.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 use std::os::fd::AsRawFd;
 
 use segstore::backend::counting::{CountingBackend, RequestCounts};

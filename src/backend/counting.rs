@@ -371,6 +371,10 @@ impl<B: ObjectBackend + ?Sized> ObjectBackend for CountingBackend<B> {
         Ok(data)
     }
 
+    async fn now(&self) -> Result<std::time::SystemTime> {
+        self.inner.now().await
+    }
+
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
         self.counters.count(RequestKind::Head, key.as_str());
         self.inner.head(key).await

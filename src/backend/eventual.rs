@@ -49,7 +49,9 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::{self as clock_mod, Stamp};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -115,7 +117,7 @@ enum Created {
     /// A `put_if_absent` of it is in flight: hidden from every other session.
     Pending,
     /// Created at this instant: the windows run from here.
-    At(Instant),
+    At(Stamp),
 }
 
 #[derive(Debug)]
@@ -143,7 +145,7 @@ impl World {
     fn settle(&self, key: &str) {
         if let Some(state) = self.created().get_mut(key) {
             if *state == Created::Pending {
-                *state = Created::At(Instant::now());
+                *state = Created::At(Stamp::now(clock_mod::system().as_ref()));
             }
         }
     }
@@ -184,7 +186,7 @@ struct Session {
     known: Mutex<HashSet<String>>,
     /// Every key created at or before this instant is visible to the session: it learned
     /// of a key created then.
-    horizon: Mutex<Option<Instant>>,
+    horizon: Mutex<Option<Stamp>>,
 }
 
 impl Session {
@@ -200,7 +202,7 @@ impl Session {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn horizon(&self) -> MutexGuard<'_, Option<Instant>> {
+    fn horizon(&self) -> MutexGuard<'_, Option<Stamp>> {
         self.horizon.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -261,7 +263,7 @@ impl<B: ObjectBackend + ?Sized> EventualBackend<B> {
     /// far.
     fn learn(&self, key: &str) {
         self.session.known().insert(key.to_owned());
-        *self.session.horizon() = Some(Instant::now());
+        *self.session.horizon() = Some(Stamp::now(clock_mod::system().as_ref()));
     }
 
     /// Whether `key` (which may or may not exist) is visible to this session now.
@@ -273,7 +275,7 @@ impl<B: ObjectBackend + ?Sized> EventualBackend<B> {
             Some(Created::At(t)) => Some(t),
         };
         if let Some(created) = created {
-            if created.elapsed() >= self.world.window_of(key) {
+            if created.elapsed(clock_mod::system().as_ref()) >= self.world.window_of(key) {
                 return true;
             }
             if self.session.horizon().is_some_and(|h| created <= h) {
@@ -287,7 +289,10 @@ impl<B: ObjectBackend + ?Sized> EventualBackend<B> {
     /// session's own.
     async fn before_write(&self, key: &ObjectKey) -> Result<()> {
         if self.inner.head(key).await?.is_none() {
-            self.world.record(key.as_str(), Created::At(Instant::now()));
+            self.world.record(
+                key.as_str(),
+                Created::At(Stamp::now(clock_mod::system().as_ref())),
+            );
             self.session.known().insert(key.as_str().to_owned());
         }
         Ok(())
@@ -319,6 +324,10 @@ impl<B: ObjectBackend + ?Sized> ObjectBackend for EventualBackend<B> {
             return Err(Error::not_found(key));
         }
         self.inner.get_range(key, range).await
+    }
+
+    async fn now(&self) -> Result<std::time::SystemTime> {
+        self.inner.now().await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
@@ -369,7 +378,7 @@ impl<B: ObjectBackend + ?Sized> ObjectBackend for EventualBackend<B> {
             listed.retain(|m| match created.get(m.key.as_str()) {
                 None => true,
                 Some(Created::Pending) => false,
-                Some(Created::At(t)) => t.elapsed() >= window,
+                Some(Created::At(t)) => t.elapsed(clock_mod::system().as_ref()) >= window,
             });
         }
         self.world

@@ -191,6 +191,10 @@ impl ObjectBackend for FaultBackend {
         self.guard("map", self.inner.map(key)).await
     }
 
+    async fn now(&self) -> Result<std::time::SystemTime> {
+        self.inner.now().await
+    }
+
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
         self.guard("head", self.inner.head(key)).await
     }

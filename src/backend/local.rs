@@ -294,7 +294,7 @@ impl ObjectBackend for LocalBackend {
         let key = key.clone();
         blocking(move || {
             let file = open_existing(&path, &key)?;
-            file.set_modified(SystemTime::now())
+            file.set_modified(fs_now())
                 .map_err(|e| Error::io(format!("touching {key}"), e))
         })
         .await
@@ -484,11 +484,16 @@ fn create_dir_durable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The local store's clock: the one the file system stamps modification times with.
+fn fs_now() -> SystemTime {
+    crate::clock::Clock::now(&crate::clock::SystemClock)
+}
+
 fn remove_stale_temp_files(temp_dir: &Path) {
     let Ok(entries) = fs::read_dir(temp_dir) else {
         return;
     };
-    let now = SystemTime::now();
+    let now = fs_now();
     for entry in entries.flatten() {
         let stale = entry
             .metadata()

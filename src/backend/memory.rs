@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{check_range, ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use crate::clock::{self, Clock};
 use crate::error::{Error, Result};
 use crate::keys::{self, ObjectKey};
 
@@ -20,15 +21,32 @@ struct Stored {
 }
 
 /// Objects in a shared map. Clones share the same objects, like two handles on one bucket.
-#[derive(Debug, Clone, Default)]
+/// Modification times come from the backend's clock: the store's clock, in GC's terms.
+#[derive(Debug, Clone)]
 pub struct MemoryBackend {
     objects: Arc<Mutex<BTreeMap<String, Stored>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::with_clock(clock::system())
+    }
 }
 
 impl MemoryBackend {
-    /// An empty backend.
+    /// An empty backend on the system clock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty backend whose modification times and [`now`](ObjectBackend::now) come from
+    /// `clock` (virtual time in simulations).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryBackend {
+            objects: Arc::default(),
+            clock,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Stored>> {
@@ -53,6 +71,10 @@ impl MemoryBackend {
 impl ObjectBackend for MemoryBackend {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    async fn now(&self) -> Result<SystemTime> {
+        Ok(self.clock.now())
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
@@ -81,7 +103,7 @@ impl ObjectBackend for MemoryBackend {
             key.as_str().to_owned(),
             Stored {
                 data,
-                modified: SystemTime::now(),
+                modified: self.clock.now(),
             },
         );
         Ok(())
@@ -96,7 +118,7 @@ impl ObjectBackend for MemoryBackend {
             key.as_str().to_owned(),
             Stored {
                 data,
-                modified: SystemTime::now(),
+                modified: self.clock.now(),
             },
         );
         Ok(PutOutcome::Created)
@@ -124,7 +146,7 @@ impl ObjectBackend for MemoryBackend {
     }
 
     async fn touch(&self, key: &ObjectKey) -> Result<()> {
-        self.set_modified(key, SystemTime::now())
+        self.set_modified(key, self.clock.now())
     }
 
     async fn begin_upload(&self) -> Result<Box<dyn Upload>> {

@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::clock::Clock;
 use crate::error::Result;
 use crate::hash::BlobId;
 use crate::keys::ObjectKey;
@@ -98,6 +99,14 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
     async fn evict_damaged(&self, key: &ObjectKey) -> bool {
         let _ = key;
         false
+    }
+
+    /// The store's current time: the clock that `last_modified` is measured on (S3's
+    /// server time, the local file system's clock). GC measures ages against it, so that a
+    /// host whose own clock is wrong cannot shorten the grace period. The default is the
+    /// system clock, right for a backend whose objects get their times from this host.
+    async fn now(&self) -> Result<SystemTime> {
+        Ok(crate::clock::SystemClock.now())
     }
 
     /// Reads a whole object. A missing object is [`Error::NotFound`](crate::Error::NotFound).

@@ -1,8 +1,11 @@
 //! Blobs: immutable file contents stored once under their BLAKE3 hash.
 //!
 //! Writing the same bytes twice (from any shard or collection) stores them once: the
-//! second writer finds the blob already there and only refreshes its age, so that a GC
-//! running at the same moment treats it as new (see `docs/ARCHITECTURE.md`, GC safety).
+//! second writer finds the blob already there and reuses it. The blob layer remembers when
+//! this process published (or found young) each blob: a commit may reference those without
+//! further checks for `max_writer_stall`; anything else it references is a *foreign*
+//! reference, confirmed under the GC protocol before the commit point (see
+//! `docs/ARCHITECTURE.md`, "GC protocol").
 //!
 //! On backends that [want outboards](ObjectBackend::wants_outboards) (S3, the cache), a
 //! blob of at least [`outboard::OUTBOARD_MIN`] bytes is written together with its outboard,
@@ -13,11 +16,13 @@ pub mod outboard;
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
+use dashmap::DashMap;
 
 use crate::backend::{ObjectBackend, Upload};
+use crate::clock::{Clock, Stamp};
 use crate::error::{Error, Result};
 use crate::hash::{update_hasher, BlobId};
 use crate::keys;
@@ -32,16 +37,50 @@ pub const DEFAULT_FRESHEN_AFTER: Duration = Duration::from_secs(10 * 60);
 pub struct BlobStore {
     backend: Arc<dyn ObjectBackend>,
     freshen_after: Duration,
+    clock: Arc<dyn Clock>,
+    /// When this process published each blob it wrote lately (or found one younger than
+    /// `freshen_after`), on the monotonic clock: the start of the blob's stall window.
+    published: Arc<DashMap<BlobId, Stamp>>,
 }
 
+/// Past this many remembered blobs, entries older than the stall window are dropped.
+const PUBLISHED_PRUNE_AT: usize = 65_536;
+
 impl BlobStore {
-    /// Blobs stored in `backend`; dedup hits on blobs older than `freshen_after` refresh
-    /// their age.
-    pub fn new(backend: Arc<dyn ObjectBackend>, freshen_after: Duration) -> Self {
+    /// Blobs stored in `backend`, timed on `clock`; dedup hits on blobs older than
+    /// `freshen_after` refresh their age (and their outboard's).
+    pub fn new(
+        backend: Arc<dyn ObjectBackend>,
+        freshen_after: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         BlobStore {
             backend,
             freshen_after,
+            clock,
+            published: Arc::new(DashMap::new()),
         }
+    }
+
+    fn record_published(&self, id: &BlobId, at: Stamp) {
+        if self.published.len() >= PUBLISHED_PRUNE_AT {
+            let clock = self.clock.clone();
+            let keep = self.freshen_after.max(Duration::from_secs(3600)) * 2;
+            self.published
+                .retain(|_, at| at.elapsed(clock.as_ref()) < keep);
+        }
+        let mut slot = self.published.entry(*id).or_insert(at);
+        if at > *slot {
+            *slot = at;
+        }
+    }
+
+    /// How long ago this process published blob `id` (or found it young), if it did so
+    /// within `limit`: a commit may then reference it without confirming it exists.
+    pub(crate) fn published_within(&self, id: &BlobId, limit: Duration) -> Option<Duration> {
+        let at = *self.published.get(id)?;
+        let age = at.elapsed(self.clock.as_ref());
+        (age <= limit).then_some(age)
     }
 
     /// The backend blobs live in.
@@ -58,7 +97,9 @@ impl BlobStore {
         let (id, outboard) = self.hash_for_put(data.clone()).await?;
         if !self.reuse_existing(&id).await? {
             self.put_outboard(&id, outboard).await?;
+            let at = Stamp::now(self.clock.as_ref());
             self.backend.put(&keys::blob(&id), data).await?;
+            self.record_published(&id, at);
         }
         Ok(id)
     }
@@ -87,7 +128,9 @@ impl BlobStore {
                 let _ = upload.abort().await;
                 return Err(e);
             }
+            let at = Stamp::now(self.clock.as_ref());
             upload.publish(&keys::blob(&id)).await?;
+            self.record_published(&id, at);
         }
         Ok(id)
     }
@@ -110,24 +153,49 @@ impl BlobStore {
         }
     }
 
-    /// If blob `id` already exists, refreshes its age when due and returns true.
+    /// If blob `id` already exists, returns true. A blob younger than `freshen_after` (on
+    /// the store's clock) is remembered as if this process had just published it; an older
+    /// one is refreshed (with its outboard) and left for the commit to confirm as a
+    /// foreign reference, since a GC may be deleting it at this very moment.
     pub async fn reuse_existing(&self, id: &BlobId) -> Result<bool> {
         let key = keys::blob(id);
+        let asked = Stamp::now(self.clock.as_ref());
         let Some(meta) = self.backend.head(&key).await? else {
             return Ok(false);
         };
-        let age = SystemTime::now()
+        let store_now = self.backend.now().await?;
+        let age = store_now
             .duration_since(meta.last_modified)
             .unwrap_or_default();
-        if age >= self.freshen_after {
-            match self.backend.touch(&key).await {
-                Ok(()) => {}
-                // Deleted between head and touch (GC sweeping it): store it again.
-                Err(Error::NotFound { .. }) => return Ok(false),
+        if age < self.freshen_after {
+            self.record_published(id, asked.earlier_by(age));
+            return Ok(true);
+        }
+        match self.backend.touch(&key).await {
+            Ok(()) => {}
+            // Deleted between head and touch (GC sweeping it): store it again.
+            Err(Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if self.backend.wants_outboards() && meta.size >= OUTBOARD_MIN {
+            match self.backend.touch(&keys::outboard(id)).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(true)
+    }
+
+    /// The keys a commit that references blob `id` of `size` bytes must confirm: the blob,
+    /// and its outboard where the backend keeps one (optional: it may never have existed).
+    pub(crate) fn reference_keys(
+        &self,
+        id: &BlobId,
+        size: u64,
+    ) -> (keys::ObjectKey, Option<keys::ObjectKey>) {
+        let outboard =
+            (self.backend.wants_outboards() && size >= OUTBOARD_MIN).then(|| keys::outboard(id));
+        (keys::blob(id), outboard)
     }
 
     /// Starts a streaming write; the blob's name is known when it finishes.
@@ -330,7 +398,9 @@ impl BlobWriter {
                 let _ = upload.abort().await;
                 return Err(e);
             }
+            let at = Stamp::now(self.store.clock.as_ref());
             upload.publish(&keys::blob(&id)).await?;
+            self.store.record_published(&id, at);
         }
         Ok((id, self.size))
     }

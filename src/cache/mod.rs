@@ -203,6 +203,10 @@ impl ObjectBackend for CachingBackend {
         true
     }
 
+    async fn now(&self) -> Result<std::time::SystemTime> {
+        self.inner.l2.now().await
+    }
+
     async fn evict_damaged(&self, key: &ObjectKey) -> bool {
         if Kind::of(key).is_none() {
             return false;

@@ -6,22 +6,25 @@
 //! then deletes the rest.
 //!
 //! **GC** marks every blob and tree node that a kept version references, then sweeps the
-//! unmarked ones that are older than the grace period. A writer stages its blobs before it
-//! commits and refuses to commit after `max_writer_stall`; dedup hits refresh a blob's age.
-//! With `grace > max_writer_stall + freshen_after`, a blob that a commit in flight is about
-//! to reference is always younger than the grace period, so it is never swept.
+//! unmarked ones that were older than the grace period when the run started (on the store's
+//! clock). Each run claims a GC epoch first, which fixes its deletion window; writers that
+//! re-reference old objects check that window before their commit point. The protocol and
+//! why it is safe are in `docs/ARCHITECTURE.md`, "GC protocol".
 
+pub(crate) mod epoch;
 mod mark;
 mod stats;
 mod verify;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use crate::clock::millis_since_epoch;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::manifest::head;
-use crate::store::{now_ms, Store};
+use crate::store::Store;
+use epoch::Run;
 
 pub use mark::Marks;
 pub use stats::{CollectionStats, StoreStats};
@@ -60,8 +63,9 @@ impl RetentionPolicy {
 pub struct GcOptions {
     /// Which versions to keep.
     pub retention: RetentionPolicy,
-    /// Unreferenced objects younger than this are kept: they may belong to a commit in
-    /// flight. Must exceed the store's `max_writer_stall + freshen_after`.
+    /// Unreferenced objects younger than this when the run starts are kept: they may
+    /// belong to a commit in flight. Must exceed the store's `max_writer_stall +
+    /// freshen_after + clock_margin`.
     pub grace: Duration,
     /// Report what would be deleted, delete nothing.
     pub dry_run: bool,
@@ -121,19 +125,60 @@ pub struct GcReport {
 }
 
 impl Store {
-    /// Applies `policy` to `collection`.
+    /// Applies `policy` to `collection`. A real run claims a GC epoch, so it never runs at
+    /// the same time as a GC or another retention run ([`Error::GcInProgress`]).
     pub async fn apply_retention(
         &self,
         collection: &str,
         policy: &RetentionPolicy,
         dry_run: bool,
     ) -> Result<RetentionReport> {
+        if dry_run {
+            let now = self.backend().now().await?;
+            return self.retention_at(collection, policy, now, true).await;
+        }
+        let run = self.claim_gc_epoch().await?;
+        let result = self
+            .retention_at(collection, policy, run.started(), false)
+            .await;
+        epoch::finish(self.backend().as_ref(), self.epochs(), &run).await;
+        result
+    }
+
+    async fn claim_gc_epoch(&self) -> Result<Run> {
+        let opts = self.options();
+        if opts.gc_lease <= opts.gc_delete_delay + opts.clock_margin {
+            return Err(Error::InvalidConfig(format!(
+                "gc_lease {:?} must exceed gc_delete_delay + clock_margin = {:?}",
+                opts.gc_lease,
+                opts.gc_delete_delay + opts.clock_margin
+            )));
+        }
+        epoch::claim(
+            self.backend().as_ref(),
+            self.epochs(),
+            self.clock(),
+            opts.gc_delete_delay,
+            opts.gc_lease,
+            opts.clock_margin,
+        )
+        .await
+    }
+
+    /// Retention of `collection` with ages measured against store time `now`.
+    async fn retention_at(
+        &self,
+        collection: &str,
+        policy: &RetentionPolicy,
+        now: SystemTime,
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
         let mut report = RetentionReport::default();
         let latest = self.head(collection).await?.version;
-        let now = now_ms();
+        let now_ms = millis_since_epoch(now);
         let mut pinned = HashSet::new();
         for snap in self.snapshots(collection).await? {
-            if snap.is_expired(now) {
+            if snap.is_expired(now_ms) {
                 if !dry_run {
                     self.backend()
                         .delete(&keys::pin(collection, &snap.name))
@@ -145,8 +190,7 @@ impl Store {
             }
         }
         let versions = self.versions(collection).await?;
-        let wall_now = SystemTime::now();
-        let age = |t: SystemTime| wall_now.duration_since(t).unwrap_or_default();
+        let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
         // The boundary is the oldest version the suffix rules keep; everything from it to
         // the latest is kept. Versions younger than the probe trust window are always
         // kept, since idle readers may still probe forward through them.
@@ -174,6 +218,15 @@ impl Store {
         }
         // Raise the boundary durably before deleting anything below it.
         head::raise_boundary(self.backend().as_ref(), collection, boundary).await?;
+        // A snapshot created before the boundary rose keeps its version: list them again.
+        // (One created after it sees the raised boundary and undoes itself.)
+        for snap in self.snapshots(collection).await? {
+            if !snap.is_expired(now_ms) && report.deleted.contains(&snap.version) {
+                report.deleted.retain(|&v| v != snap.version);
+                report.kept.push(snap.version);
+            }
+        }
+        report.kept.sort_unstable();
         for &v in &report.deleted {
             self.backend()
                 .delete(&keys::manifest(collection, v))
@@ -183,46 +236,86 @@ impl Store {
     }
 
     /// Runs retention on every collection, then deletes unreferenced blobs and tree nodes
-    /// older than the grace period.
+    /// that were older than the grace period when the run started.
     pub async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         let opts = self.options();
-        let minimum = opts.max_writer_stall + opts.freshen_after;
+        let minimum = opts.max_writer_stall + opts.freshen_after + opts.clock_margin;
         if options.grace <= minimum {
             return Err(Error::InvalidConfig(format!(
-                "gc grace {:?} must exceed max_writer_stall + freshen_after = {minimum:?}",
+                "gc grace {:?} must exceed max_writer_stall + freshen_after + clock_margin = \
+                 {minimum:?}",
                 options.grace
             )));
         }
+        if options.dry_run {
+            let started = self.backend().now().await?;
+            return self.gc_run(options, None, started).await;
+        }
+        let run = self.claim_gc_epoch().await?;
+        let result = self.gc_run(options, Some(&run), run.started()).await;
+        epoch::finish(self.backend().as_ref(), self.epochs(), &run).await;
+        result
+    }
+
+    async fn gc_run(
+        &self,
+        options: &GcOptions,
+        run: Option<&Run>,
+        started: SystemTime,
+    ) -> Result<GcReport> {
         let mut report = GcReport {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
-        // Objects must be listed as candidates only after the roots are read: anything
-        // written after the mark phase is then either marked or younger than the grace.
+        // Mark what retention keeps.
         let mut marks = Marks::default();
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
         for collection in self.collections().await? {
             report.collections += 1;
             let retention = self
-                .apply_retention(&collection, &options.retention, options.dry_run)
+                .retention_at(&collection, &options.retention, started, options.dry_run)
                 .await?;
             report.versions_deleted += retention.deleted.len() as u64;
             report.snapshots_expired += retention.expired_snapshots.len() as u64;
+            let newest = retention.kept.last().copied().unwrap_or(0);
             for v in retention.kept {
                 if let Some(root) = self.root_if_present(&collection, v).await? {
                     report.versions_kept += 1;
                     marks.add_root(self, &root).await?;
                 }
             }
-            // Versions committed while we were marking are newer than the listing.
+            seen.insert(collection, newest);
+        }
+        // No deletes before the run's window opens: a commit that confirmed its foreign
+        // references before this run claimed its epoch has landed by then.
+        if let Some(run) = run {
+            tokio::time::sleep(run.until_deletes(self.clock())).await;
+        }
+        // Mark every version committed since retention listed them (not only the latest:
+        // all are retained until the next run's retention), and every snapshot.
+        for collection in self.collections().await? {
+            let from = seen.get(&collection).copied().unwrap_or(0);
             let latest = self.head(&collection).await?;
+            for v in from + 1..latest.version {
+                if let Some(root) = self.root_if_present(&collection, v).await? {
+                    marks.add_root(self, &root).await?;
+                }
+            }
             marks.add_root(self, &latest).await?;
+            for snap in self.snapshots(&collection).await? {
+                if let Some(root) = self.root_if_present(&collection, snap.version).await? {
+                    marks.add_root(self, &root).await?;
+                }
+            }
         }
         report.blobs_referenced = marks.blobs.len() as u64;
+        let cutoff = started.checked_sub(options.grace);
         let (deleted, bytes) = self
             .sweep(
                 keys::BLOBS_PREFIX,
                 |id| marks.blobs.contains_key(id),
-                options,
+                cutoff,
+                run,
                 &mut report,
             )
             .await?;
@@ -232,7 +325,8 @@ impl Store {
             .sweep(
                 keys::TREES_PREFIX,
                 |id| marks.trees.contains(id),
-                options,
+                cutoff,
+                run,
                 &mut report,
             )
             .await?;
@@ -242,17 +336,18 @@ impl Store {
         Ok(report)
     }
 
+    /// Deletes the unreferenced objects under `prefix` last modified before `cutoff`
+    /// (store time), while `run`'s deletion window is open.
     async fn sweep(
         &self,
         prefix: &str,
         referenced: impl Fn(&crate::BlobId) -> bool,
-        options: &GcOptions,
+        cutoff: Option<SystemTime>,
+        run: Option<&Run>,
         report: &mut GcReport,
     ) -> Result<(u64, u64)> {
         let (mut deleted, mut bytes) = (0, 0);
-        let old_enough = |t: SystemTime| {
-            SystemTime::now().duration_since(t).unwrap_or_default() >= options.grace
-        };
+        let old_enough = |t: SystemTime| cutoff.is_some_and(|c| t < c);
         for meta in self.backend().list(prefix).await? {
             // An outboard (`<hex>.obao`) lives and dies with its blob: kept while the blob
             // is referenced, swept with the same grace rule once it is not.
@@ -267,10 +362,17 @@ impl Store {
                 report.young_unreferenced += 1;
                 continue;
             }
-            if options.dry_run {
+            let Some(run) = run else {
                 deleted += 1;
                 bytes += meta.size;
                 continue;
+            };
+            if !run.may_delete(self.clock()) {
+                report.failures.push(format!(
+                    "stopped at {}: the run's lease (gc_lease) ran out; the next run goes on",
+                    meta.key
+                ));
+                break;
             }
             // A dedup hit may have refreshed it since the listing: look again right
             // before deleting.

@@ -33,6 +33,7 @@ pub(crate) enum Kind {
     ShardNode = 2,
     Page = 3,
     Snapshot = 4,
+    GcEpoch = 5,
 }
 
 fn header(kind: Kind) -> Vec<u8> {

@@ -79,12 +79,21 @@ pub async fn discover(backend: &dyn ObjectBackend, collection: &str) -> Result<u
         .await?
         .iter()
         .filter_map(|m| keys::parse_manifest_version(m.key.file_name()))
-        .max();
-    match listed {
-        // The listing may lag behind the newest commits; probing catches up.
-        Some(v) => probe_from(backend, collection, v).await,
-        None => probe_from(backend, collection, 0).await,
+        .max()
+        .unwrap_or(0);
+    // The listing may lag behind the newest commits (probing catches up), and behind
+    // retention's deletes: a listed version below the boundary may be gone along with its
+    // successors, and probing forward from it would make a writer re-create a deleted
+    // version number. The boundary version itself is always kept.
+    let boundary = read_boundary(backend, collection).await?;
+    let start = listed.max(boundary);
+    if start > 0 && start == boundary && !version_exists(backend, collection, start).await? {
+        return Err(Error::CorruptManifest {
+            key: keys::manifest(collection, start).to_string(),
+            reason: format!("the retention boundary {boundary} names a version that is missing"),
+        });
     }
+    probe_from(backend, collection, start).await
 }
 
 async fn read_hint(backend: &dyn ObjectBackend, collection: &str) -> Result<Option<u64>> {

@@ -14,9 +14,9 @@ use std::time::Duration;
 use crate::backend::PutOutcome;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::manifest::{decode_snapshot, encode_snapshot, Snapshot};
+use crate::manifest::{decode_snapshot, encode_snapshot, head, Snapshot};
 use crate::path::validate_name;
-use crate::store::{now_ms, CommitInfo, Plan, Store};
+use crate::store::{CommitInfo, Plan, Store};
 
 pub use diff::{Diff, DiffEntry};
 pub use view::VersionView;
@@ -53,7 +53,7 @@ impl Store {
             )));
         }
         self.root_at(collection, version).await?;
-        let created_ms = now_ms();
+        let created_ms = self.now_ms();
         let snapshot = Snapshot {
             collection: collection.to_owned(),
             name: name.to_owned(),
@@ -76,9 +76,19 @@ impl Store {
                 })
             }
         }
-        // Retention may have deleted the version between the check and the pin; a pin of
-        // a deleted version would be a lie, so undo it.
-        if let Err(e) = self.root_at(collection, version).await {
+        // Retention may be deleting the version right now: it raises the boundary, then
+        // lists the pins again before deleting. A pin it may have missed is one made
+        // after the boundary rose above its version, so such a pin is undone.
+        let boundary = head::read_boundary(self.backend().as_ref(), collection).await;
+        let refused = match boundary {
+            Ok(b) if version < b => Some(Error::not_found(format!(
+                "version {version} of {collection} is below the retention boundary {b}; \
+                 snapshot a retained version"
+            ))),
+            Ok(_) => self.root_at(collection, version).await.err(),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = refused {
             let _ = self.backend().delete(&key).await;
             return Err(e);
         }
@@ -138,14 +148,15 @@ impl Store {
     pub async fn restore(&self, collection: &str, target: &Target) -> Result<CommitInfo> {
         let version = self.resolve_target(collection, target).await?;
         let root = self.root_at(collection, version).await?;
-        // The restored version references the old tree nodes; they exist, since the old
-        // root is retained and GC keeps everything a retained root reaches.
+        // The restored version references the old tree nodes: the commit confirms, under
+        // the GC protocol, that the old version is still retained (so that everything it
+        // reaches exists) and lands before any GC run could delete them.
         self.commit_plan(
             collection,
             Plan::Replace {
                 shards: root.shards,
+                source: version,
             },
-            None,
         )
         .await
     }

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
+use super::references::Reference;
 use super::transaction::{self, Op};
-use super::{now_ms, CommitInfo, Store};
+use super::{CommitInfo, Store};
 use crate::backend::PutOutcome;
+use crate::clock::Stamp;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::manifest::tree::EncodedNode;
@@ -20,42 +22,21 @@ pub(crate) enum Plan {
         ops: Vec<Op>,
         base: Option<Arc<ManifestRoot>>,
     },
-    /// Make the whole collection equal to an earlier state (restore).
+    /// Make the whole collection equal to an earlier version's state (restore).
     Replace {
         shards: BTreeMap<ShardKey, ShardRef>,
+        /// The version the shards come from: a foreign reference, confirmed to be still
+        /// retained before the commit point.
+        source: u64,
     },
-}
-
-/// When the writer began staging content for this commit. A commit that comes later than
-/// `StoreOptions::max_writer_stall` after it is refused: GC may have judged its fresh but
-/// still unreferenced blobs garbage in the meantime.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StagedAt {
-    wall: SystemTime,
-    mono: Instant,
-}
-
-impl StagedAt {
-    pub(crate) fn now() -> Self {
-        StagedAt {
-            wall: SystemTime::now(),
-            mono: Instant::now(),
-        }
-    }
-
-    /// The longer of wall-clock and monotonic time since staging: the wall clock counts a
-    /// suspended machine, the monotonic clock is immune to clock steps.
-    fn elapsed(&self) -> Duration {
-        let wall = SystemTime::now()
-            .duration_since(self.wall)
-            .unwrap_or_default();
-        wall.max(self.mono.elapsed())
-    }
 }
 
 pub(crate) enum Attempt {
     Won,
     Lost(ManifestRoot),
+    /// The commit point could not be sent before the deadline of its foreign references;
+    /// confirm them again.
+    Late,
 }
 
 impl Store {
@@ -79,24 +60,41 @@ impl Store {
                 }
             }
         }
-        self.commit_plan(collection, Plan::Ops { ops, base }, None)
-            .await
+        self.commit_plan(collection, Plan::Ops { ops, base }).await
     }
 
-    pub(crate) async fn commit_plan(
-        &self,
-        collection: &str,
-        plan: Plan,
-        staged_at: Option<StagedAt>,
-    ) -> Result<CommitInfo> {
+    /// The foreign references of `plan` (see [`references`](super::references)).
+    fn plan_references(&self, plan: &Plan) -> Vec<Reference> {
+        let mut refs = Vec::new();
+        match plan {
+            Plan::Ops { ops, .. } => {
+                for op in ops {
+                    if let Op::Put { entry, .. } = op {
+                        if entry.inline.is_none() {
+                            self.blob_references(&entry.id, entry.size, "a staged file", &mut refs);
+                        }
+                    }
+                }
+            }
+            Plan::Replace { source, .. } => refs.push(Reference::Version(*source)),
+        }
+        refs.sort_by_key(|r| format!("{r:?}"));
+        refs.dedup();
+        refs
+    }
+
+    pub(crate) async fn commit_plan(&self, collection: &str, plan: Plan) -> Result<CommitInfo> {
         let c = self.collection(collection)?;
         let _serialised = c.commit_lock.lock().await;
         let commit_id = CommitId::random();
         let trees = &self.inner.trees;
+        let clock = self.clock();
+        let began = Stamp::now(clock);
+        let references = self.plan_references(&plan);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let probed_at = StagedAt::now();
+            let probed_at = Stamp::now(clock);
             let head = self.refresh(&c).await?;
             let (shards, nodes) = match &plan {
                 Plan::Ops { ops, base } => {
@@ -112,7 +110,7 @@ impl Store {
                     }
                     trees.apply(&head, &changes).await?
                 }
-                Plan::Replace { shards } => {
+                Plan::Replace { shards, .. } => {
                     if *shards == head.shards {
                         return Ok(CommitInfo {
                             version: head.version,
@@ -126,30 +124,30 @@ impl Store {
                 collection: collection.to_owned(),
                 version: head.version + 1,
                 commit_id,
-                timestamp_ms: now_ms(),
+                timestamp_ms: self.now_ms(),
                 shards,
             };
-            if let Some(staged) = staged_at {
-                let elapsed = staged.elapsed();
-                let limit = self.inner.options.max_writer_stall;
-                if elapsed > limit {
-                    return Err(Error::StalledWriter {
-                        collection: collection.to_owned(),
-                        elapsed,
-                        limit,
-                    });
-                }
-            }
-            let attempt_result = self.try_commit(&root, nodes).await?;
+            // References to objects this commit did not just write: confirmed under the GC
+            // protocol, with a deadline for the commit point.
+            let deadline = if references.is_empty() {
+                None
+            } else {
+                Some(
+                    self.confirm_references(collection, &references, began)
+                        .await?,
+                )
+            };
+            let attempt_result = self.try_commit(&root, nodes, deadline).await?;
             // Retention never deletes versions younger than `version_min_age`, so if this
             // attempt took less than that from probing (version N+1 absent) to creating it,
             // N+1 cannot be a deleted version re-created: the boundary read is skipped.
             let attempt_result = match attempt_result {
                 // Our version exists, so an error here must not read as "not committed".
-                Attempt::Won if probed_at.elapsed() >= self.inner.options.version_min_age => self
-                    .check_boundary(&root)
-                    .await
-                    .map_err(|_| unknown(&root))?,
+                Attempt::Won if probed_at.elapsed(clock) >= self.inner.options.version_min_age => {
+                    self.check_boundary(&root)
+                        .await
+                        .map_err(|_| unknown(&root))?
+                }
                 other => other,
             };
             match attempt_result {
@@ -162,6 +160,7 @@ impl Store {
                         created: true,
                     });
                 }
+                Attempt::Late => continue,
                 Attempt::Lost(winner) => {
                     c.advance(Arc::new(winner));
                     if attempt >= self.inner.options.max_commit_attempts {
@@ -179,8 +178,36 @@ impl Store {
         }
     }
 
-    /// Stores the tree nodes, then tries to create the root: the commit point.
-    async fn try_commit(&self, root: &ManifestRoot, nodes: Vec<EncodedNode>) -> Result<Attempt> {
+    /// Settles a commit that ended in [`Error::CommitOutcomeUnknown`]: true if version
+    /// `version` of `collection` holds `commit_id` and is visible, false if the commit did
+    /// not happen (or created a version that retention had already passed, which no reader
+    /// can see). Errors mean "still unknown; ask again later".
+    pub async fn commit_outcome(
+        &self,
+        collection: &str,
+        version: u64,
+        commit_id: CommitId,
+    ) -> Result<bool> {
+        let backend = self.inner.backend.as_ref();
+        let root = match head::load_root(backend, collection, version).await {
+            Ok(root) => root,
+            Err(Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if root.commit_id != commit_id {
+            return Ok(false);
+        }
+        Ok(version >= head::read_boundary(backend, collection).await?)
+    }
+
+    /// Stores the tree nodes, then tries to create the root: the commit point, sent only
+    /// before `deadline` if there is one.
+    async fn try_commit(
+        &self,
+        root: &ManifestRoot,
+        nodes: Vec<EncodedNode>,
+        deadline: Option<Stamp>,
+    ) -> Result<Attempt> {
         let backend = &self.inner.backend;
         futures::future::try_join_all(
             nodes
@@ -188,6 +215,9 @@ impl Store {
                 .map(|n| async move { backend.put(&keys::tree(&n.id), n.bytes).await }),
         )
         .await?;
+        if deadline.is_some_and(|d| Stamp::now(self.clock()) >= d) {
+            return Ok(Attempt::Late);
+        }
         let key = keys::manifest(&root.collection, root.version);
         let encoded = encode_root(root)?;
         match backend.put_if_absent(&key, encoded.clone()).await {

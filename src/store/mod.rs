@@ -10,12 +10,13 @@ mod commit;
 mod delegate;
 mod file;
 mod local;
+mod references;
 mod s3;
 mod transaction;
 
 use std::ops::Range;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -24,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::backend::ObjectBackend;
 use crate::blob::BlobStore;
+use crate::clock::{self, Clock, Stamp};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::manifest::tree::Trees;
@@ -32,14 +34,22 @@ use crate::path::{validate_name, StoragePath};
 use crate::storage::SegmentStorage;
 
 pub use cached::CachedStorage;
-pub(crate) use commit::{Plan, StagedAt};
+pub(crate) use commit::Plan;
 pub use file::SegmentFile;
 pub use local::LocalStorage;
+pub(crate) use references::Reference;
 pub use s3::S3Storage;
 pub use transaction::{Op, Transaction};
 
 /// Default for [`StoreOptions::max_writer_stall`]: half of the default GC grace period.
 pub const DEFAULT_MAX_WRITER_STALL: Duration = Duration::from_secs(30 * 60);
+
+/// Default for [`StoreOptions::gc_delete_delay`].
+pub const DEFAULT_GC_DELETE_DELAY: Duration = Duration::from_secs(30);
+/// Default for [`StoreOptions::gc_lease`].
+pub const DEFAULT_GC_LEASE: Duration = Duration::from_secs(3600);
+/// Default for [`StoreOptions::clock_margin`].
+pub const DEFAULT_CLOCK_MARGIN: Duration = Duration::from_secs(10);
 
 /// Streaming writes read their source in chunks of this size.
 const STREAM_CHUNK: usize = 1024 * 1024;
@@ -52,9 +62,10 @@ pub struct StoreOptions {
     /// How many times a commit is rebased onto newer versions before giving up with
     /// [`Error::Conflict`].
     pub max_commit_attempts: u32,
-    /// A commit made longer than this after its writer began staging blobs is refused
-    /// with [`Error::StalledWriter`]. Must be well below the GC grace period, so that GC
-    /// can never delete a blob a commit in flight is about to reference.
+    /// How long after this process published a blob a commit may reference it without
+    /// confirming it still exists. Later commits confirm it under the GC protocol (and get
+    /// [`Error::ReferenceGone`] if GC removed it meanwhile). Must be well below the GC grace
+    /// period: `grace > max_writer_stall + freshen_after + clock_margin`.
     pub max_writer_stall: Duration,
     /// A write that finds its blob already stored refreshes the blob's age when it is
     /// older than this, so that GC's grace period protects it again.
@@ -63,6 +74,18 @@ pub struct StoreOptions {
     /// head for forward probing only this long. Every process sharing a store must use the
     /// same value.
     pub version_min_age: Duration,
+    /// A GC run deletes nothing earlier than this after it started, so that a commit that
+    /// re-references old objects (restore, dedup hits, imports) and checked that no GC was
+    /// deleting has this long to land. See `docs/ARCHITECTURE.md`, "GC protocol".
+    pub gc_delete_delay: Duration,
+    /// A GC run deletes nothing later than this after it started (it fences itself), so
+    /// that a crashed GC blocks no writer for longer.
+    pub gc_lease: Duration,
+    /// Allowance for clock error between this host and the store and for request flight
+    /// time, subtracted from every deadline of the GC protocol.
+    pub clock_margin: Duration,
+    /// Where time comes from: the system clock, or virtual time in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +96,10 @@ impl Default for StoreOptions {
             max_writer_stall: DEFAULT_MAX_WRITER_STALL,
             freshen_after: crate::blob::DEFAULT_FRESHEN_AFTER,
             version_min_age: head::PROBE_TRUST_WINDOW,
+            gc_delete_delay: DEFAULT_GC_DELETE_DELAY,
+            gc_lease: DEFAULT_GC_LEASE,
+            clock_margin: DEFAULT_CLOCK_MARGIN,
+            clock: clock::system(),
         }
     }
 }
@@ -109,6 +136,8 @@ struct Inner {
     trees: Trees,
     collections: DashMap<String, Arc<Collection>>,
     options: StoreOptions,
+    /// The latest GC epoch this process has seen.
+    epochs: crate::gc::epoch::EpochTracker,
 }
 
 /// What this process knows of one collection.
@@ -121,7 +150,7 @@ struct Collection {
     /// only sound for a while: retention may delete old versions, but never versions
     /// younger than `StoreOptions::version_min_age`, so only a recently confirmed head is
     /// guaranteed to have all its successors still in place.
-    confirmed: std::sync::Mutex<Option<Instant>>,
+    confirmed: std::sync::Mutex<Option<Stamp>>,
     /// Serialises this process's commits to the collection: they would only race each
     /// other. Other processes are kept out by the create-only commit itself.
     commit_lock: tokio::sync::Mutex<()>,
@@ -146,10 +175,15 @@ impl Store {
     pub fn new(backend: Arc<dyn ObjectBackend>, options: StoreOptions) -> Self {
         Store {
             inner: Arc::new(Inner {
-                blobs: BlobStore::new(backend.clone(), options.freshen_after),
+                blobs: BlobStore::new(
+                    backend.clone(),
+                    options.freshen_after,
+                    options.clock.clone(),
+                ),
                 trees: Trees::new(backend.clone(), options.cached_tree_nodes),
                 backend,
                 collections: DashMap::new(),
+                epochs: Default::default(),
                 options,
             }),
         }
@@ -204,12 +238,13 @@ impl Store {
     async fn refresh(&self, c: &Collection) -> Result<Arc<ManifestRoot>> {
         let backend = self.inner.backend.as_ref();
         let current = c.current();
-        let started = Instant::now();
+        let clock = self.inner.options.clock.as_ref();
+        let started = Stamp::now(clock);
         let trusted = c
             .confirmed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|t| started.duration_since(t) < self.inner.options.version_min_age);
+            .is_some_and(|t| t.elapsed(clock) < self.inner.options.version_min_age);
         // A collection seen empty may be filled by an import, whose versions need not
         // start at 1: only probe forward from a version that exists.
         let latest = if trusted && current.version > 0 {
@@ -339,9 +374,8 @@ impl Store {
     /// Writes `data` to `path` as one commit.
     pub async fn write_bytes(&self, path: &StoragePath, data: Bytes) -> Result<CommitInfo> {
         path.validate()?;
-        let staged_at = StagedAt::now();
         let entry = self.stage_bytes(data).await?;
-        self.commit_put(path, entry, staged_at).await
+        self.commit_put(path, entry).await
     }
 
     /// Writes everything `reader` yields to `path` as one commit, streaming: memory use
@@ -352,24 +386,17 @@ impl Store {
         reader: R,
     ) -> Result<CommitInfo> {
         path.validate()?;
-        let staged_at = StagedAt::now();
         let entry = self.stage_stream(reader).await?;
-        self.commit_put(path, entry, staged_at).await
+        self.commit_put(path, entry).await
     }
 
-    async fn commit_put(
-        &self,
-        path: &StoragePath,
-        entry: FileEntry,
-        staged_at: StagedAt,
-    ) -> Result<CommitInfo> {
+    async fn commit_put(&self, path: &StoragePath, entry: FileEntry) -> Result<CommitInfo> {
         let ops = vec![Op::Put {
             path: path.clone(),
             entry,
         }];
         let plan = Plan::Ops { ops, base: None };
-        self.commit_plan(&path.collection, plan, Some(staged_at))
-            .await
+        self.commit_plan(&path.collection, plan).await
     }
 
     /// Starts a transaction on `collection`, based on its latest version.
@@ -409,12 +436,17 @@ impl Store {
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch, for commit timestamps.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+impl Store {
+    /// Wall-clock milliseconds since the Unix epoch on the store's injected clock, for
+    /// commit and snapshot timestamps.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.options.clock.now_ms()
+    }
+
+    /// The injected clock.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.inner.options.clock.as_ref()
+    }
 }
 
 /// Reads until `limit` bytes or the end of the input.
@@ -459,5 +491,12 @@ impl SegmentStorage for Store {
 
     async fn rename(&self, from: &StoragePath, to: &StoragePath) -> Result<()> {
         Store::rename(self, from, to).await.map(|_| ())
+    }
+}
+
+impl Store {
+    /// The GC epochs this process has seen.
+    pub(crate) fn epochs(&self) -> &crate::gc::epoch::EpochTracker {
+        &self.inner.epochs
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{CommitInfo, Plan, StagedAt, Store};
+use super::{CommitInfo, Plan, Store};
 use crate::error::{Error, Result};
 use crate::manifest::tree::{Changes, Trees};
 use crate::manifest::{FileEntry, ManifestRoot, ShardKey};
@@ -145,8 +145,6 @@ pub struct Transaction {
     collection: String,
     base: Arc<ManifestRoot>,
     ops: Vec<Op>,
-    /// When the first blob was staged: bounds how long the commit may be delayed.
-    staged_at: Option<StagedAt>,
 }
 
 impl Transaction {
@@ -156,7 +154,6 @@ impl Transaction {
             collection,
             base,
             ops: Vec::new(),
-            staged_at: None,
         }
     }
 
@@ -187,7 +184,6 @@ impl Transaction {
     /// Stores `data` now (as a blob, or inline if small) and records a put of `path`.
     pub async fn put(&mut self, path: &StoragePath, data: impl Into<Bytes>) -> Result<()> {
         self.check(path)?;
-        self.staged_at.get_or_insert_with(StagedAt::now);
         let entry = self.store.stage_bytes(data.into()).await?;
         self.ops.push(Op::Put {
             path: path.clone(),
@@ -197,10 +193,11 @@ impl Transaction {
     }
 
     /// Records a put of content that is already stored (from [`Store::stage_stream`], or
-    /// another path's [`Store::entry`]).
+    /// another path's [`Store::entry`]). Content this process did not stage within
+    /// `max_writer_stall` is confirmed to still exist before the commit point
+    /// ([`Error::ReferenceGone`] otherwise).
     pub fn put_entry(&mut self, path: &StoragePath, entry: FileEntry) -> Result<()> {
         self.check(path)?;
-        self.staged_at.get_or_insert_with(StagedAt::now);
         self.ops.push(Op::Put {
             path: path.clone(),
             entry,
@@ -232,8 +229,6 @@ impl Transaction {
             ops: self.ops,
             base: Some(self.base),
         };
-        self.store
-            .commit_plan(&self.collection, plan, self.staged_at)
-            .await
+        self.store.commit_plan(&self.collection, plan).await
     }
 }

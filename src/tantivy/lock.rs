@@ -8,7 +8,9 @@
 
 use std::collections::HashSet;
 use std::sync::{Condvar, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::{self, Stamp};
 
 use tantivy::directory::error::LockError;
 use tantivy::directory::DirectoryLock;
@@ -46,16 +48,17 @@ impl Drop for Guard {
 /// waits for its release, up to [`BLOCKING_WAIT`].
 pub(crate) fn acquire(scope: &str, name: &str, blocking: bool) -> Result<DirectoryLock, LockError> {
     let key = (scope.to_owned(), name.to_owned());
-    let deadline = Instant::now() + BLOCKING_WAIT;
+    let clock = clock::system();
+    let started = Stamp::now(clock.as_ref());
     let mut held = TABLE.held.lock().unwrap_or_else(|p| p.into_inner());
     while held.contains(&key) {
-        let now = Instant::now();
-        if !blocking || now >= deadline {
+        let waited = started.elapsed(clock.as_ref());
+        if !blocking || waited >= BLOCKING_WAIT {
             return Err(LockError::LockBusy);
         }
         held = TABLE
             .released
-            .wait_timeout(held, deadline - now)
+            .wait_timeout(held, BLOCKING_WAIT - waited)
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }

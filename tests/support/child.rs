@@ -5,6 +5,9 @@
 //! buffered, so a line seen by the parent was printed whole, and a SIGKILL can only lose
 //! the line of a commit that was then never claimed.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};

@@ -15,6 +15,9 @@
 //! thread that lives as long as the process (the signal fires when the *thread* that
 //! spawned the child exits, and test threads come and go).
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;

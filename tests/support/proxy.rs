@@ -11,6 +11,9 @@
 //! connections (the header block, then a `Content-Length` or chunked body). Requests are
 //! handled one at a time per connection, as the SDK's client never pipelines.
 
+// This file waits for or measures real processes and servers: wall-clock time is the point.
+#![allow(clippy::disallowed_methods)]
+
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};

@@ -26,7 +26,10 @@ const CHECK_ATTEMPTS: u32 = 2;
 /// Builds the client. With no static credentials, resolves the default chain once, so that
 /// missing credentials are reported now as [`Error::PermissionDenied`] rather than as a
 /// confusing failure of the first request.
-pub(super) async fn build(config: &S3Config) -> Result<Client> {
+pub(super) async fn build(
+    config: &S3Config,
+    observer: super::server_time::DateObserver,
+) -> Result<Client> {
     if let Some(endpoint) = &config.endpoint {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(Error::InvalidConfig(format!(
@@ -78,6 +81,7 @@ pub(super) async fn build(config: &S3Config) -> Result<Client> {
 
     let s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
         .force_path_style(config.force_path_style)
+        .interceptor(observer)
         .build();
     Ok(Client::from_conf(s3_config))
 }

@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod copy;
 mod errors;
+mod server_time;
 mod sweep;
 mod upload;
 
@@ -52,6 +53,8 @@ pub struct S3Backend {
 struct Inner {
     client: Client,
     config: S3Config,
+    /// The server's time, from the `Date` of its responses: the clock GC ages are on.
+    server_clock: Arc<server_time::ServerClock>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -72,9 +75,15 @@ impl S3Backend {
     /// The last check creates and deletes one scratch object under `<prefix>staging/`.
     pub async fn connect(config: S3Config) -> Result<Self> {
         let config = config.validate()?;
-        let client = client::build(&config).await?;
+        let server_clock = server_time::ServerClock::new(crate::clock::system());
+        let observer = server_time::DateObserver(server_clock.clone());
+        let client = client::build(&config, observer).await?;
         let backend = S3Backend {
-            inner: Arc::new(Inner { client, config }),
+            inner: Arc::new(Inner {
+                client,
+                config,
+                server_clock,
+            }),
         };
         checks::bucket_is_usable(&backend).await?;
         checks::conditional_writes_are_enforced(&backend).await?;
@@ -369,6 +378,28 @@ impl ObjectBackend for S3Backend {
         Ok(data)
     }
 
+    async fn now(&self) -> Result<SystemTime> {
+        if let Some(t) = self.inner.server_clock.now() {
+            return Ok(t);
+        }
+        // Nothing heard from the server lately: any answer carries its Date, even a
+        // refusal, so one HeadBucket settles it.
+        let _ = self
+            .client()
+            .head_bucket()
+            .bucket(self.bucket())
+            .send()
+            .await;
+        self.inner
+            .server_clock
+            .now()
+            .ok_or_else(|| Error::Unavailable {
+                context: format!("reading the server time of s3://{}", self.bucket()),
+                message: "the server's responses carry no Date header".into(),
+                source: None,
+            })
+    }
+
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
         let found = self.head_full(&self.full_key(key)).await.map_err(|f| {
             f.into_error(
@@ -501,7 +532,7 @@ fn parse_content_range_total(header: &str) -> Option<u64> {
 /// little longer, while one that looks ancient could be deleted while still in use.
 fn to_system_time(time: Option<&DateTime>) -> SystemTime {
     time.and_then(|t| SystemTime::try_from(*t).ok())
-        .unwrap_or_else(SystemTime::now)
+        .unwrap_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock))
 }
 
 /// `base` scaled by a random factor in [0.5, 1.5), so that writers who collided do not

@@ -14,7 +14,7 @@ impl S3Backend {
     /// forever unless a lifecycle rule or this sweep removes them. `older_than` must exceed
     /// the longest upload, or a live one is cut off; an hour is plenty for segment files.
     pub async fn remove_stale_staging(&self, older_than: Duration) -> Result<usize> {
-        let cutoff = SystemTime::now()
+        let cutoff = crate::clock::Clock::now(&crate::clock::SystemClock)
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let staging = format!("{}{STAGING_DIR}", self.prefix());

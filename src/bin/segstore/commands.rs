@@ -31,9 +31,12 @@ pub fn exit_code(e: &Error) -> u8 {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    // The config file's [retention] and [gc] sections are the defaults of `gc`.
+    let mut gc_defaults = segstore::gc::GcOptions::default();
     let (store, location): (Store, String) = match &cli.config {
         Some(path) => {
             let config = StorageConfig::load(path)?;
+            gc_defaults = config.gc_options();
             (
                 config.open_store().await?,
                 format!("the store configured in {}", path.display()),
@@ -59,14 +62,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             keep_last,
             keep_within,
         } => {
-            let options = segstore::gc::GcOptions {
-                retention: segstore::gc::RetentionPolicy {
-                    keep_last: Some(keep_last),
-                    keep_within: Some(keep_within),
-                },
-                grace,
-                dry_run,
-            };
+            let mut options = gc_defaults;
+            options.dry_run = dry_run;
+            if let Some(grace) = grace {
+                options.grace = grace;
+            }
+            if let Some(n) = keep_last {
+                options.retention.keep_last = Some(n);
+            }
+            if let Some(t) = keep_within {
+                options.retention.keep_within = Some(t);
+            }
             crate::lifecycle::gc(&store, &options, cli.json).await
         }
         Command::Verify { sample } => crate::lifecycle::verify(&store, sample, cli.json).await,

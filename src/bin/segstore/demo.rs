@@ -10,8 +10,8 @@
 //! 7. search;
 //! 8. print a summary.
 
+use segstore::clock::{self, Stamp};
 use std::sync::Arc;
-use std::time::Instant;
 
 use segstore::gc::{GcOptions, VerifyOptions};
 use segstore::{
@@ -60,7 +60,8 @@ fn tantivy_err(e: impl std::fmt::Display) -> Error {
 
 /// Runs the demo and prints what happened.
 pub async fn run(store: &Store, location: &str, json: bool) -> Result<()> {
-    let started = Instant::now();
+    let clock = clock::system();
+    let started = Stamp::now(clock.as_ref());
     let mut steps = Vec::new();
     let mut say = |line: String| {
         if !json {
@@ -198,7 +199,7 @@ pub async fn run(store: &Store, location: &str, json: bool) -> Result<()> {
     // 8. Summary.
     let stats = store.stats().await?;
     let head = store.head(COLLECTION).await?;
-    let elapsed = started.elapsed();
+    let elapsed = started.elapsed(clock.as_ref());
     if json {
         println!(
             "{}",

@@ -93,15 +93,18 @@ pub enum Command {
         /// Report what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Keep unreferenced objects younger than this (e.g. `1h`, `90m`).
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        grace: std::time::Duration,
-        /// Keep the newest N versions of each collection.
-        #[arg(long, default_value_t = 20)]
-        keep_last: u64,
-        /// Also keep versions younger than this (e.g. `24h`).
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        keep_within: std::time::Duration,
+        /// Keep unreferenced objects younger than this (e.g. `1h`, `90m`). Default: the
+        /// config file's `[gc] grace`, else 1h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<std::time::Duration>,
+        /// Keep the newest N versions of each collection. Default: the config file's
+        /// `[retention] keep_last`, else 20.
+        #[arg(long)]
+        keep_last: Option<u64>,
+        /// Also keep versions younger than this (e.g. `24h`). Default: the config file's
+        /// `[retention] keep_within`, else 24h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        keep_within: Option<std::time::Duration>,
     },
     /// Check that every referenced blob exists and matches its hash.
     Verify {
