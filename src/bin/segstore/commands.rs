@@ -31,25 +31,22 @@ pub fn exit_code(e: &Error) -> u8 {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    if matches!(cli.command, Command::Demo) {
+        return demo(&cli).await;
+    }
     // The config file's [retention] and [gc] sections are the defaults of `gc`.
     let mut gc_defaults = segstore::gc::GcOptions::default();
-    let (store, location): (Store, String) = match &cli.config {
+    let store: Store = match &cli.config {
         Some(path) => {
             let config = StorageConfig::load(path)?;
             gc_defaults = config.gc_options();
-            (
-                config.open_store().await?,
-                format!("the store configured in {}", path.display()),
-            )
+            config.open_store().await?
         }
-        None => {
-            let local = LocalStorage::open(&cli.data_dir).await?;
-            let location = local.root().display().to_string();
-            (local.store().clone(), location)
-        }
+        None => LocalStorage::open(&cli.data_dir).await?.store().clone(),
     };
     match cli.command {
-        Command::Demo => crate::demo::run(&store, &location, cli.json).await,
+        // Runs in its own store, before any store is opened (see `demo`).
+        Command::Demo => Ok(()),
         Command::Snapshot { action } => crate::lifecycle::snapshot(&store, action, cli.json).await,
         Command::Diff {
             collection,
@@ -238,4 +235,25 @@ pub fn report(json: bool, value: serde_json::Value, text: &str) {
     } else {
         println!("{text}");
     }
+}
+
+/// Where the demo keeps its own store, relative to the working directory.
+const DEMO_DIR: &str = "segstore-demo";
+
+/// The demo runs in a store of its own, so that its GC and retention touch nothing else;
+/// nobody else uses that store, so its GC may start deleting after a second.
+async fn demo(cli: &Cli) -> Result<()> {
+    if cli.config.is_some() {
+        return Err(Error::InvalidConfig(format!(
+            "the demo runs in its own store ./{DEMO_DIR} and takes no --config"
+        )));
+    }
+    let options = segstore::StoreOptions {
+        gc_delete_delay: std::time::Duration::from_secs(1),
+        clock_margin: std::time::Duration::from_millis(200),
+        ..segstore::StoreOptions::default()
+    };
+    let local = LocalStorage::open_with(DEMO_DIR, options).await?;
+    let location = format!("its own store {}", local.root().display());
+    crate::demo::run(local.store(), &location, cli.json).await
 }
