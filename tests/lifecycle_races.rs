@@ -186,7 +186,16 @@ async fn assert_healthy(store: &Store) {
 /// bucket) must not delete what a commit made during the run references.
 #[tokio::test(start_paused = true)]
 async fn a_gc_run_longer_than_grace_keeps_commits_made_during_it() {
-    let (backend, writer, gc) = stores(false);
+    // A lease longer than the run: with the default (1 h, no longer than grace) a run past
+    // its lease stops deleting, which alone would hide a wrong cutoff.
+    let time = clock();
+    let backend = Hooked::new(time.clone(), false);
+    let long_lease = StoreOptions {
+        gc_lease: 3 * HOUR,
+        ..options(&time)
+    };
+    let writer = Store::new(Arc::new(backend.clone()), long_lease.clone());
+    let gc = Store::new(Arc::new(backend.clone()), long_lease);
     writer.write(&p("old"), &big(1, 10_000)).await.unwrap();
     tokio::time::sleep(2 * HOUR).await;
     let w = writer.clone();

@@ -15,7 +15,7 @@ pub fn exit_code(e: &Error) -> u8 {
     match e {
         Error::NotFound { .. } => 3,
         Error::InvalidPath { .. } | Error::OutOfRange { .. } | Error::InvalidConfig(_) => 4,
-        Error::Conflict { .. } => 5,
+        Error::Conflict { .. } | Error::GcInProgress { .. } => 5,
         Error::Corrupt { .. } | Error::CorruptManifest { .. } => 6,
         Error::Io { .. }
         | Error::StorageFull { .. }
@@ -24,6 +24,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::BucketNotFound { .. }
         | Error::Unavailable { .. }
         | Error::CommitOutcomeUnknown { .. }
+        | Error::ReferenceGone { .. }
         | Error::Unsupported(_) => 7,
         _ => 1,
     }
