@@ -13,7 +13,9 @@ use segstore::{
     TantivyStorageAdapter,
 };
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
-use tantivy::directory::{DirectoryClone, Lock, TerminatingWrite, WatchCallback};
+use tantivy::directory::{
+    DirectoryClone, Lock, TerminatingWrite, WatchCallback, INDEX_WRITER_LOCK,
+};
 use tantivy::Directory;
 
 const COLLECTION: &str = "docs";
@@ -431,8 +433,13 @@ fn a_second_writer_process_gets_a_conflict_not_an_overwrite() {
     a.atomic_write(Path::new("meta.json"), b"a2").unwrap();
     // b's view (v1) is stale: its commit must fail rather than overwrite a's.
     assert!(b.atomic_write(Path::new("meta.json"), b"b2").is_err());
+    // A reader of b's reloading sees a's commit, but that is not b's writer's view.
     assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
-    // Having read the new state, b may commit.
-    b.atomic_write(Path::new("meta.json"), b"b3").unwrap();
-    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"b3");
+    assert!(b.atomic_write(Path::new("meta.json"), b"b3").is_err());
+    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
+    // A new writer (the writer lock, then its read of meta.json) starts from a2.
+    let _writer = b.acquire_lock(&INDEX_WRITER_LOCK).unwrap();
+    assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
+    b.atomic_write(Path::new("meta.json"), b"b4").unwrap();
+    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"b4");
 }

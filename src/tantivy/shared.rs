@@ -38,9 +38,15 @@ pub(super) struct State {
     pub(super) writing: HashSet<String>,
     /// Changes not yet committed: `Some` a terminated file, `None` a delete.
     pub(super) pending: BTreeMap<String, Option<FileEntry>>,
-    /// The version `meta.json` was last read from or committed at: the next commit fails
-    /// with a conflict if another writer changed the files it touches since.
+    /// The writer's view: the next commit fails with a conflict if another writer changed
+    /// the files it touches since this version. Set by the first read of `meta.json` (what
+    /// the adapter opened from), by the first read after the index writer lock is taken
+    /// (what a new `IndexWriter` loads), and by this adapter's own commits. Other reads of
+    /// `meta.json` (reader reloads) never move it.
     pub(super) base: Option<Arc<ManifestRoot>>,
+    /// Set when the index writer lock is taken: the next read of `meta.json` is the new
+    /// writer's and becomes the base.
+    pub(super) rebase: bool,
 }
 
 /// Converts a segstore error for tantivy, keeping it as the source.
