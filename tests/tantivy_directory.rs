@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use segstore::backend::fault::{Fault, FaultBackend};
+use segstore::backend::memory::MemoryBackend;
 use segstore::{
-    LocalStorage, SegmentStorage, StorageBackend, StoragePath, TantivyAdapterOptions,
-    TantivyStorageAdapter,
+    Error, LocalStorage, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
+    TantivyAdapterOptions, TantivyStorageAdapter,
 };
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
@@ -442,4 +444,84 @@ fn a_second_writer_process_gets_a_conflict_not_an_overwrite() {
     assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
     b.atomic_write(Path::new("meta.json"), b"b4").unwrap();
     assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"b4");
+}
+
+/// Reads `meta.json` as a freshly started process would.
+fn committed_meta(memory: &MemoryBackend) -> Vec<u8> {
+    let store: Arc<dyn SegmentStorage> = Arc::new(Store::new(
+        Arc::new(memory.clone()),
+        StoreOptions::default(),
+    ));
+    let adapter = block(TantivyStorageAdapter::open(store, COLLECTION, SHARD)).unwrap();
+    adapter.atomic_read(Path::new("meta.json")).unwrap()
+}
+
+/// A failure at each storage operation of a commit, in turn: the commit reports an error
+/// only if it did not land (or says the outcome is unknown), and the adapter's next commit
+/// works either way.
+#[test]
+fn a_commit_reports_failure_only_when_it_did_not_land() {
+    let (points, unknown) = commit_fault_points(StoreOptions::default());
+    assert!(points > 3, "only {points} operations in a commit");
+    assert_eq!(unknown, 0);
+    // Every commit reads the retention boundary after creating its version, where a
+    // failure makes the outcome unknown: the adapter settles it on its next commit.
+    let (_, unknown) = commit_fault_points(StoreOptions {
+        version_min_age: Duration::ZERO,
+        ..StoreOptions::default()
+    });
+    assert!(unknown > 0, "no commit ended with an unknown outcome");
+}
+
+/// Runs the commit of [`a_commit_reports_failure_only_when_it_did_not_land`] with a failure
+/// at each operation in turn; returns how many operations there were and how many
+/// failures left the outcome unknown.
+fn commit_fault_points(options: StoreOptions) -> (u64, usize) {
+    let mut k = 0;
+    let mut unknowns = 0;
+    loop {
+        let memory = MemoryBackend::new();
+        let fault = FaultBackend::new(Arc::new(memory.clone()));
+        let store: Arc<dyn SegmentStorage> =
+            Arc::new(Store::new(Arc::new(fault.clone()), options.clone()));
+        let adapter = block(TantivyStorageAdapter::open(store, COLLECTION, SHARD)).unwrap();
+        let meta = Path::new("meta.json");
+        adapter.atomic_write(meta, b"v1").unwrap();
+        assert_eq!(adapter.atomic_read(meta).unwrap(), b"v1");
+        // Operations count from here.
+        fault.set_fault(Fault::FailAt(k));
+        let result = adapter.atomic_write(meta, b"v2");
+        let ops = fault.ops();
+        fault.set_fault(Fault::None);
+        if result.is_ok() && ops <= k {
+            break; // the fault lay past the commit's last operation: all covered
+        }
+        let landed = committed_meta(&memory) == b"v2";
+        match &result {
+            Ok(()) => assert!(landed, "k={k}: Ok, but v2 did not land"),
+            Err(e) => {
+                let unknown = matches!(
+                    e.get_ref().and_then(|e| e.downcast_ref::<Error>()),
+                    Some(Error::CommitOutcomeUnknown { .. })
+                );
+                assert!(
+                    unknown || !landed,
+                    "k={k}: v2 landed but the commit failed with {e}"
+                );
+                unknowns += usize::from(unknown);
+            }
+        }
+        // Never wedged: the next commit goes through.
+        adapter
+            .atomic_write(meta, b"v3")
+            .unwrap_or_else(|e| panic!("k={k}: the commit after the fault failed: {e}"));
+        assert_eq!(committed_meta(&memory), b"v3", "k={k}");
+        assert!(
+            adapter.pending().is_empty(),
+            "k={k}: {:?}",
+            adapter.pending()
+        );
+        k += 1;
+    }
+    (k, unknowns)
 }

@@ -256,6 +256,7 @@ impl Directory for TantivyStorageAdapter {
                     let mut state = self.shared.lock_state();
                     if state.base.is_none() || state.rebase {
                         state.base = Some(root);
+                        state.base_at = None;
                         state.rebase = false;
                     }
                 }

@@ -12,7 +12,7 @@ use super::handle::SegmentFileHandle;
 use super::remote::{BlockCache, RemoteFile};
 use super::{runtime, watch, TantivyAdapterOptions, META_FILE};
 use crate::error::{Error, Result};
-use crate::manifest::{FileEntry, ManifestRoot};
+use crate::manifest::{CommitId, FileEntry, ManifestRoot};
 use crate::path::{StorageBackend, StoragePath};
 use crate::store::{Op, Store};
 
@@ -47,6 +47,18 @@ pub(super) struct State {
     /// Set when the index writer lock is taken: the next read of `meta.json` is the new
     /// writer's and becomes the base.
     pub(super) rebase: bool,
+    /// Set when a commit landed but its root could not be had without I/O: the base is
+    /// that version, read before the next commit.
+    pub(super) base_at: Option<u64>,
+    /// A commit whose outcome was unknown, settled before the next commit.
+    pub(super) unsettled: Option<Unsettled>,
+}
+
+/// A commit that ended in [`Error::CommitOutcomeUnknown`].
+pub(super) struct Unsettled {
+    version: u64,
+    commit_id: CommitId,
+    items: Vec<(String, Option<FileEntry>)>,
 }
 
 /// Converts a segstore error for tantivy, keeping it as the source.
@@ -151,8 +163,15 @@ impl Shared {
 
     /// Commits the pending changes `select` picks as one manifest version, then fires the
     /// watch callbacks if `meta.json` changed.
+    ///
+    /// Once the store says the version landed, nothing can turn it into an error: the
+    /// pending changes are dropped and the base advanced first, without further I/O.
+    /// If the outcome is unknown ([`Error::CommitOutcomeUnknown`]), the error is returned
+    /// and the commit is remembered; the next commit first settles it by reading that
+    /// version back (see [`Shared::settle`]).
     pub(super) fn commit(&self, select: &dyn Fn(&str, &Option<FileEntry>) -> bool) -> Result<()> {
         let serialised = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle()?;
         let (items, base) = {
             let state = self.lock_state();
             let items: Vec<(String, Option<FileEntry>)> = state
@@ -177,29 +196,124 @@ impl Shared {
             .collect();
         let store = self.store.clone();
         let collection = self.collection.clone();
-        let meta_path = self.path(META_FILE);
-        let (root, meta) = runtime::run(async move {
-            let info = store.commit_ops(&collection, ops, base).await?;
-            let head = store.head(&collection).await?;
-            let root = if head.version == info.version {
-                head
-            } else {
-                Arc::new(store.root_at(&collection, info.version).await?)
-            };
-            let meta = store.trees().lookup(&root, &meta_path).await?;
-            Ok((root, meta))
-        })?;
-        {
-            let mut state = self.lock_state();
-            for (name, entry) in items {
-                if state.pending.get(&name) == Some(&entry) {
-                    state.pending.remove(&name);
+        let outcome = runtime::run(async move { store.commit_ops(&collection, ops, base).await });
+        let version = match outcome {
+            Ok(info) => info.version,
+            Err(e @ Error::CommitOutcomeUnknown { .. }) => {
+                if let Error::CommitOutcomeUnknown {
+                    version, commit_id, ..
+                } = &e
+                {
+                    self.lock_state().unsettled = Some(Unsettled {
+                        version: *version,
+                        commit_id: *commit_id,
+                        items,
+                    });
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = self.landed(version, items, None);
+        drop(serialised);
+        if let Some(meta) = meta {
+            self.watcher.observe(version, meta.map(|m| m.id));
+        }
+        Ok(())
+    }
+
+    /// Records that `items` landed in version `version`: they stop being pending and the
+    /// version becomes the base. Returns the `meta.json` entry the commit wrote, if it
+    /// wrote one.
+    fn landed(
+        &self,
+        version: u64,
+        items: Vec<(String, Option<FileEntry>)>,
+        root: Option<Arc<ManifestRoot>>,
+    ) -> Option<Option<FileEntry>> {
+        // The store's cached head is this version's root unless another commit through the
+        // same store object came in between; only then is it read (and a failure of that
+        // read is kept for the next commit to retry, not reported: the commit landed).
+        let root = root.or_else(|| {
+            self.store
+                .cached_head(&self.collection)
+                .ok()
+                .filter(|root| root.version == version)
+        });
+        let mut state = self.lock_state();
+        let mut meta = None;
+        for (name, entry) in items {
+            if name == META_FILE {
+                meta = Some(entry.clone());
+            }
+            if state.pending.get(&name) == Some(&entry) {
+                state.pending.remove(&name);
+            }
+        }
+        match root {
+            Some(root) => {
+                state.base = Some(root);
+                state.base_at = None;
+            }
+            None => state.base_at = Some(version),
+        }
+        meta
+    }
+
+    /// Before a commit: resolves a base known only by its version, and settles a commit
+    /// whose outcome was unknown by reading its version back. Landed: as if it had
+    /// returned Ok. Another commit holds that version: it did not land, its changes stay
+    /// pending. The version does not exist yet: still unknown, and the commit fails with
+    /// [`Error::CommitOutcomeUnknown`] again (a delayed request may still create it).
+    fn settle(&self) -> Result<()> {
+        let unsettled = self.lock_state().unsettled.take();
+        if let Some(u) = unsettled {
+            let store = self.store.clone();
+            let collection = self.collection.clone();
+            let (version, commit_id) = (u.version, u.commit_id);
+            // Some(Some(root)): landed; Some(None): another commit holds the version (or
+            // retention removed it, which needs a later version: treated as lost);
+            // None: the version does not exist yet.
+            let found = runtime::run(async move {
+                match store.root_at(&collection, version).await {
+                    Ok(root) if root.commit_id == commit_id => Ok(Some(Some(root))),
+                    Ok(_) => Ok(Some(None)),
+                    Err(Error::NotFound { .. }) => {
+                        Ok((store.head(&collection).await?.version >= version).then_some(None))
+                    }
+                    Err(e) => Err(e),
+                }
+            });
+            match found {
+                Ok(Some(Some(root))) => {
+                    self.landed(u.version, u.items, Some(Arc::new(root)));
+                }
+                Ok(Some(None)) => {} // did not land: its changes stay pending
+                Ok(None) => {
+                    self.lock_state().unsettled = Some(u);
+                    return Err(Error::CommitOutcomeUnknown {
+                        collection: self.collection.clone(),
+                        version,
+                        commit_id,
+                    });
+                }
+                Err(e) => {
+                    self.lock_state().unsettled = Some(u);
+                    return Err(e);
                 }
             }
-            state.base = Some(root.clone());
         }
-        drop(serialised);
-        self.watcher.observe(root.version, meta.map(|m| m.id));
+        let base_at = self.lock_state().base_at;
+        if let Some(version) = base_at {
+            let store = self.store.clone();
+            let collection = self.collection.clone();
+            let root = runtime::run(async move { store.root_at(&collection, version).await })?;
+            let mut state = self.lock_state();
+            if state.base_at == Some(version) {
+                state.base = Some(Arc::new(root));
+                state.base_at = None;
+            }
+        }
         Ok(())
     }
 }
