@@ -525,3 +525,44 @@ fn commit_fault_points(options: StoreOptions) -> (u64, usize) {
     }
     (k, unknowns)
 }
+
+/// A reader opens the files of the version its `meta.json` came from, even when another
+/// process's commit removed them in between (a merge and `garbage_collect_files`).
+#[test]
+fn a_reader_opens_the_files_of_the_version_it_read_meta_json_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s1, writer) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    let (_s2, reader) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    let segment = Path::new("old.store");
+    let mut w = writer.open_write(segment).unwrap();
+    w.write_all(b"old segment").unwrap();
+    w.terminate().unwrap();
+    writer
+        .atomic_write(Path::new("meta.json"), b"names old")
+        .unwrap();
+
+    assert_eq!(
+        reader.atomic_read(Path::new("meta.json")).unwrap(),
+        b"names old"
+    );
+    // The writer's merge and garbage collection land before the reader opens the file.
+    writer.delete(segment).unwrap();
+    writer
+        .atomic_write(Path::new("meta.json"), b"names new")
+        .unwrap();
+    assert!(!writer.exists(segment).unwrap());
+
+    assert!(reader.exists(segment).unwrap());
+    let handle = reader.get_file_handle(segment).unwrap();
+    assert_eq!(handle.read_bytes(0..11).unwrap().as_slice(), b"old segment");
+    // Its next reload moves it on.
+    assert_eq!(
+        reader.atomic_read(Path::new("meta.json")).unwrap(),
+        b"names new"
+    );
+    assert!(!reader.exists(segment).unwrap());
+    assert!(matches!(
+        reader.get_file_handle(segment),
+        Err(OpenReadError::FileDoesNotExist(_))
+    ));
+}

@@ -254,6 +254,7 @@ impl Directory for TantivyStorageAdapter {
                     .map_err(|e| read_err(to_io(e)))?;
                 if name == META_FILE {
                     let mut state = self.shared.lock_state();
+                    state.set_view(root.clone());
                     if state.base.is_none() || state.rebase {
                         state.base = Some(root);
                         state.base_at = None;

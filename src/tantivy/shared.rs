@@ -1,10 +1,11 @@
 //! The state behind a [`TantivyStorageAdapter`](super::TantivyStorageAdapter): pending
 //! changes over the latest manifest, and commits.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use bytes::Bytes;
 
@@ -52,6 +53,25 @@ pub(super) struct State {
     pub(super) base_at: Option<u64>,
     /// A commit whose outcome was unknown, settled before the next commit.
     pub(super) unsettled: Option<Unsettled>,
+    /// Per thread, the version its last read of `meta.json` came from (or its last commit
+    /// landed at). tantivy opens a reader's segment files on the thread that read
+    /// `meta.json`, so resolving names against that version first gives the reader the
+    /// files of one version, even if another writer has removed them since.
+    pub(super) views: HashMap<ThreadId, Arc<ManifestRoot>>,
+}
+
+/// Views kept at most; past that they are dropped (names then resolve against the latest
+/// version, as for threads that never read `meta.json`).
+const MAX_VIEWS: usize = 256;
+
+impl State {
+    /// Makes `root` the calling thread's view.
+    pub(super) fn set_view(&mut self, root: Arc<ManifestRoot>) {
+        if self.views.len() >= MAX_VIEWS {
+            self.views.clear();
+        }
+        self.views.insert(std::thread::current().id(), root);
+    }
 }
 
 /// A commit that ended in [`Error::CommitOutcomeUnknown`].
@@ -118,10 +138,24 @@ impl Shared {
         })
     }
 
-    /// `name` as this adapter sees it: pending changes over the latest committed version.
+    /// `name` as this adapter sees it on the calling thread: pending changes, then the
+    /// thread's view (see [`State::views`]), then the latest committed version (for files
+    /// committed since the view, such as a merge's output opened by the writer).
     pub(super) fn resolve(&self, name: &str) -> Result<Option<FileEntry>> {
-        if let Some(pending) = self.lock_state().pending.get(name) {
-            return Ok(pending.clone());
+        let view = {
+            let state = self.lock_state();
+            if let Some(pending) = state.pending.get(name) {
+                return Ok(pending.clone());
+            }
+            state.views.get(&std::thread::current().id()).cloned()
+        };
+        if let Some(root) = view {
+            let store = self.store.clone();
+            let path = self.path(name);
+            let entry = runtime::run(async move { store.trees().lookup(&root, &path).await })?;
+            if entry.is_some() {
+                return Ok(entry);
+            }
         }
         Ok(self.committed(name)?.1)
     }
@@ -252,10 +286,14 @@ impl Shared {
         }
         match root {
             Some(root) => {
+                state.set_view(root.clone());
                 state.base = Some(root);
                 state.base_at = None;
             }
-            None => state.base_at = Some(version),
+            None => {
+                state.views.remove(&std::thread::current().id());
+                state.base_at = Some(version);
+            }
         }
         meta
     }
