@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use segstore::backend::fault::{Fault, FaultBackend};
 use segstore::backend::memory::MemoryBackend;
+use segstore::backend::ObjectBackend;
+use segstore::gc::{GcOptions, RetentionPolicy};
 use segstore::{
     Error, LocalStorage, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
     TantivyAdapterOptions, TantivyStorageAdapter,
@@ -565,4 +567,76 @@ fn a_reader_opens_the_files_of_the_version_it_read_meta_json_from() {
         reader.get_file_handle(segment),
         Err(OpenReadError::FileDoesNotExist(_))
     ));
+}
+
+/// A searcher's open file whose version retention removed, and whose content GC then
+/// deleted, fails with the documented `VersionExpired`, not as corruption. A blob missing
+/// under a retained version is still `Corrupt`.
+#[test]
+fn a_file_of_an_expired_version_is_version_expired_not_corrupt() {
+    let memory = MemoryBackend::new();
+    let options = StoreOptions {
+        version_min_age: Duration::ZERO,
+        max_writer_stall: Duration::from_millis(500),
+        freshen_after: Duration::ZERO,
+        ..StoreOptions::default()
+    };
+    let store = Store::new(Arc::new(memory.clone()), options);
+    let shared: Arc<dyn SegmentStorage> = Arc::new(store.clone());
+    let writer = block(TantivyStorageAdapter::open(
+        shared.clone(),
+        COLLECTION,
+        SHARD,
+    ))
+    .unwrap();
+    let reader = block(TantivyStorageAdapter::open(shared, COLLECTION, SHARD)).unwrap();
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for name in ["old.store", "kept.store"] {
+        let mut w = writer.open_write(Path::new(name)).unwrap();
+        w.write_all(&content).unwrap();
+        w.write_all(name.as_bytes()).unwrap(); // distinct blobs
+        w.terminate().unwrap();
+    }
+    writer.atomic_write(Path::new("meta.json"), b"v1").unwrap();
+    reader.atomic_read(Path::new("meta.json")).unwrap();
+    // In memory there is no mapping: reads go to the backend, as on S3.
+    let old = reader.get_file_handle(Path::new("old.store")).unwrap();
+    let kept = reader.get_file_handle(Path::new("kept.store")).unwrap();
+
+    writer.delete(Path::new("old.store")).unwrap();
+    writer.atomic_write(Path::new("meta.json"), b"v2").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let gc = GcOptions {
+        retention: RetentionPolicy {
+            keep_last: Some(1),
+            keep_within: None,
+        },
+        grace: Duration::from_millis(510),
+        dry_run: false,
+    };
+    let report = block(store.gc(&gc)).unwrap();
+    assert_eq!(report.versions_deleted, 1, "{report:?}");
+    assert!(report.blobs_deleted >= 1, "{report:?}");
+
+    let err = old.read_bytes(0..100).unwrap_err();
+    let inner = err.get_ref().and_then(|e| e.downcast_ref::<Error>());
+    assert!(
+        matches!(inner, Some(Error::VersionExpired { version: 1, .. })),
+        "{err:?}"
+    );
+    // Still referenced by the retained version 2: readable.
+    assert_eq!(kept.read_bytes(0..100).unwrap().as_slice(), &content[..100]);
+    // Damage under a retained version: the blob of kept.store vanishes.
+    let id = segstore::BlobId::of(&[&content[..], b"kept.store"].concat());
+    block(memory.delete(&segstore::keys::blob(&id))).unwrap();
+    let fresh = block(TantivyStorageAdapter::open(
+        Arc::new(store.clone()),
+        COLLECTION,
+        SHARD,
+    ))
+    .unwrap();
+    let handle = fresh.get_file_handle(Path::new("kept.store")).unwrap();
+    let err = handle.read_bytes(0..100).unwrap_err();
+    let inner = err.get_ref().and_then(|e| e.downcast_ref::<Error>());
+    assert!(matches!(inner, Some(Error::Corrupt { .. })), "{err:?}");
 }

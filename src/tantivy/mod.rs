@@ -167,14 +167,14 @@ impl Directory for TantivyStorageAdapter {
         let read_err = |e: io::Error| OpenReadError::wrap_io_error(e, path.to_path_buf());
         let name = file_name(path).map_err(read_err)?;
         self.shared.checked_path(&name).map_err(read_err)?;
-        let entry = self
+        let (entry, version) = self
             .shared
-            .resolve(&name)
+            .resolve_at(&name)
             .map_err(|e| read_err(to_io(e)))?
             .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
         let handle = self
             .shared
-            .open_handle(&name, entry)
+            .open_handle(&name, entry, version)
             .map_err(|e| read_err(to_io(e)))?;
         Ok(Arc::new(handle))
     }

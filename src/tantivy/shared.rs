@@ -81,10 +81,39 @@ pub(super) struct Unsettled {
     items: Vec<(String, Option<FileEntry>)>,
 }
 
+/// Where an open file came from, to tell a reader that outlived retention from damage.
+#[derive(Clone)]
+pub(crate) struct Origin {
+    pub(crate) store: Store,
+    pub(crate) path: StoragePath,
+    /// The manifest version the file was resolved from; `None` for a pending file.
+    pub(crate) version: Option<u64>,
+}
+
+impl Origin {
+    /// `err` unchanged, unless it says the file's content is missing and the version the
+    /// file was opened from is no longer stored: then [`Error::VersionExpired`]. A blob
+    /// missing under a retained version stays [`Error::Corrupt`]: that is damage.
+    pub(crate) async fn explain(&self, err: Error) -> Error {
+        let missing = matches!(&err, Error::Corrupt { actual, .. } if actual == "missing blob");
+        let Some(version) = self.version.filter(|_| missing) else {
+            return err;
+        };
+        match self.store.root_at(&self.path.collection, version).await {
+            Err(Error::NotFound { .. }) => Error::VersionExpired {
+                collection: self.path.collection.clone(),
+                path: self.path.to_string(),
+                version,
+            },
+            _ => err,
+        }
+    }
+}
+
 /// Converts a segstore error for tantivy, keeping it as the source.
 pub(crate) fn to_io(err: Error) -> io::Error {
     let kind = match &err {
-        Error::NotFound { .. } => io::ErrorKind::NotFound,
+        Error::NotFound { .. } | Error::VersionExpired { .. } => io::ErrorKind::NotFound,
         Error::InvalidPath { .. } => io::ErrorKind::InvalidInput,
         Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
         _ => io::ErrorKind::Other,
@@ -142,31 +171,58 @@ impl Shared {
     /// thread's view (see [`State::views`]), then the latest committed version (for files
     /// committed since the view, such as a merge's output opened by the writer).
     pub(super) fn resolve(&self, name: &str) -> Result<Option<FileEntry>> {
+        Ok(self.resolve_at(name)?.map(|(entry, _)| entry))
+    }
+
+    /// [`Shared::resolve`], with the manifest version the entry came from (`None` for a
+    /// pending file).
+    pub(super) fn resolve_at(&self, name: &str) -> Result<Option<(FileEntry, Option<u64>)>> {
         let view = {
             let state = self.lock_state();
             if let Some(pending) = state.pending.get(name) {
-                return Ok(pending.clone());
+                return Ok(pending.clone().map(|e| (e, None)));
             }
             state.views.get(&std::thread::current().id()).cloned()
         };
         if let Some(root) = view {
             let store = self.store.clone();
             let path = self.path(name);
+            let version = root.version;
             let entry = runtime::run(async move { store.trees().lookup(&root, &path).await })?;
-            if entry.is_some() {
-                return Ok(entry);
+            if let Some(entry) = entry {
+                return Ok(Some((entry, Some(version))));
             }
         }
-        Ok(self.committed(name)?.1)
+        let (root, entry) = self.committed(name)?;
+        Ok(entry.map(|e| (e, Some(root.version))))
     }
 
     /// A handle on the content `entry` names, without reading it: resident when the
     /// store has it locally (inline, a local blob or an L1 file, mapped), lazy otherwise.
-    pub(super) fn open_handle(&self, name: &str, entry: FileEntry) -> Result<SegmentFileHandle> {
+    ///
+    /// `version` is the manifest version `entry` was resolved from (`None`: pending): if the
+    /// content is missing because retention removed that version since, the error is
+    /// [`Error::VersionExpired`] (see [`Origin`]).
+    pub(super) fn open_handle(
+        &self,
+        name: &str,
+        entry: FileEntry,
+        version: Option<u64>,
+    ) -> Result<SegmentFileHandle> {
         let store = self.store.clone();
         let path = self.path(name);
         let (id, size) = (entry.id, entry.size);
-        let file = runtime::run(async move { store.open_entry(&path, entry).await })?;
+        let origin = Origin {
+            store: self.store.clone(),
+            path: path.clone(),
+            version,
+        };
+        let file = runtime::run(async move {
+            match store.open_entry(&path, entry).await {
+                Ok(file) => Ok(file),
+                Err(e) => Err(origin.explain(e).await),
+            }
+        })?;
         if let Some(data) = file.resident() {
             return Ok(SegmentFileHandle::resident(name.to_owned(), data.clone()));
         }
@@ -175,7 +231,13 @@ impl Shared {
                 "{name}: {size} bytes do not fit in memory addresses"
             ))
         })?;
-        let remote = RemoteFile::new(self.store.clone(), id, size, self.remote_cache.clone());
+        let origin = Origin {
+            store: self.store.clone(),
+            path: self.path(name),
+            version,
+        };
+        let remote = RemoteFile::new(self.store.clone(), id, size, self.remote_cache.clone())
+            .with_origin(origin);
         Ok(SegmentFileHandle::remote(name.to_owned(), len, remote))
     }
 
