@@ -194,6 +194,21 @@ pub enum Error {
     /// The backend lacks a capability segstore relies on (for example conditional writes).
     #[error("unsupported: {0}")]
     Unsupported(String),
+
+    /// A file opened from an old manifest version can no longer be read: retention removed
+    /// that version, and garbage collection then deleted the file's content. Not damage:
+    /// the reader outlived what the store retains. Move the reader to a retained version
+    /// (a tantivy reader: reload). Files of a version stay readable while the version is
+    /// retained (by the retention policy or a snapshot).
+    #[error("{path} is no longer stored: version {version} of collection {collection:?}, which it was opened from, is past retention and its content was collected")]
+    VersionExpired {
+        /// The collection.
+        collection: String,
+        /// The file.
+        path: String,
+        /// The manifest version the file was opened from.
+        version: u64,
+    },
 }
 
 impl Error {

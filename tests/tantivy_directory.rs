@@ -8,12 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use segstore::backend::fault::{Fault, FaultBackend};
+use segstore::backend::memory::MemoryBackend;
+use segstore::backend::ObjectBackend;
+use segstore::gc::{GcOptions, RetentionPolicy};
 use segstore::{
-    LocalStorage, SegmentStorage, StorageBackend, StoragePath, TantivyAdapterOptions,
-    TantivyStorageAdapter,
+    Error, LocalStorage, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
+    TantivyAdapterOptions, TantivyStorageAdapter,
 };
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
-use tantivy::directory::{DirectoryClone, Lock, TerminatingWrite, WatchCallback};
+use tantivy::directory::{
+    DirectoryClone, Lock, TerminatingWrite, WatchCallback, INDEX_WRITER_LOCK,
+};
 use tantivy::Directory;
 
 const COLLECTION: &str = "docs";
@@ -431,8 +437,206 @@ fn a_second_writer_process_gets_a_conflict_not_an_overwrite() {
     a.atomic_write(Path::new("meta.json"), b"a2").unwrap();
     // b's view (v1) is stale: its commit must fail rather than overwrite a's.
     assert!(b.atomic_write(Path::new("meta.json"), b"b2").is_err());
+    // A reader of b's reloading sees a's commit, but that is not b's writer's view.
     assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
-    // Having read the new state, b may commit.
-    b.atomic_write(Path::new("meta.json"), b"b3").unwrap();
-    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"b3");
+    assert!(b.atomic_write(Path::new("meta.json"), b"b3").is_err());
+    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
+    // A new writer (the writer lock, then its read of meta.json) starts from a2.
+    let _writer = b.acquire_lock(&INDEX_WRITER_LOCK).unwrap();
+    assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"a2");
+    b.atomic_write(Path::new("meta.json"), b"b4").unwrap();
+    assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"b4");
+}
+
+/// Reads `meta.json` as a freshly started process would.
+fn committed_meta(memory: &MemoryBackend) -> Vec<u8> {
+    let store: Arc<dyn SegmentStorage> = Arc::new(Store::new(
+        Arc::new(memory.clone()),
+        StoreOptions::default(),
+    ));
+    let adapter = block(TantivyStorageAdapter::open(store, COLLECTION, SHARD)).unwrap();
+    adapter.atomic_read(Path::new("meta.json")).unwrap()
+}
+
+/// A failure at each storage operation of a commit, in turn: the commit reports an error
+/// only if it did not land (or says the outcome is unknown), and the adapter's next commit
+/// works either way.
+#[test]
+fn a_commit_reports_failure_only_when_it_did_not_land() {
+    let (points, unknown) = commit_fault_points(StoreOptions::default());
+    assert!(points > 3, "only {points} operations in a commit");
+    assert_eq!(unknown, 0);
+    // Every commit reads the retention boundary after creating its version, where a
+    // failure makes the outcome unknown: the adapter settles it on its next commit.
+    let (_, unknown) = commit_fault_points(StoreOptions {
+        version_min_age: Duration::ZERO,
+        ..StoreOptions::default()
+    });
+    assert!(unknown > 0, "no commit ended with an unknown outcome");
+}
+
+/// Runs the commit of [`a_commit_reports_failure_only_when_it_did_not_land`] with a failure
+/// at each operation in turn; returns how many operations there were and how many
+/// failures left the outcome unknown.
+fn commit_fault_points(options: StoreOptions) -> (u64, usize) {
+    let mut k = 0;
+    let mut unknowns = 0;
+    loop {
+        let memory = MemoryBackend::new();
+        let fault = FaultBackend::new(Arc::new(memory.clone()));
+        let store: Arc<dyn SegmentStorage> =
+            Arc::new(Store::new(Arc::new(fault.clone()), options.clone()));
+        let adapter = block(TantivyStorageAdapter::open(store, COLLECTION, SHARD)).unwrap();
+        let meta = Path::new("meta.json");
+        adapter.atomic_write(meta, b"v1").unwrap();
+        assert_eq!(adapter.atomic_read(meta).unwrap(), b"v1");
+        // Operations count from here.
+        fault.set_fault(Fault::FailAt(k));
+        let result = adapter.atomic_write(meta, b"v2");
+        let ops = fault.ops();
+        fault.set_fault(Fault::None);
+        if result.is_ok() && ops <= k {
+            break; // the fault lay past the commit's last operation: all covered
+        }
+        let landed = committed_meta(&memory) == b"v2";
+        match &result {
+            Ok(()) => assert!(landed, "k={k}: Ok, but v2 did not land"),
+            Err(e) => {
+                let unknown = matches!(
+                    e.get_ref().and_then(|e| e.downcast_ref::<Error>()),
+                    Some(Error::CommitOutcomeUnknown { .. })
+                );
+                assert!(
+                    unknown || !landed,
+                    "k={k}: v2 landed but the commit failed with {e}"
+                );
+                unknowns += usize::from(unknown);
+            }
+        }
+        // Never wedged: the next commit goes through.
+        adapter
+            .atomic_write(meta, b"v3")
+            .unwrap_or_else(|e| panic!("k={k}: the commit after the fault failed: {e}"));
+        assert_eq!(committed_meta(&memory), b"v3", "k={k}");
+        assert!(
+            adapter.pending().is_empty(),
+            "k={k}: {:?}",
+            adapter.pending()
+        );
+        k += 1;
+    }
+    (k, unknowns)
+}
+
+/// A reader opens the files of the version its `meta.json` came from, even when another
+/// process's commit removed them in between (a merge and `garbage_collect_files`).
+#[test]
+fn a_reader_opens_the_files_of_the_version_it_read_meta_json_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s1, writer) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    let (_s2, reader) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    let segment = Path::new("old.store");
+    let mut w = writer.open_write(segment).unwrap();
+    w.write_all(b"old segment").unwrap();
+    w.terminate().unwrap();
+    writer
+        .atomic_write(Path::new("meta.json"), b"names old")
+        .unwrap();
+
+    assert_eq!(
+        reader.atomic_read(Path::new("meta.json")).unwrap(),
+        b"names old"
+    );
+    // The writer's merge and garbage collection land before the reader opens the file.
+    writer.delete(segment).unwrap();
+    writer
+        .atomic_write(Path::new("meta.json"), b"names new")
+        .unwrap();
+    assert!(!writer.exists(segment).unwrap());
+
+    assert!(reader.exists(segment).unwrap());
+    let handle = reader.get_file_handle(segment).unwrap();
+    assert_eq!(handle.read_bytes(0..11).unwrap().as_slice(), b"old segment");
+    // Its next reload moves it on.
+    assert_eq!(
+        reader.atomic_read(Path::new("meta.json")).unwrap(),
+        b"names new"
+    );
+    assert!(!reader.exists(segment).unwrap());
+    assert!(matches!(
+        reader.get_file_handle(segment),
+        Err(OpenReadError::FileDoesNotExist(_))
+    ));
+}
+
+/// A searcher's open file whose version retention removed, and whose content GC then
+/// deleted, fails with the documented `VersionExpired`, not as corruption. A blob missing
+/// under a retained version is still `Corrupt`.
+#[test]
+fn a_file_of_an_expired_version_is_version_expired_not_corrupt() {
+    let memory = MemoryBackend::new();
+    let options = StoreOptions {
+        version_min_age: Duration::ZERO,
+        max_writer_stall: Duration::from_millis(500),
+        freshen_after: Duration::ZERO,
+        ..StoreOptions::default()
+    };
+    let store = Store::new(Arc::new(memory.clone()), options);
+    let shared: Arc<dyn SegmentStorage> = Arc::new(store.clone());
+    let writer = block(TantivyStorageAdapter::open(
+        shared.clone(),
+        COLLECTION,
+        SHARD,
+    ))
+    .unwrap();
+    let reader = block(TantivyStorageAdapter::open(shared, COLLECTION, SHARD)).unwrap();
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for name in ["old.store", "kept.store"] {
+        let mut w = writer.open_write(Path::new(name)).unwrap();
+        w.write_all(&content).unwrap();
+        w.write_all(name.as_bytes()).unwrap(); // distinct blobs
+        w.terminate().unwrap();
+    }
+    writer.atomic_write(Path::new("meta.json"), b"v1").unwrap();
+    reader.atomic_read(Path::new("meta.json")).unwrap();
+    // In memory there is no mapping: reads go to the backend, as on S3.
+    let old = reader.get_file_handle(Path::new("old.store")).unwrap();
+    let kept = reader.get_file_handle(Path::new("kept.store")).unwrap();
+
+    writer.delete(Path::new("old.store")).unwrap();
+    writer.atomic_write(Path::new("meta.json"), b"v2").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let gc = GcOptions {
+        retention: RetentionPolicy {
+            keep_last: Some(1),
+            keep_within: None,
+        },
+        grace: Duration::from_millis(510),
+        dry_run: false,
+    };
+    let report = block(store.gc(&gc)).unwrap();
+    assert_eq!(report.versions_deleted, 1, "{report:?}");
+    assert!(report.blobs_deleted >= 1, "{report:?}");
+
+    let err = old.read_bytes(0..100).unwrap_err();
+    let inner = err.get_ref().and_then(|e| e.downcast_ref::<Error>());
+    assert!(
+        matches!(inner, Some(Error::VersionExpired { version: 1, .. })),
+        "{err:?}"
+    );
+    // Still referenced by the retained version 2: readable.
+    assert_eq!(kept.read_bytes(0..100).unwrap().as_slice(), &content[..100]);
+    // Damage under a retained version: the blob of kept.store vanishes.
+    let id = segstore::BlobId::of(&[&content[..], b"kept.store"].concat());
+    block(memory.delete(&segstore::keys::blob(&id))).unwrap();
+    let fresh = block(TantivyStorageAdapter::open(
+        Arc::new(store.clone()),
+        COLLECTION,
+        SHARD,
+    ))
+    .unwrap();
+    let handle = fresh.get_file_handle(Path::new("kept.store")).unwrap();
+    let err = handle.read_bytes(0..100).unwrap_err();
+    let inner = err.get_ref().and_then(|e| e.downcast_ref::<Error>());
+    assert!(matches!(inner, Some(Error::Corrupt { .. })), "{err:?}");
 }

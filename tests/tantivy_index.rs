@@ -258,6 +258,42 @@ fn searchers_never_miss_files_during_commits_merges_and_gc() {
     assert_eq!(num_docs(&index), 120 - 4);
 }
 
+/// Two writers on two stores (as two processes): B's reader reloading onto A's commit must
+/// not make B's stale writer overwrite it.
+#[test]
+fn a_reader_reload_does_not_let_a_stale_writer_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, fields) = schema();
+    let (_sa, a) = open_adapter(dir.path());
+    let index_a = Index::create(a, schema, IndexSettings::default()).unwrap();
+    let mut writer_a: IndexWriter = index_a.writer_with_num_threads(1, 15_000_000).unwrap();
+    add_docs(&writer_a, &fields, 0..10);
+    writer_a.commit().unwrap();
+
+    let (_sb, b) = open_adapter(dir.path());
+    let index_b = Index::open(b).unwrap();
+    let mut writer_b: IndexWriter = index_b.writer_with_num_threads(1, 15_000_000).unwrap();
+    let reader_b = index_b
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .unwrap();
+
+    add_docs(&writer_a, &fields, 10..30);
+    writer_a.commit().unwrap();
+    reader_b.reload().unwrap();
+    assert_eq!(reader_b.searcher().num_docs(), 30);
+
+    add_docs(&writer_b, &fields, 100..105);
+    let err = writer_b
+        .commit()
+        .expect_err("B's writer started before A's second commit");
+    assert!(err.to_string().contains("conflict"), "{err}");
+    // A's commit survives.
+    let (_sc, c) = open_adapter(dir.path());
+    assert_eq!(num_docs(&Index::open(c).unwrap()), 30);
+}
+
 #[test]
 fn sort_by_field_and_deletes() {
     let dir = tempfile::tempdir().unwrap();

@@ -260,6 +260,13 @@ impl Store {
         Ok(c.advance(Arc::new(root)))
     }
 
+    /// The latest version of `collection` this store object has seen, without any I/O
+    /// (version 0 if none). After a commit of this store returned version N, it is version
+    /// N's root unless a later commit was seen since.
+    pub(crate) fn cached_head(&self, collection: &str) -> Result<Arc<ManifestRoot>> {
+        Ok(self.collection(collection)?.current())
+    }
+
     /// Manifest version `version` of `collection`, if it is still retained.
     pub async fn root_at(&self, collection: &str, version: u64) -> Result<ManifestRoot> {
         validate_name(collection)?;

@@ -45,9 +45,12 @@ fn owned_bytes(bytes: Bytes) -> OwnedBytes {
 /// - **Remote** content (plain S3) is read lazily, by verified range, through the
 ///   adapter's block cache (see the `remote` module).
 ///
-/// The handle keeps its content reachable: deleting the file from the directory
-/// afterwards only removes its name, and this handle stays readable (blobs are immutable,
-/// and GC keeps them for its grace period).
+/// Deleting the file from the directory afterwards only removes its name: the handle
+/// keeps reading the same immutable blob. Resident content (mapped, in memory) stays
+/// readable for the handle's life. Remote content stays readable while the manifest
+/// version the file was opened from is retained (by the retention policy or a snapshot);
+/// once retention removed that version and GC deleted the blob, reads fail with
+/// [`Error::VersionExpired`](crate::Error::VersionExpired), not as corruption.
 pub struct SegmentFileHandle {
     name: String,
     len: usize,

@@ -29,7 +29,9 @@ use std::time::Duration;
 use std::{fmt, io};
 
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
-use tantivy::directory::{DirectoryLock, FileHandle, Lock, WatchCallback, WatchHandle, WritePtr};
+use tantivy::directory::{
+    DirectoryLock, FileHandle, Lock, WatchCallback, WatchHandle, WritePtr, INDEX_WRITER_LOCK,
+};
 use tantivy::Directory;
 
 use crate::error::{Error, Result};
@@ -165,14 +167,14 @@ impl Directory for TantivyStorageAdapter {
         let read_err = |e: io::Error| OpenReadError::wrap_io_error(e, path.to_path_buf());
         let name = file_name(path).map_err(read_err)?;
         self.shared.checked_path(&name).map_err(read_err)?;
-        let entry = self
+        let (entry, version) = self
             .shared
-            .resolve(&name)
+            .resolve_at(&name)
             .map_err(|e| read_err(to_io(e)))?
             .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))?;
         let handle = self
             .shared
-            .open_handle(&name, entry)
+            .open_handle(&name, entry, version)
             .map_err(|e| read_err(to_io(e)))?;
         Ok(Arc::new(handle))
     }
@@ -252,12 +254,11 @@ impl Directory for TantivyStorageAdapter {
                     .map_err(|e| read_err(to_io(e)))?;
                 if name == META_FILE {
                     let mut state = self.shared.lock_state();
-                    if state
-                        .base
-                        .as_ref()
-                        .is_none_or(|b| b.version <= root.version)
-                    {
+                    state.set_view(root.clone());
+                    if state.base.is_none() || state.rebase {
                         state.base = Some(root);
+                        state.base_at = None;
+                        state.rebase = false;
                     }
                 }
                 entry
@@ -311,7 +312,12 @@ impl Directory for TantivyStorageAdapter {
 
     fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
         let name = file_name(&lock.filepath).map_err(LockError::wrap_io_error)?;
-        lock::acquire(&self.shared.lock_scope, &name, lock.is_blocking)
+        let held = lock::acquire(&self.shared.lock_scope, &name, lock.is_blocking)?;
+        if lock.filepath == INDEX_WRITER_LOCK.filepath {
+            // A new IndexWriter: the meta.json it loads next is its base.
+            self.shared.lock_state().rebase = true;
+        }
+        Ok(held)
     }
 
     fn watch(&self, callback: WatchCallback) -> tantivy::Result<WatchHandle> {

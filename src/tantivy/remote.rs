@@ -23,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{Bytes, BytesMut};
 use quick_cache::Weighter;
 
+use super::shared::Origin;
 use crate::blob::outboard::{Outboard, GROUP, OUTBOARD_MIN};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
@@ -103,6 +104,7 @@ pub(crate) struct RemoteFile {
     size: u64,
     cache: Arc<BlockCache>,
     layout: OnceLock<Layout>,
+    origin: Option<Origin>,
 }
 
 /// The blocks `range` (non-empty) touches, first and last.
@@ -138,7 +140,14 @@ impl RemoteFile {
             size,
             cache,
             layout: OnceLock::new(),
+            origin: None,
         }
+    }
+
+    /// Reports a missing blob under an expired version as [`Error::VersionExpired`].
+    pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
     }
 
     /// `range` (in bounds, non-empty) if the cache holds all of it: no I/O, no waiting.
@@ -199,6 +208,16 @@ impl RemoteFile {
 
     /// Reads `range` (in bounds), verified; from the cache when it can.
     pub(crate) async fn read(&self, range: Range<u64>) -> Result<Bytes> {
+        match self.read_verified(range).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => match &self.origin {
+                Some(origin) => Err(origin.explain(e).await),
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn read_verified(&self, range: Range<u64>) -> Result<Bytes> {
         if range.is_empty() {
             return Ok(Bytes::new());
         }

@@ -1,10 +1,11 @@
 //! The state behind a [`TantivyStorageAdapter`](super::TantivyStorageAdapter): pending
 //! changes over the latest manifest, and commits.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use bytes::Bytes;
 
@@ -12,7 +13,7 @@ use super::handle::SegmentFileHandle;
 use super::remote::{BlockCache, RemoteFile};
 use super::{runtime, watch, TantivyAdapterOptions, META_FILE};
 use crate::error::{Error, Result};
-use crate::manifest::{FileEntry, ManifestRoot};
+use crate::manifest::{CommitId, FileEntry, ManifestRoot};
 use crate::path::{StorageBackend, StoragePath};
 use crate::store::{Op, Store};
 
@@ -38,15 +39,81 @@ pub(super) struct State {
     pub(super) writing: HashSet<String>,
     /// Changes not yet committed: `Some` a terminated file, `None` a delete.
     pub(super) pending: BTreeMap<String, Option<FileEntry>>,
-    /// The version `meta.json` was last read from or committed at: the next commit fails
-    /// with a conflict if another writer changed the files it touches since.
+    /// The writer's view: the next commit fails with a conflict if another writer changed
+    /// the files it touches since this version. Set by the first read of `meta.json` (what
+    /// the adapter opened from), by the first read after the index writer lock is taken
+    /// (what a new `IndexWriter` loads), and by this adapter's own commits. Other reads of
+    /// `meta.json` (reader reloads) never move it.
     pub(super) base: Option<Arc<ManifestRoot>>,
+    /// Set when the index writer lock is taken: the next read of `meta.json` is the new
+    /// writer's and becomes the base.
+    pub(super) rebase: bool,
+    /// Set when a commit landed but its root could not be had without I/O: the base is
+    /// that version, read before the next commit.
+    pub(super) base_at: Option<u64>,
+    /// A commit whose outcome was unknown, settled before the next commit.
+    pub(super) unsettled: Option<Unsettled>,
+    /// Per thread, the version its last read of `meta.json` came from (or its last commit
+    /// landed at). tantivy opens a reader's segment files on the thread that read
+    /// `meta.json`, so resolving names against that version first gives the reader the
+    /// files of one version, even if another writer has removed them since.
+    pub(super) views: HashMap<ThreadId, Arc<ManifestRoot>>,
+}
+
+/// Views kept at most; past that they are dropped (names then resolve against the latest
+/// version, as for threads that never read `meta.json`).
+const MAX_VIEWS: usize = 256;
+
+impl State {
+    /// Makes `root` the calling thread's view.
+    pub(super) fn set_view(&mut self, root: Arc<ManifestRoot>) {
+        if self.views.len() >= MAX_VIEWS {
+            self.views.clear();
+        }
+        self.views.insert(std::thread::current().id(), root);
+    }
+}
+
+/// A commit that ended in [`Error::CommitOutcomeUnknown`].
+pub(super) struct Unsettled {
+    version: u64,
+    commit_id: CommitId,
+    items: Vec<(String, Option<FileEntry>)>,
+}
+
+/// Where an open file came from, to tell a reader that outlived retention from damage.
+#[derive(Clone)]
+pub(crate) struct Origin {
+    pub(crate) store: Store,
+    pub(crate) path: StoragePath,
+    /// The manifest version the file was resolved from; `None` for a pending file.
+    pub(crate) version: Option<u64>,
+}
+
+impl Origin {
+    /// `err` unchanged, unless it says the file's content is missing and the version the
+    /// file was opened from is no longer stored: then [`Error::VersionExpired`]. A blob
+    /// missing under a retained version stays [`Error::Corrupt`]: that is damage.
+    pub(crate) async fn explain(&self, err: Error) -> Error {
+        let missing = matches!(&err, Error::Corrupt { actual, .. } if actual == "missing blob");
+        let Some(version) = self.version.filter(|_| missing) else {
+            return err;
+        };
+        match self.store.root_at(&self.path.collection, version).await {
+            Err(Error::NotFound { .. }) => Error::VersionExpired {
+                collection: self.path.collection.clone(),
+                path: self.path.to_string(),
+                version,
+            },
+            _ => err,
+        }
+    }
 }
 
 /// Converts a segstore error for tantivy, keeping it as the source.
 pub(crate) fn to_io(err: Error) -> io::Error {
     let kind = match &err {
-        Error::NotFound { .. } => io::ErrorKind::NotFound,
+        Error::NotFound { .. } | Error::VersionExpired { .. } => io::ErrorKind::NotFound,
         Error::InvalidPath { .. } => io::ErrorKind::InvalidInput,
         Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
         _ => io::ErrorKind::Other,
@@ -100,21 +167,62 @@ impl Shared {
         })
     }
 
-    /// `name` as this adapter sees it: pending changes over the latest committed version.
+    /// `name` as this adapter sees it on the calling thread: pending changes, then the
+    /// thread's view (see [`State::views`]), then the latest committed version (for files
+    /// committed since the view, such as a merge's output opened by the writer).
     pub(super) fn resolve(&self, name: &str) -> Result<Option<FileEntry>> {
-        if let Some(pending) = self.lock_state().pending.get(name) {
-            return Ok(pending.clone());
+        Ok(self.resolve_at(name)?.map(|(entry, _)| entry))
+    }
+
+    /// [`Shared::resolve`], with the manifest version the entry came from (`None` for a
+    /// pending file).
+    pub(super) fn resolve_at(&self, name: &str) -> Result<Option<(FileEntry, Option<u64>)>> {
+        let view = {
+            let state = self.lock_state();
+            if let Some(pending) = state.pending.get(name) {
+                return Ok(pending.clone().map(|e| (e, None)));
+            }
+            state.views.get(&std::thread::current().id()).cloned()
+        };
+        if let Some(root) = view {
+            let store = self.store.clone();
+            let path = self.path(name);
+            let version = root.version;
+            let entry = runtime::run(async move { store.trees().lookup(&root, &path).await })?;
+            if let Some(entry) = entry {
+                return Ok(Some((entry, Some(version))));
+            }
         }
-        Ok(self.committed(name)?.1)
+        let (root, entry) = self.committed(name)?;
+        Ok(entry.map(|e| (e, Some(root.version))))
     }
 
     /// A handle on the content `entry` names, without reading it: resident when the
     /// store has it locally (inline, a local blob or an L1 file, mapped), lazy otherwise.
-    pub(super) fn open_handle(&self, name: &str, entry: FileEntry) -> Result<SegmentFileHandle> {
+    ///
+    /// `version` is the manifest version `entry` was resolved from (`None`: pending): if the
+    /// content is missing because retention removed that version since, the error is
+    /// [`Error::VersionExpired`] (see [`Origin`]).
+    pub(super) fn open_handle(
+        &self,
+        name: &str,
+        entry: FileEntry,
+        version: Option<u64>,
+    ) -> Result<SegmentFileHandle> {
         let store = self.store.clone();
         let path = self.path(name);
         let (id, size) = (entry.id, entry.size);
-        let file = runtime::run(async move { store.open_entry(&path, entry).await })?;
+        let origin = Origin {
+            store: self.store.clone(),
+            path: path.clone(),
+            version,
+        };
+        let file = runtime::run(async move {
+            match store.open_entry(&path, entry).await {
+                Ok(file) => Ok(file),
+                Err(e) => Err(origin.explain(e).await),
+            }
+        })?;
         if let Some(data) = file.resident() {
             return Ok(SegmentFileHandle::resident(name.to_owned(), data.clone()));
         }
@@ -123,7 +231,13 @@ impl Shared {
                 "{name}: {size} bytes do not fit in memory addresses"
             ))
         })?;
-        let remote = RemoteFile::new(self.store.clone(), id, size, self.remote_cache.clone());
+        let origin = Origin {
+            store: self.store.clone(),
+            path: self.path(name),
+            version,
+        };
+        let remote = RemoteFile::new(self.store.clone(), id, size, self.remote_cache.clone())
+            .with_origin(origin);
         Ok(SegmentFileHandle::remote(name.to_owned(), len, remote))
     }
 
@@ -145,8 +259,15 @@ impl Shared {
 
     /// Commits the pending changes `select` picks as one manifest version, then fires the
     /// watch callbacks if `meta.json` changed.
+    ///
+    /// Once the store says the version landed, nothing can turn it into an error: the
+    /// pending changes are dropped and the base advanced first, without further I/O.
+    /// If the outcome is unknown ([`Error::CommitOutcomeUnknown`]), the error is returned
+    /// and the commit is remembered; the next commit first settles it by reading that
+    /// version back (see [`Shared::settle`]).
     pub(super) fn commit(&self, select: &dyn Fn(&str, &Option<FileEntry>) -> bool) -> Result<()> {
         let serialised = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle()?;
         let (items, base) = {
             let state = self.lock_state();
             let items: Vec<(String, Option<FileEntry>)> = state
@@ -171,29 +292,128 @@ impl Shared {
             .collect();
         let store = self.store.clone();
         let collection = self.collection.clone();
-        let meta_path = self.path(META_FILE);
-        let (root, meta) = runtime::run(async move {
-            let info = store.commit_ops(&collection, ops, base).await?;
-            let head = store.head(&collection).await?;
-            let root = if head.version == info.version {
-                head
-            } else {
-                Arc::new(store.root_at(&collection, info.version).await?)
-            };
-            let meta = store.trees().lookup(&root, &meta_path).await?;
-            Ok((root, meta))
-        })?;
-        {
-            let mut state = self.lock_state();
-            for (name, entry) in items {
-                if state.pending.get(&name) == Some(&entry) {
-                    state.pending.remove(&name);
+        let outcome = runtime::run(async move { store.commit_ops(&collection, ops, base).await });
+        let version = match outcome {
+            Ok(info) => info.version,
+            Err(e @ Error::CommitOutcomeUnknown { .. }) => {
+                if let Error::CommitOutcomeUnknown {
+                    version, commit_id, ..
+                } = &e
+                {
+                    self.lock_state().unsettled = Some(Unsettled {
+                        version: *version,
+                        commit_id: *commit_id,
+                        items,
+                    });
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = self.landed(version, items, None);
+        drop(serialised);
+        if let Some(meta) = meta {
+            self.watcher.observe(version, meta.map(|m| m.id));
+        }
+        Ok(())
+    }
+
+    /// Records that `items` landed in version `version`: they stop being pending and the
+    /// version becomes the base. Returns the `meta.json` entry the commit wrote, if it
+    /// wrote one.
+    fn landed(
+        &self,
+        version: u64,
+        items: Vec<(String, Option<FileEntry>)>,
+        root: Option<Arc<ManifestRoot>>,
+    ) -> Option<Option<FileEntry>> {
+        // The store's cached head is this version's root unless another commit through the
+        // same store object came in between; only then is it read (and a failure of that
+        // read is kept for the next commit to retry, not reported: the commit landed).
+        let root = root.or_else(|| {
+            self.store
+                .cached_head(&self.collection)
+                .ok()
+                .filter(|root| root.version == version)
+        });
+        let mut state = self.lock_state();
+        let mut meta = None;
+        for (name, entry) in items {
+            if name == META_FILE {
+                meta = Some(entry.clone());
+            }
+            if state.pending.get(&name) == Some(&entry) {
+                state.pending.remove(&name);
+            }
+        }
+        match root {
+            Some(root) => {
+                state.set_view(root.clone());
+                state.base = Some(root);
+                state.base_at = None;
+            }
+            None => {
+                state.views.remove(&std::thread::current().id());
+                state.base_at = Some(version);
+            }
+        }
+        meta
+    }
+
+    /// Before a commit: resolves a base known only by its version, and settles a commit
+    /// whose outcome was unknown by reading its version back. Landed: as if it had
+    /// returned Ok. Another commit holds that version: it did not land, its changes stay
+    /// pending. The version does not exist yet: still unknown, and the commit fails with
+    /// [`Error::CommitOutcomeUnknown`] again (a delayed request may still create it).
+    fn settle(&self) -> Result<()> {
+        let unsettled = self.lock_state().unsettled.take();
+        if let Some(u) = unsettled {
+            let store = self.store.clone();
+            let collection = self.collection.clone();
+            let (version, commit_id) = (u.version, u.commit_id);
+            // Some(Some(root)): landed; Some(None): another commit holds the version (or
+            // retention removed it, which needs a later version: treated as lost);
+            // None: the version does not exist yet.
+            let found = runtime::run(async move {
+                match store.root_at(&collection, version).await {
+                    Ok(root) if root.commit_id == commit_id => Ok(Some(Some(root))),
+                    Ok(_) => Ok(Some(None)),
+                    Err(Error::NotFound { .. }) => {
+                        Ok((store.head(&collection).await?.version >= version).then_some(None))
+                    }
+                    Err(e) => Err(e),
+                }
+            });
+            match found {
+                Ok(Some(Some(root))) => {
+                    self.landed(u.version, u.items, Some(Arc::new(root)));
+                }
+                Ok(Some(None)) => {} // did not land: its changes stay pending
+                Ok(None) => {
+                    self.lock_state().unsettled = Some(u);
+                    return Err(Error::CommitOutcomeUnknown {
+                        collection: self.collection.clone(),
+                        version,
+                        commit_id,
+                    });
+                }
+                Err(e) => {
+                    self.lock_state().unsettled = Some(u);
+                    return Err(e);
                 }
             }
-            state.base = Some(root.clone());
         }
-        drop(serialised);
-        self.watcher.observe(root.version, meta.map(|m| m.id));
+        let base_at = self.lock_state().base_at;
+        if let Some(version) = base_at {
+            let store = self.store.clone();
+            let collection = self.collection.clone();
+            let root = runtime::run(async move { store.root_at(&collection, version).await })?;
+            let mut state = self.lock_state();
+            if state.base_at == Some(version) {
+                state.base = Some(Arc::new(root));
+                state.base_at = None;
+            }
+        }
         Ok(())
     }
 }

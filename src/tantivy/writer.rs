@@ -12,7 +12,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tantivy::directory::{AntiCallToken, TerminatingWrite};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::{runtime, to_io, Shared};
 use crate::error::{Error, Result};
@@ -30,7 +29,7 @@ enum Msg {
 
 struct Upload {
     tx: mpsc::Sender<Msg>,
-    task: JoinHandle<Result<FileEntry>>,
+    task: runtime::Waiter<FileEntry>,
 }
 
 /// A file being written through the adapter. Dropping it without `terminate` discards
@@ -57,7 +56,7 @@ impl SegmentWriter {
     fn start_upload(&self) -> Result<Upload> {
         let (tx, mut rx) = mpsc::channel::<Msg>(IN_FLIGHT);
         let store = self.shared.store.clone();
-        let task = runtime::spawn(async move {
+        let task = runtime::start(async move {
             let mut writer = store.blobs().writer().await?;
             loop {
                 match rx.recv().await {
@@ -91,15 +90,16 @@ impl SegmentWriter {
                 self.upload.insert(started)
             }
         };
-        if futures::executor::block_on(upload.tx.send(msg)).is_ok() {
+        // Sent from the bridge runtime, waited for on this thread (see `runtime`).
+        let tx = upload.tx.clone();
+        if runtime::run(async move { Ok(tx.send(msg).await.is_ok()) }).map_err(to_io)? {
             return Ok(());
         }
         // The task ended early: it failed, and its result says why.
         match self.upload.take() {
-            Some(u) => match futures::executor::block_on(u.task) {
-                Ok(Err(e)) => Err(to_io(e)),
-                Ok(Ok(_)) => Err(io::Error::other("upload finished unexpectedly")),
-                Err(e) => Err(io::Error::other(e.to_string())),
+            Some(u) => match u.task.wait() {
+                Err(e) => Err(to_io(e)),
+                Ok(_) => Err(io::Error::other("upload finished unexpectedly")),
             },
             None => Err(io::Error::other("upload missing")),
         }
@@ -119,10 +119,7 @@ impl SegmentWriter {
             .upload
             .take()
             .ok_or_else(|| io::Error::other("upload missing"))?;
-        match futures::executor::block_on(upload.task) {
-            Ok(result) => result.map_err(to_io),
-            Err(e) => Err(io::Error::other(e.to_string())),
-        }
+        upload.task.wait().map_err(to_io)
     }
 }
 
