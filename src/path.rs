@@ -174,6 +174,11 @@ fn check_encoded_len(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Checks one component (the rules of [`StoragePath::validate`]), giving the reason.
+pub(crate) fn check_component(c: &str) -> std::result::Result<(), String> {
+    validate_component(c)
+}
+
 fn validate_component(c: &str) -> std::result::Result<(), String> {
     if c.is_empty() {
         return Err("empty component".into());

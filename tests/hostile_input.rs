@@ -66,10 +66,12 @@ fn fuzz_findings_stay_fixed() {
     }
 
     // manifest_decode: a root whose shard counts sum past u64::MAX made file_count and
-    // total_bytes panic in debug builds (and wrap in release ones).
+    // total_bytes panic in debug builds (and wrap in release ones). Such a root is now
+    // refused at decode; one huge count alone (the seed `root_huge_count`) decodes, and its
+    // totals do not overflow.
     let seed = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/seeds/manifest_decode/root_count_overflow"),
+            .join("fuzz/seeds/manifest_decode/root_huge_count"),
     )
     .unwrap();
     assert!(fuzzing::manifest_decode(&seed));
@@ -87,10 +89,18 @@ fn fuzz_findings_stay_fixed() {
             },
         );
     }
+    let bytes = encode_root(&root).unwrap();
+    let decoded = decode_root("k", &bytes);
+    assert!(
+        matches!(decoded, Err(segstore::Error::CorruptManifest { .. })),
+        "{decoded:?}"
+    );
+    assert!(!fuzzing::manifest_decode(&bytes));
+    root.shards.pop_last();
     let root = decode_root("k", &encode_root(&root).unwrap()).unwrap();
     assert_eq!(
         (root.file_count(), root.total_bytes()),
-        (u64::MAX, u64::MAX)
+        (u64::MAX, u64::MAX - 1)
     );
 
     // config_parse: an infinite L1 budget (TOML `inf`, or the string "inf" in the
