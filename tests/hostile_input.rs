@@ -107,7 +107,8 @@ fn fuzz_findings_stay_fixed() {
     // environment) was accepted as a valid config.
     let cached = "[storage]\nbackend = \"cached\"\n[storage.local]\ndata_dir = \"d\"\n\
                   [storage.cached]\nl1_path = \"c\"\nl2_backend = \"local\"\n";
-    for budget in ["inf", "+inf", "-inf", "nan", "0", "-1"] {
+    // And a huge one (1e300 GB) saturated to u64::MAX bytes: unbounded too.
+    for budget in ["inf", "+inf", "-inf", "nan", "0", "-1", "1e300", "17179869184"] {
         let text = format!("{cached}l1_max_size_gb = {budget}\n");
         assert!(
             StorageConfig::from_toml_str_with_env(&text, |_| None).is_err(),
@@ -116,7 +117,7 @@ fn fuzz_findings_stay_fixed() {
     }
     let text = format!("{cached}l1_max_size_gb = 2.5\n");
     assert!(StorageConfig::from_toml_str_with_env(&text, |_| None).is_ok());
-    for budget in ["inf", "infinity", "NaN"] {
+    for budget in ["inf", "infinity", "NaN", "1e300"] {
         let env = |k: &str| (k == "SEGSTORE_L1_MAX_SIZE_GB").then(|| budget.to_owned());
         assert!(
             StorageConfig::from_toml_str_with_env(&text, env).is_err(),
