@@ -47,6 +47,9 @@ use crate::gc::{GcOptions, RetentionPolicy, DEFAULT_GRACE};
 use crate::storage::SegmentStorage;
 use crate::store::{CachedStorage, LocalStorage, S3Storage, Store, StoreOptions};
 
+/// `l1_max_size_gb` must be below this: 2^34 GB is 2^64 bytes, more than a `u64` counts.
+pub const L1_MAX_SIZE_GB_LIMIT: f64 = 17_179_869_184.0;
+
 /// Every environment variable that [`StorageConfig::apply_env`] reads.
 pub const ENV_VARS: [&str; 9] = [
     "SEGSTORE_BACKEND",
@@ -322,11 +325,16 @@ impl StorageConfig {
                     .ok_or_else(|| missing("storage.cached"))?;
                 // `inf` is a valid TOML float and a valid f64 string: it must not become an
                 // unbounded cache.
-                if !c.l1_max_size_gb.is_finite() || c.l1_max_size_gb <= 0.0 {
-                    return Err(Error::InvalidConfig(
-                        "storage.cached.l1_max_size_gb must be a finite number greater than 0"
-                            .into(),
-                    ));
+                // Nor may a huge one saturate to the same (1e300 GB is u64::MAX bytes).
+                if !c.l1_max_size_gb.is_finite()
+                    || c.l1_max_size_gb <= 0.0
+                    || c.l1_max_size_gb >= L1_MAX_SIZE_GB_LIMIT
+                {
+                    return Err(Error::InvalidConfig(format!(
+                        "storage.cached.l1_max_size_gb must be a finite number greater than 0 \
+                         and below {L1_MAX_SIZE_GB_LIMIT} (16 EiB), not {}",
+                        c.l1_max_size_gb
+                    )));
                 }
                 match c.l2_backend {
                     BackendKind::S3 if self.storage.s3.is_none() => {

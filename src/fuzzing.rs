@@ -209,7 +209,9 @@ pub fn config_parse(data: &[u8]) -> bool {
     if config.storage.backend == BackendKind::Cached {
         let cached = config.storage.cached.as_ref().expect("validated");
         assert!(
-            cached.l1_max_size_gb.is_finite() && cached.l1_max_size_gb > 0.0,
+            cached.l1_max_size_gb.is_finite()
+                && cached.l1_max_size_gb > 0.0
+                && cached.l1_max_size_gb < crate::config::L1_MAX_SIZE_GB_LIMIT,
             "L1 budget {} GB accepted",
             cached.l1_max_size_gb
         );

@@ -219,18 +219,35 @@ pub fn parse_manifest_version(file_name: &str) -> Option<u64> {
 ///
 /// ASCII letters, digits, `-` and `_` pass through, as does `.` except in first place;
 /// every other byte becomes `%XX`. The mapping is injective, so two collections never share
-/// a folder.
+/// a folder. [`crate::path::validate_name`] refuses names whose encoding is longer than
+/// [`MAX_ENCODED_LEN`], so the result is always one valid file name.
 pub fn encode_component(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     push_encoded(&mut out, name);
     out
 }
 
+/// The longest [`encode_component`] output that is valid: one file name on every local
+/// filesystem (`NAME_MAX`), and so one folder on every backend alike.
+pub const MAX_ENCODED_LEN: usize = 255;
+
+/// The length of [`encode_component`]`(name)`, without building it.
+pub fn encoded_len(name: &str) -> usize {
+    name.bytes()
+        .enumerate()
+        .map(|(i, b)| if kept(i, b) { 1 } else { 3 })
+        .sum()
+}
+
+/// Whether byte `b` at position `i` of a name passes through the encoding unchanged.
+fn kept(i: usize, b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0)
+}
+
 /// Appends [`encode_component`]`(name)` to `out`.
 fn push_encoded(out: &mut String, name: &str) {
     for (i, b) in name.bytes().enumerate() {
-        let keep = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
-        if keep {
+        if kept(i, b) {
             out.push(b as char);
         } else {
             // Writing to a `String` cannot fail.
@@ -310,6 +327,15 @@ mod tests {
             assert_eq!(decode_component(&enc).as_deref(), Some(name));
         }
         assert_ne!(encode_component("%41"), encode_component("A"));
+        for name in [
+            "products",
+            ".hidden",
+            "a b",
+            "ü/..",
+            "é".repeat(127).as_str(),
+        ] {
+            assert_eq!(encoded_len(name), encode_component(name).len(), "{name}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod archive;
 pub mod backend;
 pub mod blob;
 pub mod cache;

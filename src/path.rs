@@ -10,6 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::keys;
 
 /// The longest allowed path component, in bytes (the common filesystem name limit).
 pub const MAX_COMPONENT_LEN: usize = 255;
@@ -124,7 +125,9 @@ impl StoragePath {
     }
 
     fn validate_with(&self, empty_segment_ok: bool) -> Result<()> {
-        validate_component(&self.collection).map_err(|r| self.invalid(r))?;
+        validate_component(&self.collection)
+            .and_then(|()| check_encoded_len(&self.collection))
+            .map_err(|r| self.invalid(r))?;
         if let Some(shard) = &self.shard {
             validate_component(shard).map_err(|r| self.invalid(r))?;
         }
@@ -149,9 +152,31 @@ impl StoragePath {
     }
 }
 
-/// Validates one path component (collection, shard, segment or collection name).
+/// Validates a collection or snapshot name: a valid component whose key encoding (see
+/// [`keys::encode_component`]) fits in one file name, so it is valid on every backend.
 pub fn validate_name(name: &str) -> Result<()> {
-    validate_component(name).map_err(|reason| Error::invalid_path(name, reason))
+    validate_component(name)
+        .and_then(|()| check_encoded_len(name))
+        .map_err(|reason| Error::invalid_path(name, reason))
+}
+
+/// Collection and snapshot names become one key component (a folder or file name), after
+/// percent-encoding: refuse them up front, on every backend alike, when that is too long.
+fn check_encoded_len(name: &str) -> std::result::Result<(), String> {
+    let len = keys::encoded_len(name);
+    if len > keys::MAX_ENCODED_LEN {
+        return Err(format!(
+            "name encodes to {len} bytes, more than {} (bytes other than ASCII letters, \
+             digits, '-', '_' and '.' count three times)",
+            keys::MAX_ENCODED_LEN
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one component (the rules of [`StoragePath::validate`]), giving the reason.
+pub(crate) fn check_component(c: &str) -> std::result::Result<(), String> {
+    validate_component(c)
 }
 
 fn validate_component(c: &str) -> std::result::Result<(), String> {

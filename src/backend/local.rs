@@ -5,6 +5,13 @@
 //! writes move with `link(2)`, which fails if the target exists, so exactly one writer wins
 //! even across processes. Whole reads of large objects are memory-mapped: objects named by
 //! their hash never change once written, so a mapping can't see torn bytes.
+//!
+//! **Only its own files.** The root is a store only if it is empty, holds the
+//! [`MARKER`] file, or has the layout an older version left (`blobs/`, `trees/`,
+//! `manifests/` or `pins/`); any other non-empty directory is refused, as is a root whose
+//! folders are symbolic links. Temp files are named `segstore-tmp-<pid>-<random>.tmp`, and
+//! the stale-temp cleanup at open deletes only regular files with that name (or the
+//! `<pid>-<random>.tmp` of older versions), never following a link.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -31,6 +38,15 @@ const MAPPING_CACHE_ENTRIES: usize = 512;
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Folder under the root for files being written.
 const TEMP_DIR: &str = "tmp";
+/// Prefix of every temp file's name (see [`is_own_temp_file`]).
+const TEMP_PREFIX: &str = "segstore-tmp-";
+/// File at the root that marks a directory as a segstore store. Not an object: listings
+/// skip it.
+pub const MARKER: &str = ".segstore";
+/// The marker's content.
+const MARKER_TEXT: &str = "segstore local store (see docs/FORMAT.md)\n";
+/// Folders an older version's store has at its root; any of them marks a store.
+const LAYOUT_DIRS: [&str; 4] = ["blobs", "trees", "manifests", "pins"];
 
 /// A directory holding one object per file. Cheap to clone; clones share caches.
 #[derive(Debug, Clone)]
@@ -50,7 +66,8 @@ struct Inner {
 
 impl LocalBackend {
     /// Opens (creating if needed) a backend rooted at `root`, and removes temp files left
-    /// by crashed writers long ago.
+    /// by crashed writers long ago. Refuses ([`Error::InvalidConfig`]) a non-empty
+    /// directory that is not a segstore store, and a store whose folders are symbolic links.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
         blocking(move || {
@@ -58,6 +75,7 @@ impl LocalBackend {
             let root = root
                 .canonicalize()
                 .map_err(|e| Error::io(format!("resolving {}", root.display()), e))?;
+            check_root(&root)?;
             let temp_dir = root.join(TEMP_DIR);
             create_dir_durable(&temp_dir)?;
             remove_stale_temp_files(&temp_dir);
@@ -104,7 +122,11 @@ impl Inner {
     }
 
     fn new_temp_path(&self) -> PathBuf {
-        let name = format!("{}-{:016x}.tmp", std::process::id(), rand::random::<u64>());
+        let name = format!(
+            "{TEMP_PREFIX}{}-{:016x}.tmp",
+            std::process::id(),
+            rand::random::<u64>()
+        );
         self.temp_dir.join(name)
     }
 
@@ -209,7 +231,9 @@ impl ObjectBackend for LocalBackend {
         match fs::metadata(self.path_of(key)) {
             Ok(meta) => Ok(Some(ObjectMeta {
                 size: meta.len(),
-                last_modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                // Unknown age counts as new: it must never make an object look old enough
+                // to collect (S3 does the same).
+                last_modified: meta.modified().unwrap_or_else(|_| fs_now()),
                 key: key.clone(),
             })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -267,10 +291,23 @@ impl ObjectBackend for LocalBackend {
         self.inner.mappings.remove(key.as_str());
         let path = self.path_of(key);
         let key = key.clone();
-        blocking(move || match fs::remove_file(&path) {
-            Ok(()) => sync_parent(&path),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("deleting {key}"), e)),
+        blocking(move || {
+            // The root's own folders are checked at open; a link one level down (say
+            // `blobs/ab -> /elsewhere`) must not make a delete reach outside the root.
+            let folder = path.parent().map(fs::symlink_metadata);
+            if let Some(Ok(meta)) = folder {
+                if meta.file_type().is_symlink() {
+                    return Err(Error::invalid_path(
+                        key.as_str(),
+                        "a folder of this key is a symbolic link; segstore never follows one",
+                    ));
+                }
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => sync_parent(&path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("deleting {key}"), e)),
+            }
         })
         .await
     }
@@ -489,12 +526,81 @@ fn fs_now() -> SystemTime {
     crate::clock::Clock::now(&crate::clock::SystemClock)
 }
 
+/// Checks that `root` is a store (or empty), that none of its folders is a symbolic link,
+/// and marks it as a store.
+fn check_root(root: &Path) -> Result<()> {
+    let entries =
+        fs::read_dir(root).map_err(|e| Error::io(format!("listing {}", root.display()), e))?;
+    let mut foreign = None;
+    let mut is_store = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", root.display()), e))?;
+        let name = entry.file_name();
+        let name = name.to_str().unwrap_or("");
+        let file_type = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("reading {}", entry.path().display()), e))?;
+        let own_dir = name == TEMP_DIR || LAYOUT_DIRS.contains(&name);
+        if own_dir && file_type.is_symlink() {
+            return Err(Error::InvalidConfig(format!(
+                "{} is a symbolic link: segstore never follows links inside its root",
+                entry.path().display()
+            )));
+        }
+        if own_dir && file_type.is_dir() {
+            is_store |= name != TEMP_DIR;
+        } else if name == MARKER && file_type.is_file() {
+            is_store = true;
+        } else {
+            foreign.get_or_insert_with(|| entry.path());
+        }
+    }
+    if let (Some(foreign), false) = (&foreign, is_store) {
+        return Err(Error::InvalidConfig(format!(
+            "{} is not empty and is not a segstore store (it holds {}); use an empty or new \
+             directory",
+            root.display(),
+            foreign.display()
+        )));
+    }
+    let marker = root.join(MARKER);
+    if fs::symlink_metadata(&marker).is_err() {
+        // Best effort: a read-only export still opens, and the layout marks it anyway.
+        let _ = fs::write(&marker, MARKER_TEXT).and_then(|()| File::open(root)?.sync_all());
+    }
+    Ok(())
+}
+
+/// Whether `name` is a temp file name this backend writes: `segstore-tmp-<pid>-<16 hex>.tmp`,
+/// or `<pid>-<16 hex>.tmp` as older versions named them.
+fn is_own_temp_file(name: &str) -> bool {
+    let Some(rest) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    let rest = rest.strip_prefix(TEMP_PREFIX).unwrap_or(rest);
+    let Some((pid, random)) = rest.split_once('-') else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == 16
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Removes this backend's temp files older than [`STALE_TEMP_AGE`]: regular files with its
+/// naming scheme only, never through a link, never anything else.
 fn remove_stale_temp_files(temp_dir: &Path) {
     let Ok(entries) = fs::read_dir(temp_dir) else {
         return;
     };
     let now = fs_now();
     for entry in entries.flatten() {
+        let own = entry.file_name().to_str().is_some_and(is_own_temp_file)
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if !own {
+            continue;
+        }
+        // `DirEntry::metadata` does not follow links; an unreadable age is not stale.
         let stale = entry
             .metadata()
             .and_then(|m| m.modified())
@@ -525,6 +631,9 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> {
             }
             walk(root, &path, out)?;
         } else if file_type.is_file() {
+            if dir == root && entry.file_name() == MARKER {
+                continue;
+            }
             let Some(key) = path
                 .strip_prefix(root)
                 .ok()
@@ -539,9 +648,35 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> {
             out.push(ObjectMeta {
                 key,
                 size: meta.len(),
-                last_modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                last_modified: meta.modified().unwrap_or_else(|_| fs_now()),
             });
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_its_own_temp_names_count_as_its_temp_files() {
+        for own in [
+            "segstore-tmp-12-0123456789abcdef.tmp",
+            "12-0123456789abcdef.tmp",
+        ] {
+            assert!(is_own_temp_file(own), "{own}");
+        }
+        for other in [
+            "backup.tar",
+            "segstore-tmp-12-0123456789abcdef",
+            "segstore-tmp--0123456789abcdef.tmp",
+            "x-0123456789abcdef.tmp",
+            "12-0123456789abcde.tmp",
+            "12-0123456789abcdefg.tmp",
+            "segstore-tmp-12-0123456789abcdef.tmp.keep",
+        ] {
+            assert!(!is_own_temp_file(other), "{other}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! ```text
 //! LOCK             flock'ed by the one process using the directory
 //! objects/<key>    one file per cached object, under its object key (blobs/aa/<hex>, ...)
-//! tmp/             fills being written; emptied at open
+//! tmp/             fills being written (`<16 hex>.fill`); those are removed at open
 //! ```
 //!
 //! **Accounting.** `used` is the sum of the apparent sizes of the files under `objects/`
@@ -85,10 +85,16 @@ impl L1 {
                 .map_err(|e| Error::io(format!("creating cache dir {}", d.display()), e))?;
         }
         let lock = lock_dir(dir)?;
-        // Leftovers of fills that a previous process did not finish.
+        // Leftovers of fills that a previous process did not finish: only regular files
+        // named as `temp_path` names them (the lock says no other cache is writing), never
+        // another program's file or a link's target.
         if let Ok(entries) = fs::read_dir(&tmp) {
             for entry in entries.flatten() {
-                let _ = fs::remove_file(entry.path());
+                let own = entry.file_name().to_str().is_some_and(is_fill_name)
+                    && entry.file_type().is_ok_and(|t| t.is_file());
+                if own {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
         let mut found = Vec::new();
@@ -406,6 +412,12 @@ fn lock_dir(dir: &Path) -> Result<File> {
         )));
     }
     Ok(file)
+}
+
+/// Whether `name` is a fill's temp file name: `<16 hex>.fill` (see [`L1::temp_path`]).
+fn is_fill_name(name: &str) -> bool {
+    name.strip_suffix(".fill")
+        .is_some_and(|r| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Collects (mtime, key, size) of every cacheable file under `dir`; removes the rest.

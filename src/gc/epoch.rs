@@ -19,7 +19,7 @@ use crate::backend::{ObjectBackend, PutOutcome};
 use crate::clock::{millis_since_epoch, Clock, Stamp};
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::manifest::encoding::{decode, encode, Kind};
+use crate::manifest::encoding::{decode, encode, Consistent, Kind};
 
 /// Epochs probed one by one past the known one before listing them instead. Records are
 /// never deleted (a few dozen bytes a run), so the epochs form one contiguous run from 1
@@ -40,8 +40,24 @@ pub(crate) struct EpochRecord {
     pub(crate) deletes_until_ms: u64,
 }
 
+impl Consistent for EpochRecord {
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.epoch == 0 {
+            return Err("GC epochs start at 1".into());
+        }
+        if !(self.started_ms <= self.deletes_from_ms
+            && self.deletes_from_ms <= self.deletes_until_ms)
+        {
+            return Err("the deletion window does not follow the run's start".into());
+        }
+        Ok(())
+    }
+}
+
 fn at_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// What the latest GC run means for a writer right now.

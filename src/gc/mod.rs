@@ -196,7 +196,9 @@ impl Store {
         // kept, since idle readers may still probe forward through them.
         let mut boundary = latest.max(1);
         for &(v, modified) in versions.iter().rev() {
-            let by_count = policy.keep_last.is_none_or(|n| v + n.max(1) > latest);
+            let by_count = policy
+                .keep_last
+                .is_none_or(|n| v.saturating_add(n.max(1)) > latest);
             let by_age = policy.keep_within.is_some_and(|t| age(modified) < t);
             let too_young = age(modified) < self.options().version_min_age;
             let keep_all = policy.keep_last.is_none() && policy.keep_within.is_none();

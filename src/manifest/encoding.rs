@@ -10,7 +10,10 @@
 //!
 //! Decoding checks every field before postcard sees the payload, and postcard itself
 //! returns errors rather than panicking on arbitrary bytes, so garbage in is a typed
-//! [`Error::CorruptManifest`] out.
+//! [`Error::CorruptManifest`] out. A decoded object is then checked for internal
+//! consistency ([`Consistent`]: valid names, sorted unique keys, inline lengths equal to
+//! sizes, sums that fit in a `u64`), once, so that nothing past decoding can panic on what
+//! another program wrote into a bucket or an archive.
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -18,6 +21,86 @@ use serde::Serialize;
 
 use super::{ManifestRoot, Page, ShardNode, Snapshot};
 use crate::error::{Error, Result};
+use crate::path::check_component;
+
+/// What a decoded object must satisfy beyond its types; the reason when it does not.
+pub(crate) trait Consistent {
+    fn check(&self) -> std::result::Result<(), String>;
+}
+
+/// Sums `values`, or says which sum overflows.
+fn sum(what: &str, mut values: impl Iterator<Item = u64>) -> std::result::Result<u64, String> {
+    values
+        .try_fold(0u64, |acc, v| acc.checked_add(v))
+        .ok_or_else(|| format!("{what} add up to more than 2^64"))
+}
+
+fn name(what: &str, value: &str) -> std::result::Result<(), String> {
+    check_component(value).map_err(|reason| format!("{what} {value:?}: {reason}"))
+}
+
+impl Consistent for ManifestRoot {
+    fn check(&self) -> std::result::Result<(), String> {
+        name("collection", &self.collection)?;
+        for key in self.shards.keys() {
+            if let Some(shard) = &key.shard {
+                name("shard", shard)?;
+            }
+        }
+        sum("shard file counts", self.shards.values().map(|s| s.files))?;
+        sum("shard sizes", self.shards.values().map(|s| s.bytes))?;
+        Ok(())
+    }
+}
+
+impl Consistent for ShardNode {
+    fn check(&self) -> std::result::Result<(), String> {
+        for page in &self.pages {
+            name("page start", &page.first)?;
+        }
+        if let Some(w) = self.pages.windows(2).find(|w| w[0].first >= w[1].first) {
+            return Err(format!(
+                "pages out of order: {:?} before {:?}",
+                w[0].first, w[1].first
+            ));
+        }
+        sum("page file counts", self.pages.iter().map(|p| p.files))?;
+        sum("page sizes", self.pages.iter().map(|p| p.bytes))?;
+        Ok(())
+    }
+}
+
+impl Consistent for Page {
+    fn check(&self) -> std::result::Result<(), String> {
+        for (segment, entry) in &self.entries {
+            name("segment", segment)?;
+            if let Some(data) = &entry.inline {
+                if data.len() as u64 != entry.size {
+                    return Err(format!(
+                        "segment {segment:?} has {} inline bytes but size {}",
+                        data.len(),
+                        entry.size
+                    ));
+                }
+            }
+        }
+        if let Some(w) = self.entries.windows(2).find(|w| w[0].0 >= w[1].0) {
+            return Err(format!(
+                "entries not sorted and unique: {:?} before {:?}",
+                w[0].0, w[1].0
+            ));
+        }
+        sum("file sizes", self.entries.iter().map(|(_, e)| e.size))?;
+        Ok(())
+    }
+}
+
+impl Consistent for Snapshot {
+    fn check(&self) -> std::result::Result<(), String> {
+        name("collection", &self.collection)?;
+        name("snapshot name", &self.name)
+    }
+}
 
 /// The manifest format this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
@@ -64,7 +147,11 @@ pub(crate) fn envelope(kind: Kind, payload: &[u8]) -> Bytes {
     seal(out)
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(key: &str, kind: Kind, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned + Consistent>(
+    key: &str,
+    kind: Kind,
+    bytes: &[u8],
+) -> Result<T> {
     let corrupt = |reason: String| Error::CorruptManifest {
         key: key.to_owned(),
         reason,
@@ -99,6 +186,9 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &str, kind: Kind, bytes: &[u8]) -
             rest.len()
         )));
     }
+    value
+        .check()
+        .map_err(|reason| corrupt(format!("inconsistent: {reason}")))?;
     Ok(value)
 }
 
@@ -140,9 +230,14 @@ pub fn decode_snapshot(key: &str, bytes: &[u8]) -> Result<Snapshot> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::manifest::{CommitId, FileEntry, ShardKey, ShardRef};
-    use crate::path::StorageBackend;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::ObjectBackend;
+    use crate::keys;
+    use crate::manifest::{CommitId, FileEntry, PageRef, ShardKey, ShardRef};
+    use crate::path::{StorageBackend, StoragePath};
     use crate::BlobId;
 
     fn sample_root() -> ManifestRoot {
@@ -198,5 +293,197 @@ mod tests {
         // A page is not a root.
         let page = encode_page(&Page::default()).unwrap();
         assert!(decode_root("k", &page).is_err());
+    }
+
+    fn inconsistent(result: Result<impl std::fmt::Debug>) -> String {
+        match result {
+            Err(Error::CorruptManifest { reason, .. }) => reason,
+            other => panic!("expected CorruptManifest, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fields_that_disagree_are_refused_at_decode() {
+        let entry = |size: u64, inline: &'static [u8]| FileEntry {
+            id: BlobId::of(inline),
+            size,
+            inline: Some(Bytes::from_static(inline)),
+        };
+        let page = |entries: Vec<(&str, FileEntry)>| Page {
+            entries: entries.into_iter().map(|(s, e)| (s.into(), e)).collect(),
+        };
+        let bad_pages = [
+            page(vec![("a", entry(10, b"hi"))]),
+            page(vec![("b", entry(2, b"hi")), ("a", entry(2, b"hi"))]),
+            page(vec![("a", entry(2, b"hi")), ("a", entry(2, b"hi"))]),
+            page(vec![("..", entry(2, b"hi"))]),
+            page(vec![
+                ("a", FileEntry::blob(BlobId::of(b"a"), u64::MAX)),
+                ("b", FileEntry::blob(BlobId::of(b"b"), 1)),
+            ]),
+        ];
+        for p in bad_pages {
+            let reason = inconsistent(decode_page("k", &encode_page(&p).unwrap()));
+            assert!(reason.starts_with("inconsistent"), "{reason}");
+        }
+        let page_ref = |first: &str, files: u64| PageRef {
+            first: first.into(),
+            page: BlobId::of(first.as_bytes()),
+            files,
+            bytes: 1,
+        };
+        for node in [
+            ShardNode {
+                pages: vec![page_ref("b", 1), page_ref("a", 1)],
+            },
+            ShardNode {
+                pages: vec![page_ref("a", 1), page_ref("a", 1)],
+            },
+            ShardNode {
+                pages: vec![page_ref("a", u64::MAX), page_ref("b", 1)],
+            },
+            ShardNode {
+                pages: vec![page_ref("a/b", 1)],
+            },
+        ] {
+            inconsistent(decode_shard("k", &encode_shard(&node).unwrap()));
+        }
+        let mut root = sample_root();
+        root.collection = "a/b".into();
+        inconsistent(decode_root("k", &encode_root(&root).unwrap()));
+        let mut root = sample_root();
+        let shard = ShardRef {
+            node: BlobId::of(b"n"),
+            files: u64::MAX,
+            bytes: 1,
+        };
+        for name in ["x", "y"] {
+            root.shards.insert(
+                ShardKey {
+                    backend: StorageBackend::Vector,
+                    shard: Some(name.into()),
+                },
+                shard.clone(),
+            );
+        }
+        inconsistent(decode_root("k", &encode_root(&root).unwrap()));
+        let mut root = sample_root();
+        root.shards.insert(
+            ShardKey {
+                backend: StorageBackend::Graph,
+                shard: Some("".into()),
+            },
+            shard,
+        );
+        inconsistent(decode_root("k", &encode_root(&root).unwrap()));
+        let snapshot = Snapshot {
+            collection: "c".into(),
+            name: "..".into(),
+            version: 1,
+            created_ms: 0,
+            expires_ms: None,
+        };
+        inconsistent(decode_snapshot("k", &encode_snapshot(&snapshot).unwrap()));
+    }
+
+    /// A store on memory with `c/tantivy/s/f` committed, and its backend.
+    async fn store_with_file(data: &'static [u8]) -> (crate::Store, Arc<MemoryBackend>) {
+        let backend = Arc::new(MemoryBackend::new());
+        let store = crate::Store::new(backend.clone(), Default::default());
+        store
+            .write_bytes(&path("f"), Bytes::from_static(data))
+            .await
+            .unwrap();
+        (store, backend)
+    }
+
+    fn path(segment: &str) -> StoragePath {
+        StoragePath::new("c", StorageBackend::Tantivy, "s", segment)
+    }
+
+    /// Stores `root` (with its page rewritten by `edit`) as version `version` of `c`.
+    async fn forge(
+        backend: &MemoryBackend,
+        store: &crate::Store,
+        mut root: ManifestRoot,
+        version: u64,
+        edit: impl FnOnce(&mut Page),
+    ) -> ManifestRoot {
+        let key = root.shards.keys().next().unwrap().clone();
+        let node = store.trees().shard(&root.shards[&key].node).await.unwrap();
+        let mut node = (*node).clone();
+        let mut page = (*store.trees().page(&node.pages[0].page).await.unwrap()).clone();
+        edit(&mut page);
+        let page_bytes = encode_page(&page).unwrap();
+        node.pages[0].page = BlobId::of(&page_bytes);
+        backend
+            .put(&keys::tree(&node.pages[0].page), page_bytes)
+            .await
+            .unwrap();
+        let node_bytes = encode_shard(&node).unwrap();
+        let shard = root.shards.get_mut(&key).unwrap();
+        shard.node = BlobId::of(&node_bytes);
+        backend
+            .put(&keys::tree(&shard.node), node_bytes)
+            .await
+            .unwrap();
+        root.version = version;
+        backend
+            .put(&keys::manifest("c", version), encode_root(&root).unwrap())
+            .await
+            .unwrap();
+        root
+    }
+
+    #[tokio::test]
+    async fn an_inline_entry_longer_than_its_bytes_is_an_error_not_a_panic() {
+        let (store, backend) = store_with_file(b"hi").await;
+        let root = (*store.head("c").await.unwrap()).clone();
+        forge(&backend, &store, root, 2, |page| {
+            page.entries[0].1.size = 10;
+        })
+        .await;
+        let fresh = crate::Store::new(backend.clone(), Default::default());
+        let read = fresh.read_range(&path("f"), 0..10).await;
+        assert!(
+            matches!(read, Err(Error::CorruptManifest { .. })),
+            "{read:?}"
+        );
+        let opened = fresh.open_file(&path("f")).await;
+        assert!(
+            matches!(opened, Err(Error::CorruptManifest { .. })),
+            "{opened:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_shard_file_count_cannot_make_diff_panic() {
+        let (store, backend) = store_with_file(b"one").await;
+        let root = (*store.head("c").await.unwrap()).clone();
+        let mut root = forge(&backend, &store, root, 2, |page| {
+            page.entries[0].1 = FileEntry::inline(Bytes::from_static(b"two"));
+        })
+        .await;
+        for files in [u64::MAX, u64::MAX / 64] {
+            root.shards.values_mut().next().unwrap().files = files;
+            root.version += 1;
+            backend
+                .put(
+                    &keys::manifest("c", root.version),
+                    encode_root(&root).unwrap(),
+                )
+                .await
+                .unwrap();
+            let fresh = crate::Store::new(backend.clone(), Default::default());
+            let diff = fresh
+                .diff(
+                    "c",
+                    &crate::Target::Version(1),
+                    &crate::Target::Version(root.version),
+                )
+                .await
+                .unwrap();
+            assert_eq!(diff.changed.len(), 1);
+        }
     }
 }

@@ -23,6 +23,9 @@ const PAGE_MAX_WEIGHT: usize = 64 * 1024;
 const PAGE_TARGET_ENTRIES: usize = 512;
 const PAGE_TARGET_WEIGHT: usize = 32 * 1024;
 
+/// At most this many entries are reserved up front from a stored count.
+const PREALLOC_MAX: usize = 64 * 1024;
+
 /// Changes to apply to one shard: `Some(entry)` sets a segment, `None` removes it.
 pub type ShardChanges = BTreeMap<String, Option<FileEntry>>;
 
@@ -179,7 +182,9 @@ impl Trees {
     /// Every entry of one shard, in order.
     pub async fn shard_entries(&self, shard_ref: &ShardRef) -> Result<Vec<(String, FileEntry)>> {
         let node = self.shard(&shard_ref.node).await?;
-        let mut out = Vec::with_capacity(shard_ref.files as usize);
+        // The count comes from a root another program may have written: a hint, capped.
+        let hint = usize::try_from(shard_ref.files).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(hint.min(PREALLOC_MAX));
         for page_ref in &node.pages {
             out.extend(self.page(&page_ref.page).await?.entries.iter().cloned());
         }

@@ -59,7 +59,10 @@ impl Store {
             name: name.to_owned(),
             version,
             created_ms,
-            expires_ms: ttl.map(|t| created_ms.saturating_add(t.as_millis() as u64)),
+            expires_ms: ttl.map(|t| {
+                // Saturating: a TTL past u64::MAX ms (584 million years) means never.
+                created_ms.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+            }),
         };
         let key = keys::pin(collection, name);
         match self

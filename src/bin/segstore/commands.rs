@@ -192,13 +192,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 let _ = writeln!(out, "{}", json!(items));
             } else {
                 for r in rows {
-                    let when =
-                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.timestamp_ms);
                     let _ = writeln!(
                         out,
                         "version {:>6}  {}  {:>8} files  {:>12} bytes  commit {}",
                         r.version,
-                        humantime::format_rfc3339_millis(when),
+                        crate::timestamp(r.timestamp_ms, true),
                         r.file_count(),
                         r.total_bytes(),
                         r.commit_id

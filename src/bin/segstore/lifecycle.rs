@@ -16,8 +16,7 @@ fn target(s: &str) -> Target {
 }
 
 fn when(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    crate::timestamp(ms, false)
 }
 
 pub async fn snapshot(store: &Store, action: SnapshotAction, json: bool) -> Result<()> {

@@ -95,7 +95,7 @@ pub enum Command {
         dry_run: bool,
         /// Keep unreferenced objects younger than this (e.g. `1h`, `90m`). Default: the
         /// config file's `[gc] grace`, else 1h.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = parse_duration)]
         grace: Option<std::time::Duration>,
         /// Keep the newest N versions of each collection. Default: the config file's
         /// `[retention] keep_last`, else 20.
@@ -103,7 +103,7 @@ pub enum Command {
         keep_last: Option<u64>,
         /// Also keep versions younger than this (e.g. `24h`). Default: the config file's
         /// `[retention] keep_within`, else 24h.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = parse_duration)]
         keep_within: Option<std::time::Duration>,
     },
     /// Check that every referenced blob exists and matches its hash.
@@ -154,7 +154,7 @@ pub enum SnapshotAction {
         #[arg(long)]
         version: Option<u64>,
         /// Expire the snapshot after this long (e.g. `7d`).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = parse_duration)]
         ttl: Option<std::time::Duration>,
     },
     /// List a collection's snapshots.
@@ -176,6 +176,33 @@ pub enum SnapshotAction {
         /// A snapshot name or a version number.
         target: String,
     },
+}
+
+/// The longest duration accepted on the command line: 100,000 years. Anything longer
+/// means "forever" in practice, and beyond it times stop fitting in milliseconds since
+/// the epoch and in the platform's time type.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(100_000 * 31_557_600);
+
+/// A humantime duration (`90m`, `7d`, `10years`), at most [`MAX_DURATION`].
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than the limit of 100000 years"));
+    }
+    Ok(d)
+}
+
+/// A time in milliseconds since the epoch, as RFC 3339 (`millis` keeps the milliseconds),
+/// or as a plain count when it is beyond what RFC 3339 can spell (after the year 9999, from
+/// a far expiry or a manifest another program wrote).
+pub fn timestamp(ms: u64, millis: bool) -> String {
+    let when = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms));
+    // 9999-12-31T23:59:59.999Z.
+    match when.filter(|_| ms <= 253_402_300_799_999) {
+        Some(t) if millis => humantime::format_rfc3339_millis(t).to_string(),
+        Some(t) => humantime::format_rfc3339_seconds(t).to_string(),
+        None => format!("{ms} ms after 1970-01-01"),
+    }
 }
 
 fn main() -> ExitCode {
