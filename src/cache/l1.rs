@@ -3,7 +3,8 @@
 //! Layout under the L1 directory:
 //!
 //! ```text
-//! LOCK             flock'ed by the one process using the directory
+//! LOCK             flock'ed by the one process using the directory; holds its pid
+//! STORE            id of the store whose objects are cached (see `cache::bind`)
 //! objects/<key>    one file per cached object, under its object key (blobs/aa/<hex>, ...)
 //! tmp/             fills being written; emptied at open
 //! ```
@@ -343,6 +344,18 @@ impl L1 {
         true
     }
 
+    /// Drops every entry and unlinks its file (the directory cached another store).
+    /// Returns how many entries there were.
+    pub fn clear(&self) -> usize {
+        let mut st = self.lock();
+        let keys: Vec<String> = st.entries.keys().cloned().collect();
+        for key in &keys {
+            st.forget(key);
+            let _ = fs::remove_file(self.path_of(key));
+        }
+        keys.len()
+    }
+
     /// Drops `key` from the cache and unlinks its file. True if it was cached.
     pub fn remove(&self, key: &ObjectKey) -> bool {
         let mut st = self.lock();
@@ -400,11 +413,19 @@ fn lock_dir(dir: &Path) -> Result<File> {
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        return Err(Error::InvalidConfig(format!(
-            "cache directory {} is in use by another cache",
-            dir.display()
-        )));
+        // The holder wrote its process id into the file.
+        let holder = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        return Err(Error::CacheLocked {
+            dir: dir.display().to_string(),
+            holder,
+        });
     }
+    let mut file = file;
+    let _ = file
+        .set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()));
     Ok(file)
 }
 
