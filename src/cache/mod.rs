@@ -141,6 +141,8 @@ pub(crate) struct Shared {
     groups: range::Groups,
     /// Blobs known to have no outboard in L2 (small, or written by an older build).
     no_outboard: quick_cache::sync::Cache<BlobId, ()>,
+    /// Blobs known to be too small for an outboard: range reads fill them whole.
+    small: quick_cache::sync::Cache<BlobId, ()>,
     counters: Counters,
 }
 
@@ -214,6 +216,7 @@ impl CachingBackend {
                 outboards: quick_cache::sync::Cache::new(OUTBOARDS_IN_MEMORY),
                 groups: range::groups(),
                 no_outboard: quick_cache::sync::Cache::new(64 * 1024),
+                small: quick_cache::sync::Cache::new(64 * 1024),
                 counters: Counters::default(),
             });
             open.insert(canonical, Arc::downgrade(&shared));

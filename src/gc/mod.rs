@@ -25,7 +25,7 @@ use crate::store::{now_ms, Store};
 
 pub use mark::Marks;
 pub use stats::{CollectionStats, StoreStats};
-pub use verify::{VerifyOptions, VerifyReport};
+pub use verify::{VerifyOptions, VerifyReport, VerifyTier};
 
 /// Which manifest versions to keep. A version is kept if any rule keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
