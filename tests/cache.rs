@@ -691,7 +691,10 @@ mod store_bound {
         let config = cached_config(&tmp.path().join("l1"), &tmp.path().join("l2"));
         // Prism's factory: one store per backend, from the same config.
         let text = config.open().await.expect("first open");
-        let vector = config.open().await.expect("second open of the same L1 directory");
+        let vector = config
+            .open()
+            .await
+            .expect("second open of the same L1 directory");
         let graph = config.open_store().await.expect("third open");
         let big = pattern(300 * KIB, 1);
         text.write(&path("shared"), &big).await.unwrap();
@@ -711,7 +714,10 @@ mod store_bound {
         let before = b.cache_stats();
         assert_eq!(b.read_bytes(&path("x")).await.unwrap(), big);
         let after = b.cache_stats();
-        assert_eq!(after.misses, before.misses, "the other store's copy is a hit");
+        assert_eq!(
+            after.misses, before.misses,
+            "the other store's copy is a hit"
+        );
         assert_eq!(a.cache_stats().l1_entries, b.cache_stats().l1_entries);
     }
 
@@ -775,7 +781,10 @@ mod store_bound {
             cache.read(&path("b")).await.expect("the new store's file"),
             b"new namespace"
         );
-        assert!(cache.read(&path("a")).await.is_err(), "old store's file served");
+        assert!(
+            cache.read(&path("a")).await.is_err(),
+            "old store's file served"
+        );
         // A commit builds on the new store's root and keeps its file.
         cache.write(&path("c"), b"mine").await.unwrap();
         assert_eq!(other.read(&path("b")).await.unwrap(), b"new namespace");

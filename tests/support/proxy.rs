@@ -300,7 +300,10 @@ enum Action {
     Conflict,
     LoseAnswer,
     Delay,
-    Inject { kind: FaultKind, apply: Apply },
+    Inject {
+        kind: FaultKind,
+        apply: Apply,
+    },
     /// Hold the request this long, then forward it.
     Pause(Duration),
     /// Check with a `HEAD`, then write without the condition.
@@ -431,8 +434,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                         )?
                     } else {
                         thread::sleep(window);
-                        upstream_writer
-                            .write_all(&request.to_bytes(Some("if-none-match"), &[]))?
+                        upstream_writer.write_all(&request.to_bytes(Some("if-none-match"), &[]))?
                     }
                 }
                 Action::Strip(h) => upstream_writer.write_all(&request.to_bytes(Some(&h), &[]))?,
