@@ -51,6 +51,21 @@ async fn a_check_then_write_server_is_refused_when_the_store_is_created() {
     else {
         return;
     };
+    // Sequential creates are refused, as the old open-time probe expected.
+    let raw = segstore::backend::s3::S3Backend::connect(config.clone())
+        .await
+        .unwrap();
+    let probe = segstore::keys::ObjectKey::new("sequential-probe").unwrap();
+    use segstore::backend::{ObjectBackend, PutOutcome};
+    let data = bytes::Bytes::from_static(b"x");
+    assert_eq!(
+        raw.put_if_absent(&probe, data.clone()).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        raw.put_if_absent(&probe, data).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
     let err = S3Storage::connect(config)
         .await
         .expect_err("a check-then-write server must be refused");

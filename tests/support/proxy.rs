@@ -552,8 +552,9 @@ fn apply_aside(upstream_port: u16, request: &Request) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether the object a request names exists, asked with an unsigned `HEAD` over a
-/// connection of its own (moto does not check signatures).
+/// Whether the object a request names exists, asked with a `HEAD` over a connection of
+/// its own, carrying the request's `Authorization` line (moto does not check signatures,
+/// but refuses anonymous reads).
 fn exists_upstream(upstream_port: u16, request: &Request) -> io::Result<bool> {
     let target = request
         .head
@@ -561,10 +562,17 @@ fn exists_upstream(upstream_port: u16, request: &Request) -> io::Result<bool> {
         .and_then(|line| line.split(' ').nth(1))
         .unwrap_or("/");
     let path = target.split('?').next().unwrap_or(target);
+    let auth = request
+        .head
+        .iter()
+        .skip(1)
+        .find(|line| header_name(line) == "authorization")
+        .map(String::as_str)
+        .unwrap_or("");
     let mut side = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream_port))?;
     write!(
         side,
-        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream_port}\r\nConnection: close\r\n\r\n"
+        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream_port}\r\n{auth}Connection: close\r\n\r\n"
     )?;
     let mut answer = Vec::new();
     side.read_to_end(&mut answer)?;
