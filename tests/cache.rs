@@ -876,4 +876,31 @@ mod store_bound {
         fresh.read_range(&path("big"), 10..20).await.unwrap();
         assert!(fresh.cache_stats().bytes_from_l2 < 256 * KIB as u64);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_uploads_never_tee_more_than_the_budget() {
+        let l2 = local_l2().await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let l1 = tmp.path().join("l1");
+        let budget = MIB as u64;
+        let cache = open(&l1, budget, l2.raw.clone()).await;
+        // Four uploads in flight at once, each as large as the whole budget.
+        let mut uploads = Vec::new();
+        for _ in 0..4 {
+            uploads.push(cache.cache().begin_upload().await.unwrap());
+        }
+        for round in 0..4u8 {
+            for up in uploads.iter_mut() {
+                up.write(pattern(256 * KIB, round)).await.unwrap();
+            }
+        }
+        let in_flight = disk_bytes(&l1.join("tmp"));
+        println!("tmp/ holds {in_flight} bytes for a {budget}-byte budget");
+        assert!(in_flight <= budget, "{in_flight} bytes in flight");
+        assert!(cache.cache_stats().l1_bytes <= budget);
+        for up in uploads {
+            up.abort().await.unwrap();
+        }
+        assert_eq!(cache.cache_stats().l1_bytes, 0, "reservations given back");
+    }
 }

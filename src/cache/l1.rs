@@ -10,10 +10,10 @@
 //! ```
 //!
 //! **Accounting.** `used` is the sum of the apparent sizes of the files under `objects/`
-//! plus the space reserved by fills that are being moved into place. A fill reserves its
-//! size *before* it is written and evicts least-recently-used entries to make room, so
-//! `used` never exceeds the budget. Streaming uploads write into `tmp/` before they know
-//! whether they will fit: those files (the "fills in flight") are the only excess.
+//! plus the space reserved by fills that are being moved into place and by the L1 copies of
+//! uploads in flight. A fill reserves its size *before* it is written, an upload each chunk
+//! before it is teed, evicting least-recently-used entries to make room, so `used` never
+//! exceeds the budget.
 //!
 //! **Readers are never undercut.** An entry keeps its file's memory map once mapped (hot
 //! reads then cost no system call); while any reader holds a `Bytes` of that map (a
@@ -219,16 +219,6 @@ impl L1 {
         self.commit(key, &temp, data.len() as u64)
     }
 
-    /// Moves a complete temp file of `size` bytes into place as `key` (a write-through
-    /// upload). The temp file is consumed either way.
-    pub fn adopt(&self, key: &ObjectKey, temp: &Path, size: u64) -> Result<bool> {
-        if !self.reserve(key, size) {
-            let _ = fs::remove_file(temp);
-            return Ok(false);
-        }
-        self.commit(key, temp, size)
-    }
-
     /// Moves the complete temp file of a streamed fill into place as `key`, with `map`
     /// (a mapping of that file) as the entry's mapping. `size` must have been
     /// [reserved](Self::reserve). The temp file is consumed either way.
@@ -289,6 +279,29 @@ impl L1 {
         }
         st.used += size;
         true
+    }
+
+    /// Reserves `size` more bytes for the L1 copy of an upload in flight (its key is known
+    /// only at publish), evicting unpinned LRU entries as needed: uploads being teed count
+    /// against the budget like everything else. False when there is no unpinned room.
+    pub fn reserve_temp(&self, size: u64) -> bool {
+        let mut st = self.lock();
+        if st.used + size > self.max && !self.evict_until(&mut st, size) {
+            return false;
+        }
+        st.used += size;
+        true
+    }
+
+    /// Moves an upload's complete temp file into place as `key`; its `size` bytes were
+    /// reserved with [`reserve_temp`](Self::reserve_temp). Consumes the file either way.
+    pub fn adopt_reserved(&self, key: &ObjectKey, temp: &Path, size: u64) -> Result<bool> {
+        if self.lock().entries.contains_key(key.as_str()) {
+            let _ = fs::remove_file(temp);
+            self.unreserve(size);
+            return Ok(false);
+        }
+        self.commit(key, temp, size)
     }
 
     /// Gives back a reservation whose fill was abandoned.
