@@ -48,6 +48,7 @@ done
 echo "s3s-fs $version on 127.0.0.1:$port (log: $log)"
 
 export SEGSTORE_S3_TEST_ENDPOINT="http://127.0.0.1:$port"
+export SEGSTORE_S3_EXPECT_REFUSED=1
 tests="${SEGSTORE_SECOND_S3_TESTS:-backend_conformance s3_identity s3_errors s3_faults s3_multiprocess model_s3}"
 status=0
 for t in $tests; do

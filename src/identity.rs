@@ -17,6 +17,7 @@
 //! creates it (with the settings of that open); a read-only open works without it, with
 //! default settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,10 +40,17 @@ pub const DEFAULT_CLOCK_MARGIN: Duration = Duration::from_secs(60);
 
 /// Concurrent creates of one probe key per round of the conditional-write check.
 const PROBE_RACERS: usize = 8;
-/// Rounds whose answers must all be conclusive before the backend is trusted.
-const PROBE_ROUNDS: u32 = 3;
+/// Size of each probe's body. A server that checks and then writes is caught when the
+/// creates overlap; a body that takes a while to write keeps each one's window open
+/// (against s3s-fs through a proxy, tiny bodies slipped through one at a time).
+const PROBE_BYTES: usize = 64 * 1024;
+/// Conclusive rounds needed before the backend is trusted. One round catches a
+/// check-then-write server only when two creates overlap inside its window, which is
+/// a matter of chance (against s3s-fs through a proxy, about one round in three): the
+/// rounds make a miss unlikely.
+const PROBE_ROUNDS: u32 = 6;
 /// Rounds tried at most (rounds spoiled by transient errors are tried again).
-const PROBE_MAX_ROUNDS: u32 = 12;
+const PROBE_MAX_ROUNDS: u32 = 30;
 /// Attempts of each open-time read or write that meets a transient error.
 const OPEN_ATTEMPTS: u32 = 8;
 /// First back-off between such attempts; doubled each time, with jitter.
@@ -289,15 +297,16 @@ pub async fn read(backend: &dyn ObjectBackend) -> Result<Option<StoreIdentity>> 
 /// store has none. `None` only for a store without identity that this process cannot
 /// write (a read-only open of a store made by an older version).
 pub async fn open(
-    backend: &dyn ObjectBackend,
+    shared: &Arc<dyn ObjectBackend>,
     options: &StoreOptions,
 ) -> Result<Option<StoreIdentity>> {
+    let backend = shared.as_ref();
     if let Some(found) = read(backend).await? {
         return check_mode(backend, found, options).map(Some);
     }
     let settings = SharedSettings::for_new_store(options);
     settings.validate()?;
-    let conditional_writes = match conditional_writes_are_enforced(backend).await {
+    let conditional_writes = match conditional_writes_are_enforced(shared).await {
         Ok(true) => ConditionalWrites::Enforced,
         Ok(false) if options.single_writer => {
             tracing::warn!(
@@ -380,16 +389,32 @@ fn not_enforced(backend: &dyn ObjectBackend) -> Error {
 /// Only definite answers count (a create whose answer was lost is neither a win nor a
 /// refusal): a round with more than one winner proves the condition is not enforced; a
 /// round is conclusive once it has at least two definite answers, one of them a refusal.
-pub async fn conditional_writes_are_enforced(backend: &dyn ObjectBackend) -> Result<bool> {
-    let data = Bytes::from_static(b"segstore conditional write probe\n");
+pub async fn conditional_writes_are_enforced(shared: &Arc<dyn ObjectBackend>) -> Result<bool> {
+    let backend = shared.as_ref();
+    let data = Bytes::from(vec![b'p'; PROBE_BYTES]);
     let mut conclusive = 0;
     let mut last_error = None;
     for _ in 0..PROBE_MAX_ROUNDS {
         let key = keys::probe(rand::random());
-        let answers = futures::future::join_all(
-            (0..PROBE_RACERS).map(|_| backend.put_if_absent(&key, data.clone())),
-        )
-        .await;
+        // Each create on a task of its own, released together, so that preparing one
+        // request (signing hashes its body) does not stagger the others.
+        let start = Arc::new(tokio::sync::Barrier::new(PROBE_RACERS));
+        let racers: Vec<_> = (0..PROBE_RACERS)
+            .map(|_| {
+                let (backend, key, data, start) =
+                    (shared.clone(), key.clone(), data.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    backend.put_if_absent(&key, data).await
+                })
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(PROBE_RACERS);
+        for racer in racers {
+            answers.push(racer.await.unwrap_or_else(|e| {
+                Err(Error::backend("racing conditional creates", e.to_string()))
+            }));
+        }
         let (mut won, mut refused) = (0, 0);
         for answer in answers {
             match answer {

@@ -341,3 +341,32 @@ impl ObjectBackend for ReadOnly {
         Err(refused("an upload"))
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_known_to_check_then_write_is_refused_every_time() {
+    // Only against a second server that the operator knows to be check-then-write
+    // (scripts/test-second-s3-server.sh sets SEGSTORE_S3_EXPECT_REFUSED for s3s-fs):
+    // how often does creating a store catch it? SEGSTORE_S3_REFUSAL_RUNS scales it.
+    if std::env::var("SEGSTORE_S3_EXPECT_REFUSED").is_err() {
+        return;
+    }
+    let Some(base) = moto::fresh_bucket().await else {
+        return;
+    };
+    let runs = env_or("SEGSTORE_S3_REFUSAL_RUNS", 20);
+    let mut accepted = Vec::new();
+    for i in 0..runs {
+        let mut config = base.clone();
+        config.prefix = format!("refusal-{i}");
+        match S3Storage::connect(config).await {
+            Err(Error::Unsupported(_)) => {}
+            Ok(_) => accepted.push(i),
+            Err(e) => panic!("run {i}: {e}"),
+        }
+    }
+    println!(
+        "refused {} of {runs} store creations; accepted: {accepted:?}",
+        runs - accepted.len()
+    );
+    assert!(accepted.is_empty(), "accepted {accepted:?}");
+}

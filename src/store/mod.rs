@@ -169,7 +169,7 @@ impl Store {
     /// the backend's create-only writes, if the store has none) and reconciles `options`
     /// with the store's shared settings ([`Error::SettingsMismatch`] if they contradict).
     pub async fn open(backend: Arc<dyn ObjectBackend>, options: StoreOptions) -> Result<Self> {
-        let identity = crate::identity::open(backend.as_ref(), &options).await?;
+        let identity = crate::identity::open(&backend, &options).await?;
         Self::with_identity(backend, options, identity)
     }
 
