@@ -385,7 +385,7 @@ fn not_enforced(backend: &dyn ObjectBackend) -> Error {
     ))
 }
 
-/// Races [`PROBE_RACERS`] concurrent creates of one probe key, [`PROBE_ROUNDS`] times.
+/// Races 8 concurrent creates of one probe key, until 6 rounds were conclusive.
 /// Only definite answers count (a create whose answer was lost is neither a win nor a
 /// refusal): a round with more than one winner proves the condition is not enforced; a
 /// round is conclusive once it has at least two definite answers, one of them a refusal.
