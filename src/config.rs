@@ -3,6 +3,7 @@
 //! ```toml
 //! [storage]
 //! backend = "local"            # "local" | "s3" | "cached"
+//! single_writer = false        # true: accept a server without create-only writes
 //!
 //! [storage.local]
 //! data_dir = "./segstore-data"
@@ -89,6 +90,10 @@ pub struct StorageSection {
     pub s3: Option<S3Config>,
     /// `[storage.cached]`.
     pub cached: Option<CachedSection>,
+    /// Accept a backend that does not enforce create-only writes, for one writing
+    /// process only (see [`StoreOptions::single_writer`]). Off by default.
+    #[serde(default)]
+    pub single_writer: bool,
 }
 
 /// The storage backend kinds.
@@ -189,6 +194,7 @@ impl StorageConfig {
                 }),
                 s3: None,
                 cached: None,
+                single_writer: false,
             },
             retention: RetentionSection::default(),
             gc: GcSection::default(),
@@ -392,7 +398,15 @@ impl StorageConfig {
             .local
             .as_ref()
             .ok_or_else(|| Error::InvalidConfig("missing [storage.local] section".into()))?;
-        LocalStorage::open(&local.data_dir).await
+        LocalStorage::open_with(&local.data_dir, self.store_options()).await
+    }
+
+    /// The store options this config asks for.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            single_writer: self.storage.single_writer,
+            ..StoreOptions::default()
+        }
     }
 
     async fn open_cached(&self) -> Result<CachedStorage> {
@@ -422,7 +436,7 @@ impl StorageConfig {
             }
         };
         let bytes = (cached.l1_max_size_gb * (1u64 << 30) as f64) as u64;
-        CachedStorage::open(&cached.l1_path, bytes, l2, StoreOptions::default()).await
+        CachedStorage::open(&cached.l1_path, bytes, l2, self.store_options()).await
     }
 
     async fn open_s3(&self) -> Result<S3Storage> {
@@ -432,7 +446,7 @@ impl StorageConfig {
             .s3
             .clone()
             .ok_or_else(|| Error::InvalidConfig("missing [storage.s3] section".into()))?;
-        S3Storage::connect(s3).await
+        S3Storage::connect_with(s3, self.store_options()).await
     }
 }
 

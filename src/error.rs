@@ -209,6 +209,28 @@ pub enum Error {
         /// The manifest version the file was opened from.
         version: u64,
     },
+
+    /// This process's options contradict a setting the store was created with, which
+    /// every process sharing the store must respect (see `segstore::identity`).
+    #[error("store setting {setting} is {store} in the store's identity, but this process asked for {process}; use the store's value (or leave the option at its default)")]
+    SettingsMismatch {
+        /// The setting, as named in the identity object.
+        setting: String,
+        /// The store's value.
+        store: String,
+        /// This process's value.
+        process: String,
+    },
+
+    /// The L1 cache directory is held by another process: two processes cannot share one
+    /// L1 directory (stores opened in one process share it).
+    #[error("cache directory {dir} is in use by {}; stop that process, or give this one its own L1 directory (l1_path)", holder.map_or_else(|| "another process".to_owned(), |pid| format!("process {pid}")))]
+    CacheLocked {
+        /// The L1 directory.
+        dir: String,
+        /// The process id written in its `LOCK` file, when readable.
+        holder: Option<u32>,
+    },
 }
 
 impl Error {

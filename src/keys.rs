@@ -8,6 +8,8 @@
 //! manifests/<collection>/_latest       hint: a recent version number, never authoritative
 //! manifests/<collection>/_boundary     retention boundary: versions below it may be gone
 //! pins/<collection>/<name>             snapshot: a named pin of one version
+//! _store/identity                      the store's identity: id, format, shared settings
+//! _store/probe-<32-hex>                conditional-write probe, only while a store is created
 //! ```
 //!
 //! Collection names are user input, so they are percent-encoded into one key component:
@@ -30,6 +32,18 @@ pub const LATEST_HINT: &str = "_latest";
 pub const BOUNDARY: &str = "_boundary";
 /// Prefix of every snapshot (pin).
 pub const PINS_PREFIX: &str = "pins/";
+/// Folder of the store-wide objects (identity, creation probes).
+pub const STORE_PREFIX: &str = "_store/";
+
+/// Key of the store identity (see `crate::identity`).
+pub fn identity() -> ObjectKey {
+    ObjectKey(format!("{STORE_PREFIX}identity"))
+}
+
+/// Key of a conditional-write probe made while a store is created.
+pub fn probe(token: u128) -> ObjectKey {
+    ObjectKey(format!("{STORE_PREFIX}probe-{token:032x}"))
+}
 
 /// A validated, relative object key such as `blobs/ab/ab12...`.
 ///

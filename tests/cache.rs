@@ -527,9 +527,12 @@ async fn mapped_blobs_are_not_evicted_and_the_budget_holds() {
     let cache = open(&l1, 150 * KIB as u64, l2.raw.clone()).await;
     assert!(cache.cache_stats().l1_bytes <= 150 * KIB as u64);
     assert!(disk_bytes(&l1.join("objects")) <= 150 * KIB as u64);
-    // A second cache on the same directory is refused.
-    let again = CachedStorage::open(&l1, budget, l2.raw.clone(), StoreOptions::default()).await;
-    assert!(matches!(again, Err(Error::InvalidConfig(_))));
+    // A second open of the same directory in this process shares the cache (its budget
+    // stays the first opener's).
+    let again = CachedStorage::open(&l1, budget, l2.raw.clone(), StoreOptions::default())
+        .await
+        .expect("a second open in one process shares the cache");
+    assert_eq!(again.cache_stats().l1_capacity, 150 * KIB as u64);
 }
 
 /// Eviction takes the least recently *used* entry, not the oldest fill: reads count.
@@ -662,5 +665,242 @@ mod budget_proptest {
                 .unwrap()
                 .block_on(run(ops));
         }
+    }
+}
+
+/// Issue 15: several stores from one config in one process, one store identity, no stale
+/// roots, verify on L2, range reads of blobs without outboard.
+mod store_bound {
+    use super::*;
+    use segstore::gc::{VerifyOptions, VerifyTier};
+    use segstore::{LocalStorage, StorageConfig, Target};
+
+    fn cached_config(l1: &Path, l2: &Path) -> StorageConfig {
+        let text = format!(
+            "[storage]\nbackend = \"cached\"\n[storage.local]\ndata_dir = {:?}\n\
+             [storage.cached]\nl1_path = {:?}\nl1_max_size_gb = 0.01\nl2_backend = \"local\"\n",
+            l2.display().to_string(),
+            l1.display().to_string()
+        );
+        StorageConfig::from_toml_str_with_env(&text, |_| None).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_opened_from_one_config_share_one_l1() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = cached_config(&tmp.path().join("l1"), &tmp.path().join("l2"));
+        // Prism's factory: one store per backend, from the same config.
+        let text = config.open().await.expect("first open");
+        let vector = config
+            .open()
+            .await
+            .expect("second open of the same L1 directory");
+        let graph = config.open_store().await.expect("third open");
+        let big = pattern(300 * KIB, 1);
+        text.write(&path("shared"), &big).await.unwrap();
+        assert_eq!(vector.read(&path("shared")).await.unwrap(), big);
+        assert_eq!(graph.read_bytes(&path("shared")).await.unwrap(), big);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_l1_opened_twice_shares_budget_and_index() {
+        let l2 = local_l2().await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let l1 = tmp.path().join("l1");
+        let a = open(&l1, 4 * MIB as u64, l2.raw.clone()).await;
+        let b = open(&l1, 4 * MIB as u64, l2.raw.clone()).await;
+        let big = pattern(300 * KIB, 2);
+        a.write(&path("x"), &big).await.unwrap();
+        let before = b.cache_stats();
+        assert_eq!(b.read_bytes(&path("x")).await.unwrap(), big);
+        let after = b.cache_stats();
+        assert_eq!(
+            after.misses, before.misses,
+            "the other store's copy is a hit"
+        );
+        assert_eq!(a.cache_stats().l1_entries, b.cache_stats().l1_entries);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_l1_held_by_another_process_names_it() {
+        let l2 = local_l2().await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let l1 = tmp.path().join("l1");
+        std::fs::create_dir_all(&l1).unwrap();
+        // Another process holds the lock and has written its pid, as a cache does.
+        let mut holder = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("echo $$ > LOCK && exec flock -n LOCK sleep 30")
+            .current_dir(&l1)
+            .spawn()
+            .expect("spawning a lock holder");
+        let pid = holder.id();
+        let mut err = None;
+        for _ in 0..100 {
+            match CachedStorage::open(&l1, MIB as u64, l2.raw.clone(), StoreOptions::default())
+                .await
+            {
+                Ok(c) => drop(c), // the holder has not taken the lock yet
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = holder.kill();
+        let _ = holder.wait();
+        let err = err.expect("the held directory was refused");
+        let message = err.to_string();
+        println!("{message}");
+        assert!(message.contains(&format!("process {pid}")), "{message}");
+        assert!(message.contains("l1_path"), "{message}");
+        assert!(
+            matches!(err, Error::CacheLocked { holder: Some(p), .. } if p == pid),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_l1_over_a_wiped_l2_serves_nothing_of_the_old_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l1, l2_dir) = (tmp.path().join("l1"), tmp.path().join("l2"));
+        {
+            let l2: Arc<dyn ObjectBackend> = Arc::new(LocalBackend::open(&l2_dir).await.unwrap());
+            let cache = open(&l1, 8 * MIB as u64, l2).await;
+            cache.write(&path("a"), b"old namespace").await.unwrap();
+            cache.read_bytes(&path("a")).await.unwrap();
+        }
+        // L2 is wiped and used by someone else: version 1 is theirs now.
+        std::fs::remove_dir_all(&l2_dir).unwrap();
+        let other = LocalStorage::open(&l2_dir).await.unwrap();
+        other.write(&path("b"), b"new namespace").await.unwrap();
+        let l2: Arc<dyn ObjectBackend> = Arc::new(LocalBackend::open(&l2_dir).await.unwrap());
+        let cache = open(&l1, 8 * MIB as u64, l2).await;
+        assert_eq!(
+            cache.read(&path("b")).await.expect("the new store's file"),
+            b"new namespace"
+        );
+        assert!(
+            cache.read(&path("a")).await.is_err(),
+            "old store's file served"
+        );
+        // A commit builds on the new store's root and keeps its file.
+        cache.write(&path("c"), b"mine").await.unwrap();
+        assert_eq!(other.read(&path("b")).await.unwrap(), b"new namespace");
+        assert_eq!(other.read(&path("c")).await.unwrap(), b"mine");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_deleted_in_l2_is_not_served_from_l1() {
+        let l2 = local_l2().await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = open(&tmp.path().join("l1"), 8 * MIB as u64, l2.raw.clone()).await;
+        cache.write(&path("a"), b"one").await.unwrap();
+        cache.write(&path("a"), b"two").await.unwrap();
+        cache.write(&path("a"), b"three").await.unwrap();
+        cache.root_at("c", 1).await.expect("version 1 is retained");
+        // Another process's GC deletes version 1 in L2.
+        l2.raw.delete(&keys::manifest("c", 1)).await.unwrap();
+        let err = cache.root_at("c", 1).await.expect_err("version 1 is gone");
+        assert!(err.is_not_found(), "{err:?}");
+        assert!(
+            cache.restore("c", &Target::Version(1)).await.is_err(),
+            "restored a deleted version"
+        );
+        assert!(
+            cache
+                .create_snapshot("c", "pin", Some(1), None)
+                .await
+                .is_err(),
+            "pinned a deleted version"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_on_the_cached_tier_checks_l2() {
+        let l2 = local_l2().await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = open(&tmp.path().join("l1"), 8 * MIB as u64, l2.raw.clone()).await;
+        let data = pattern(200 * KIB, 3);
+        cache.write(&path("v"), &data).await.unwrap();
+        assert_eq!(cache.read_bytes(&path("v")).await.unwrap(), data);
+        let id = BlobId::of(&data);
+        // L2 loses the blob; L1 still has it.
+        l2.raw.delete(&keys::blob(&id)).await.unwrap();
+        let report = cache.verify(&VerifyOptions::default()).await.unwrap();
+        println!("{report:?}");
+        assert_eq!(report.missing, vec![id], "verify must check L2");
+        assert!(!report.is_healthy());
+        assert!(!report.tier.contains("L1"), "{}", report.tier);
+        let through_l1 = cache
+            .verify(&VerifyOptions {
+                tier: VerifyTier::Cache,
+                ..VerifyOptions::default()
+            })
+            .await
+            .unwrap();
+        assert!(through_l1.tier.contains("L1"), "{}", through_l1.tier);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn range_reads_of_a_large_blob_without_outboard_fetch_it_whole_once() {
+        // The blob comes in without an outboard (a local store writes none, as an import
+        // does), and exceeds the L1 budget.
+        let l2 = local_l2().await.unwrap();
+        let big = pattern(8 * MIB + 268, 4);
+        let id = BlobId::of(&big);
+        let plain = segstore::Store::new(l2.raw.clone(), StoreOptions::default());
+        plain.write_bytes(&path("big"), big.clone()).await.unwrap();
+        assert!(l2.raw.head(&keys::outboard(&id)).await.unwrap().is_none());
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = open(&tmp.path().join("l1"), 2 * MIB as u64, l2.raw.clone()).await;
+        let first = cache.read_range(&path("big"), 1000..1010).await.unwrap();
+        assert_eq!(first, big.slice(1000..1010));
+        let after_first = cache.cache_stats().bytes_from_l2;
+        for at in [5 * MIB as u64, 7 * MIB as u64, 100] {
+            let got = cache.read_range(&path("big"), at..at + 10).await.unwrap();
+            assert_eq!(got, big.slice(at as usize..at as usize + 10));
+        }
+        let later = cache.cache_stats().bytes_from_l2 - after_first;
+        println!("first read pulled {after_first} bytes, three more pulled {later}");
+        assert!(later < 256 * KIB as u64, "later reads pulled {later} bytes");
+        assert!(
+            l2.raw.head(&keys::outboard(&id)).await.unwrap().is_some(),
+            "the rebuilt outboard is stored in L2"
+        );
+        // Another process (a fresh cache) finds it and pulls no whole blob.
+        drop(cache);
+        let tmp2 = tempfile::tempdir().unwrap();
+        let fresh = open(&tmp2.path().join("l1"), 2 * MIB as u64, l2.raw.clone()).await;
+        fresh.read_range(&path("big"), 10..20).await.unwrap();
+        assert!(fresh.cache_stats().bytes_from_l2 < 256 * KIB as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_uploads_never_tee_more_than_the_budget() {
+        let l2 = local_l2().await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let l1 = tmp.path().join("l1");
+        let budget = MIB as u64;
+        let cache = open(&l1, budget, l2.raw.clone()).await;
+        // Four uploads in flight at once, each as large as the whole budget.
+        let mut uploads = Vec::new();
+        for _ in 0..4 {
+            uploads.push(cache.cache().begin_upload().await.unwrap());
+        }
+        for round in 0..4u8 {
+            for up in uploads.iter_mut() {
+                up.write(pattern(256 * KIB, round)).await.unwrap();
+            }
+        }
+        let in_flight = disk_bytes(&l1.join("tmp"));
+        println!("tmp/ holds {in_flight} bytes for a {budget}-byte budget");
+        assert!(in_flight <= budget, "{in_flight} bytes in flight");
+        assert!(cache.cache_stats().l1_bytes <= budget);
+        for up in uploads {
+            up.abort().await.unwrap();
+        }
+        assert_eq!(cache.cache_stats().l1_bytes, 0, "reservations given back");
     }
 }

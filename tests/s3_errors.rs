@@ -16,7 +16,7 @@ use support::{moto, proxy};
 
 /// Connects, expecting failure, and checks the error never shows the secret.
 async fn connect_err(config: S3Config) -> Error {
-    let err = S3Backend::connect(config)
+    let err = S3Storage::connect(config)
         .await
         .expect_err("connect should have failed");
     assert_no_secret(&err);
@@ -96,7 +96,7 @@ async fn conditional_writes_check_passes_without_the_proxy() {
     let Some(config) = moto::fresh_bucket().await else {
         return;
     };
-    S3Backend::connect(config)
+    S3Storage::connect(config)
         .await
         .expect("moto enforces If-None-Match");
 }

@@ -17,6 +17,7 @@ pub mod s3;
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -75,6 +76,17 @@ pub struct BlobRead {
 pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
     /// A short name for logs and errors, such as `"local"` or `"s3"`.
     fn name(&self) -> &'static str;
+
+    /// Where the objects live, for messages (an S3 endpoint and bucket, a directory).
+    fn describe(&self) -> String {
+        format!("the {} backend", self.name())
+    }
+
+    /// The authoritative backend behind a cache, for checks that must not trust the
+    /// cache (`verify`). `None` for a backend that is itself authoritative.
+    fn authoritative(&self) -> Option<Arc<dyn ObjectBackend>> {
+        None
+    }
 
     /// True when staging an upload costs no more than the final write (local disk): the
     /// blob layer then writes and hashes at the same time, and drops the staged copy on a

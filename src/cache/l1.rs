@@ -3,16 +3,17 @@
 //! Layout under the L1 directory:
 //!
 //! ```text
-//! LOCK             flock'ed by the one process using the directory
+//! LOCK             flock'ed by the one process using the directory; holds its pid
+//! STORE            id of the store whose objects are cached (see `cache::bind`)
 //! objects/<key>    one file per cached object, under its object key (blobs/aa/<hex>, ...)
 //! tmp/             fills being written (`<16 hex>.fill`); those are removed at open
 //! ```
 //!
 //! **Accounting.** `used` is the sum of the apparent sizes of the files under `objects/`
-//! plus the space reserved by fills that are being moved into place. A fill reserves its
-//! size *before* it is written and evicts least-recently-used entries to make room, so
-//! `used` never exceeds the budget. Streaming uploads write into `tmp/` before they know
-//! whether they will fit: those files (the "fills in flight") are the only excess.
+//! plus the space reserved by fills that are being moved into place and by the L1 copies of
+//! uploads in flight. A fill reserves its size *before* it is written, an upload each chunk
+//! before it is teed, evicting least-recently-used entries to make room, so `used` never
+//! exceeds the budget.
 //!
 //! **Readers are never undercut.** An entry keeps its file's memory map once mapped (hot
 //! reads then cost no system call); while any reader holds a `Bytes` of that map (a
@@ -224,16 +225,6 @@ impl L1 {
         self.commit(key, &temp, data.len() as u64)
     }
 
-    /// Moves a complete temp file of `size` bytes into place as `key` (a write-through
-    /// upload). The temp file is consumed either way.
-    pub fn adopt(&self, key: &ObjectKey, temp: &Path, size: u64) -> Result<bool> {
-        if !self.reserve(key, size) {
-            let _ = fs::remove_file(temp);
-            return Ok(false);
-        }
-        self.commit(key, temp, size)
-    }
-
     /// Moves the complete temp file of a streamed fill into place as `key`, with `map`
     /// (a mapping of that file) as the entry's mapping. `size` must have been
     /// [reserved](Self::reserve). The temp file is consumed either way.
@@ -296,6 +287,29 @@ impl L1 {
         true
     }
 
+    /// Reserves `size` more bytes for the L1 copy of an upload in flight (its key is known
+    /// only at publish), evicting unpinned LRU entries as needed: uploads being teed count
+    /// against the budget like everything else. False when there is no unpinned room.
+    pub fn reserve_temp(&self, size: u64) -> bool {
+        let mut st = self.lock();
+        if st.used + size > self.max && !self.evict_until(&mut st, size) {
+            return false;
+        }
+        st.used += size;
+        true
+    }
+
+    /// Moves an upload's complete temp file into place as `key`; its `size` bytes were
+    /// reserved with [`reserve_temp`](Self::reserve_temp). Consumes the file either way.
+    pub fn adopt_reserved(&self, key: &ObjectKey, temp: &Path, size: u64) -> Result<bool> {
+        if self.lock().entries.contains_key(key.as_str()) {
+            let _ = fs::remove_file(temp);
+            self.unreserve(size);
+            return Ok(false);
+        }
+        self.commit(key, temp, size)
+    }
+
     /// Gives back a reservation whose fill was abandoned.
     pub fn unreserve(&self, size: u64) {
         self.lock().used -= size;
@@ -347,6 +361,18 @@ impl L1 {
             }
         }
         true
+    }
+
+    /// Drops every entry and unlinks its file (the directory cached another store).
+    /// Returns how many entries there were.
+    pub fn clear(&self) -> usize {
+        let mut st = self.lock();
+        let keys: Vec<String> = st.entries.keys().cloned().collect();
+        for key in &keys {
+            st.forget(key);
+            let _ = fs::remove_file(self.path_of(key));
+        }
+        keys.len()
     }
 
     /// Drops `key` from the cache and unlinks its file. True if it was cached.
@@ -406,11 +432,19 @@ fn lock_dir(dir: &Path) -> Result<File> {
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        return Err(Error::InvalidConfig(format!(
-            "cache directory {} is in use by another cache",
-            dir.display()
-        )));
+        // The holder wrote its process id into the file.
+        let holder = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        return Err(Error::CacheLocked {
+            dir: dir.display().to_string(),
+            holder,
+        });
     }
+    let mut file = file;
+    let _ = file
+        .set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()));
     Ok(file)
 }
 

@@ -1,9 +1,12 @@
 //! [`CachingBackend`]: a bounded local L1 directory in front of a remote L2 backend, as an
 //! [`ObjectBackend`] decorator. Every byte that crosses from L2 or from disk is verified.
 //!
-//! - **What is cached.** Only immutable objects: blobs, outboards, tree nodes and manifest
-//!   versions. Everything mutable or probing (`head`, `_latest`, `_boundary`, pins,
-//!   `put_if_absent`, `list`, `touch`, `delete`) goes to L2.
+//! - **What is cached.** Only immutable, self-certifying objects: blobs, outboards and tree
+//!   nodes. Manifest versions and everything mutable or probing (`head`, `_latest`,
+//!   `_boundary`, pins, the identity, `put_if_absent`, `list`, `touch`, `delete`) go to L2.
+//! - **Bound to one store.** The L1 directory records the id of the store it caches
+//!   (`STORE`); opened over a different (or wiped and re-created) store, it is emptied
+//!   first. Opening one directory twice in a process shares one cache.
 //! - **Write-through.** `put` and upload `publish` return once L2 holds the object
 //!   durably; the L1 copy is written right after (and dropped silently if it can't be).
 //! - **Warm hits** (see `read`) are one index lookup and one reference count increment
@@ -73,13 +76,13 @@ pub struct CacheStats {
     pub l1_capacity: u64,
 }
 
-/// What kind of cacheable object a key names; `None` for everything that must go to L2.
+/// What kind of cacheable object a key names; `None` for everything that must go to L2
+/// (manifest versions included: a cached root is no proof that the version still exists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Blob(BlobId),
     Outboard(BlobId),
     Tree(BlobId),
-    Manifest,
 }
 
 impl Kind {
@@ -91,8 +94,6 @@ impl Kind {
                 .or_else(|| keys::outboard_id_from_key(k).map(Kind::Outboard))
         } else if k.starts_with(keys::TREES_PREFIX) {
             keys::id_from_key(k).map(Kind::Tree)
-        } else if k.starts_with(keys::MANIFESTS_PREFIX) && k.split('/').count() == 3 {
-            keys::parse_manifest_version(key.file_name()).map(|_| Kind::Manifest)
         } else {
             None
         }
@@ -130,6 +131,8 @@ pub struct CachingBackend {
 pub(crate) struct Shared {
     l1: L1,
     l2: Arc<dyn ObjectBackend>,
+    /// The store the L1 directory and the memory caches below hold objects of.
+    store_id: Option<String>,
     /// One lock per key being fetched from L2: later misses wait for the first.
     flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Verified, decoded outboards.
@@ -138,31 +141,94 @@ pub(crate) struct Shared {
     groups: range::Groups,
     /// Blobs known to have no outboard in L2 (small, or written by an older build).
     no_outboard: quick_cache::sync::Cache<BlobId, ()>,
+    /// Blobs known to be too small for an outboard: range reads fill them whole.
+    small: quick_cache::sync::Cache<BlobId, ()>,
     counters: Counters,
 }
 
 impl CachingBackend {
     /// Opens the cache in `l1_dir` (created if missing) with a budget of `l1_max_bytes`,
-    /// in front of `l2`. Files left by a previous run are counted, evicted down to the
-    /// budget, and verified on first use.
+    /// in front of `l2`, bound to the identity of the store in `l2` (read, not created:
+    /// see [`open_bound`](Self::open_bound)).
     pub async fn open(
         l1_dir: impl AsRef<Path>,
         l1_max_bytes: u64,
         l2: Arc<dyn ObjectBackend>,
     ) -> Result<Self> {
+        let store_id = crate::identity::read(l2.as_ref())
+            .await?
+            .map(|identity| identity.store_id);
+        Self::open_bound(l1_dir, l1_max_bytes, l2, store_id).await
+    }
+
+    /// Opens the cache in `l1_dir` for the store whose id is `store_id` (`None`: a store
+    /// without identity).
+    ///
+    /// - If this process already has the directory open, the same cache is handed out
+    ///   (one budget, one index, one lock; the first opener's budget and L2 connection
+    ///   stay in use). It must be for the same store ([`Error::InvalidConfig`] if not).
+    /// - Otherwise the directory is locked ([`Error::CacheLocked`] if another process
+    ///   holds it). Files left by a previous run are kept only if the directory's `STORE`
+    ///   file names this store: a directory that cached another store (or a wiped and
+    ///   re-created one) is emptied first. The rest are counted, evicted down to the
+    ///   budget, and verified on first use.
+    pub async fn open_bound(
+        l1_dir: impl AsRef<Path>,
+        l1_max_bytes: u64,
+        l2: Arc<dyn ObjectBackend>,
+        store_id: Option<String>,
+    ) -> Result<Self> {
         let dir = l1_dir.as_ref().to_path_buf();
-        let l1 = blocking(move || L1::open(&dir, l1_max_bytes)).await?;
-        Ok(CachingBackend {
-            inner: Arc::new(Shared {
+        let inner = blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating cache dir {}", dir.display()), e))?;
+            let canonical = dir
+                .canonicalize()
+                .map_err(|e| Error::io(format!("resolving cache dir {}", dir.display()), e))?;
+            let mut open = OPEN_CACHES.lock().unwrap_or_else(|p| p.into_inner());
+            open.retain(|_, cache| cache.strong_count() > 0);
+            if let Some(shared) = open.get(&canonical).and_then(std::sync::Weak::upgrade) {
+                if shared.store_id != store_id {
+                    return Err(Error::InvalidConfig(format!(
+                        "cache directory {} is in use in this process for store {};                          store {} needs its own L1 directory",
+                        canonical.display(),
+                        shared.store_id.as_deref().unwrap_or("(without identity)"),
+                        store_id.as_deref().unwrap_or("(without identity)"),
+                    )));
+                }
+                if shared.l1.max() != l1_max_bytes {
+                    tracing::warn!(
+                        dir = %canonical.display(),
+                        budget = shared.l1.max(),
+                        asked = l1_max_bytes,
+                        "cache directory already open in this process; sharing it with its first budget"
+                    );
+                }
+                return Ok(shared);
+            }
+            let l1 = L1::open(&canonical, l1_max_bytes)?;
+            bind(&l1, &canonical, store_id.as_deref())?;
+            let shared = Arc::new(Shared {
                 l1,
                 l2,
+                store_id,
                 flights: DashMap::new(),
                 outboards: quick_cache::sync::Cache::new(OUTBOARDS_IN_MEMORY),
                 groups: range::groups(),
                 no_outboard: quick_cache::sync::Cache::new(64 * 1024),
+                small: quick_cache::sync::Cache::new(64 * 1024),
                 counters: Counters::default(),
-            }),
+            });
+            open.insert(canonical, Arc::downgrade(&shared));
+            Ok(shared)
         })
+        .await?;
+        Ok(CachingBackend { inner })
+    }
+
+    /// The id of the store this cache is bound to (`None`: a store without identity).
+    pub fn store_id(&self) -> Option<&str> {
+        self.inner.store_id.as_deref()
     }
 
     /// The backend behind the cache.
@@ -197,6 +263,14 @@ impl ObjectBackend for CachingBackend {
 
     fn cheap_staging(&self) -> bool {
         self.inner.l2.cheap_staging()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.l2.describe()
+    }
+
+    fn authoritative(&self) -> Option<Arc<dyn ObjectBackend>> {
+        Some(self.inner.l2.clone())
     }
 
     fn wants_outboards(&self) -> bool {
@@ -317,6 +391,41 @@ impl ObjectBackend for CachingBackend {
         let l2 = self.inner.l2.begin_upload().await?;
         Ok(Box::new(upload::CachingUpload::new(self.inner.clone(), l2)))
     }
+}
+
+/// The caches this process has open, by canonical L1 directory: opening one directory
+/// again shares its cache.
+static OPEN_CACHES: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<Shared>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Name of the file in the L1 directory that records the store it caches.
+const STORE_FILE: &str = "STORE";
+
+/// Binds the freshly opened (and locked) L1 directory `dir` to `store_id`: a directory
+/// whose `STORE` file names another store (or none, as left by an older version) is
+/// emptied, so nothing of another store is ever served.
+fn bind(l1: &L1, dir: &Path, store_id: Option<&str>) -> Result<()> {
+    let wanted = store_id.unwrap_or("none");
+    let path = dir.join(STORE_FILE);
+    let recorded = std::fs::read_to_string(&path).ok();
+    if recorded.as_deref().map(str::trim) == Some(wanted) {
+        return Ok(());
+    }
+    let dropped = l1.clear();
+    if dropped > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            recorded = recorded.as_deref().map(str::trim).unwrap_or("(nothing)"),
+            store = wanted,
+            dropped,
+            "L1 directory held objects of another store; emptied it"
+        );
+    }
+    let temp = dir.join(format!("{STORE_FILE}.tmp"));
+    std::fs::write(&temp, format!("{wanted}\n"))
+        .and_then(|()| std::fs::rename(&temp, &path))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// Runs blocking file system work off the async threads.

@@ -12,14 +12,15 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use quick_cache::Weighter;
 
-use super::{blocking, bump, CachingBackend};
+use super::{blocking, bump, CachingBackend, Kind};
 use crate::backend::check_range;
-use crate::blob::outboard::{Outboard, GROUP};
+use crate::blob::outboard::{Outboard, OutboardBuilder, GROUP, OUTBOARD_MIN};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
-use crate::keys::ObjectKey;
+use crate::keys::{self, ObjectKey};
 
 /// Bytes of verified groups kept in memory.
 const GROUPS_IN_MEMORY: u64 = 16 * 1024 * 1024;
@@ -51,6 +52,84 @@ pub(super) fn groups() -> Groups {
 }
 
 impl CachingBackend {
+    /// Rebuilds the missing outboard of a large blob `id` (imported, written by an older
+    /// build, or swept): streams the blob from L2 once through an outboard builder, checks
+    /// that it merges to `id`, and stores it in L2 (and L1) for every later range read, in
+    /// this process and others. `None` for a blob too small to have an outboard (or
+    /// missing: the caller's read reports that).
+    pub(super) async fn rebuild_outboard(
+        &self,
+        key: &ObjectKey,
+        id: BlobId,
+    ) -> Result<Option<Arc<Outboard>>> {
+        let s = &self.inner;
+        if s.small.get(&id).is_some() {
+            return Ok(None);
+        }
+        let Some(meta) = s.l2.head(key).await? else {
+            return Ok(None);
+        };
+        if meta.size < OUTBOARD_MIN {
+            s.small.insert(id, ());
+            return Ok(None);
+        }
+        let ob_key = keys::outboard(&id);
+        let flight = s
+            .flights
+            .entry(ob_key.as_str().to_owned())
+            .or_default()
+            .clone();
+        let guard = flight.lock().await;
+        let result = async {
+            // Another caller may have rebuilt it while we waited.
+            if let Some(ob) = s.outboards.get(&id) {
+                return Ok(Some(ob));
+            }
+            let mut chunks = s.l2.get_stream(key).await?;
+            let mut builder = OutboardBuilder::default();
+            let mut read = 0u64;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                read += chunk.len() as u64;
+                builder = if chunk.len() as u64 >= OFF_THREAD_MIN {
+                    blocking(move || {
+                        builder.update(&chunk);
+                        Ok(builder)
+                    })
+                    .await?
+                } else {
+                    builder.update(&chunk);
+                    builder
+                };
+            }
+            bump(&s.counters.misses, 1);
+            bump(&s.counters.bytes_from_l2, read);
+            let ob = builder.finish().filter(|ob| ob.root() == id);
+            let Some(ob) = ob else {
+                bump(&s.counters.verification_failures, 1);
+                return Err(Error::Corrupt {
+                    object: key.to_string(),
+                    expected: id.to_hex(),
+                    actual: format!("{read} bytes that do not hash to it"),
+                });
+            };
+            let encoded = ob.encode();
+            s.l2.put(&ob_key, encoded.clone()).await?;
+            s.no_outboard.remove(&id);
+            self.store_l1(&ob_key, encoded).await;
+            let ob = Arc::new(ob);
+            s.outboards.insert(id, ob.clone());
+            tracing::info!(key = %key, bytes = read, "rebuilt a missing outboard");
+            Ok(Some(ob))
+        }
+        .await;
+        drop(guard);
+        s.flights
+            .remove_if(ob_key.as_str(), |_, f| Arc::strong_count(f) <= 2);
+        debug_assert!(Kind::of(&ob_key).is_some());
+        result
+    }
+
     /// Reads `range` of blob `id` from L2 (or the group cache), fetching only the groups
     /// around it that are not in memory, and checks them against the outboard.
     pub(super) async fn verified_range(

@@ -106,10 +106,18 @@ impl CachingBackend {
             Some(c) => c.bytes,
             None => match Kind::of(key) {
                 None => return self.inner.l2.get_range(key, range).await,
-                Some(Kind::Blob(id)) => match self.outboard(&id).await? {
-                    Some(ob) => return self.verified_range(key, id, ob, range).await,
-                    None => self.fill(key, Kind::Blob(id), None).await?.bytes,
-                },
+                Some(Kind::Blob(id)) => {
+                    let ob = match self.outboard(&id).await? {
+                        Some(ob) => Some(ob),
+                        // A large blob without outboard gets one, once, instead of being
+                        // fetched whole for every range.
+                        None => self.rebuild_outboard(key, id).await?,
+                    };
+                    match ob {
+                        Some(ob) => return self.verified_range(key, id, ob, range).await,
+                        None => self.fill(key, Kind::Blob(id), None).await?.bytes,
+                    }
+                }
                 Some(kind) => self.fill(key, kind, None).await?.bytes,
             },
         };

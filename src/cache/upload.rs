@@ -1,6 +1,7 @@
 //! Write-through streaming uploads: every chunk goes to the L2 upload and to an L1 temp
 //! file at the same time; `publish` returns once L2 has published, then moves the L1 copy
-//! into place.
+//! into place. The copy's bytes are reserved in L1's budget before they are written, so
+//! any number of concurrent uploads never hold more than the budget in `tmp/`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -16,7 +17,8 @@ use crate::backend::Upload;
 use crate::error::{Error, Result};
 use crate::keys::ObjectKey;
 
-/// The L1 copy of an upload being written.
+/// The L1 copy of an upload being written. Its bytes are reserved in L1's budget as they
+/// are written ([`super::l1::L1::reserve_temp`]).
 struct Tee {
     /// `None` only while a write runs on the blocking pool.
     file: Option<File>,
@@ -51,38 +53,54 @@ impl CachingUpload {
     }
 
     fn drop_tee(&mut self) {
-        drop_tee(&mut self.tee);
+        drop_tee(&self.shared, &mut self.tee);
     }
 }
 
-fn drop_tee(tee: &mut Option<Tee>) {
+/// Gives the L1 copy up: removes its file and returns its reservation.
+fn drop_tee(shared: &Shared, tee: &mut Option<Tee>) {
     if let Some(tee) = tee.take() {
         drop(tee.file);
         let _ = fs::remove_file(&tee.path);
+        shared.l1.unreserve(tee.size);
     }
 }
 
-/// Appends `chunk` to the L1 copy on the blocking pool; gives the copy up on an error or
-/// once it outgrows the whole budget (`max`).
-async fn tee_write(slot: &mut Option<Tee>, max: u64, chunk: Bytes) {
+/// Reserves room for `chunk` in L1's budget and appends it to the L1 copy, on the blocking
+/// pool; gives the copy up on an error or when L1 has no unpinned room left for it.
+async fn tee_write(shared: &Arc<Shared>, slot: &mut Option<Tee>, chunk: Bytes) {
     let Some(tee) = slot.as_mut() else { return };
-    tee.size += chunk.len() as u64;
-    let Some(mut file) = tee.file.take().filter(|_| tee.size <= max) else {
-        drop_tee(slot);
+    let Some(mut file) = tee.file.take() else {
+        drop_tee(shared, slot);
         return;
     };
+    let len = chunk.len() as u64;
+    let s = shared.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let r = file.write_all(&chunk);
-        (file, r)
+        if !s.l1.reserve_temp(len) {
+            return (file, Ok(false));
+        }
+        let written = file.write_all(&chunk);
+        if written.is_err() {
+            s.l1.unreserve(len);
+        }
+        (file, written.map(|()| true))
     })
     .await;
     match done {
-        Ok((file, Ok(()))) => tee.file = Some(file),
+        Ok((file, Ok(true))) => {
+            tee.file = Some(file);
+            tee.size += len;
+        }
+        Ok((_, Ok(false))) => {
+            tracing::debug!("no room left in L1 for the copy of an upload; not caching it");
+            drop_tee(shared, slot);
+        }
         Ok((_, Err(e))) => {
             tracing::warn!(error = %e, "writing the L1 copy of an upload failed");
-            drop_tee(slot);
+            drop_tee(shared, slot);
         }
-        Err(_) => drop_tee(slot),
+        Err(_) => drop_tee(shared, slot),
     }
 }
 
@@ -91,8 +109,11 @@ impl Upload for CachingUpload {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         // Both copies at once: the L2 write (network) usually hides the local one.
         let copy = chunk.clone();
-        let max = self.shared.l1.max();
-        let (written, ()) = tokio::join!(self.l2.write(chunk), tee_write(&mut self.tee, max, copy));
+        let shared = self.shared.clone();
+        let (written, ()) = tokio::join!(
+            self.l2.write(chunk),
+            tee_write(&shared, &mut self.tee, copy)
+        );
         written
     }
 
@@ -107,14 +128,18 @@ impl Upload for CachingUpload {
             return Err(e);
         }
         // Acknowledged by L2: from here on, failures only cost the L1 copy.
-        let Some(mut tee) = self.tee.take().filter(|_| Kind::of(key).is_some()) else {
+        if Kind::of(key).is_none() {
             self.drop_tee();
+            return Ok(());
+        }
+        let Some(mut tee) = self.tee.take() else {
             return Ok(());
         };
         drop(tee.file.take());
         let (shared, k) = (self.shared.clone(), key.clone());
         let (path, size) = (tee.path.clone(), tee.size);
-        let adopted = tokio::task::spawn_blocking(move || shared.l1.adopt(&k, &path, size)).await;
+        let adopted =
+            tokio::task::spawn_blocking(move || shared.l1.adopt_reserved(&k, &path, size)).await;
         match adopted {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
@@ -126,6 +151,7 @@ impl Upload for CachingUpload {
             Ok(Err(e)) => tracing::warn!(key = %key, error = %e, "could not cache upload"),
             Err(e) => {
                 let _ = fs::remove_file(&tee.path);
+                self.shared.l1.unreserve(size);
                 tracing::warn!(key = %key, error = %e, "could not cache upload");
             }
         }

@@ -6,7 +6,10 @@
 //! |-------------------|-----------------------------------------------------------------|
 //! | blob, tree node   | BLAKE3 of the bytes equals the hash in the key                  |
 //! | outboard          | its leaves merge to the blob id in the key ([`Outboard::decode`]) |
-//! | manifest version  | the envelope's own BLAKE3 checksum (the key holds no hash)      |
+//!
+//! Manifest versions are not cached: their keys hold no hash, and a copy in L1 would say
+//! nothing about whether the version still exists in L2 (another process's GC may have
+//! deleted it).
 //!
 //! Content from L2 is checked before it is served or cached; content found in L1 at open
 //! is checked on its first use in the process.
@@ -21,12 +24,8 @@ use crate::keys::ObjectKey;
 
 /// Inputs at least this large are hashed on the blocking pool.
 const OFF_THREAD_MIN: usize = 64 * 1024;
-/// Size of the checksum at the end of a manifest envelope (see `docs/FORMAT.md`).
-const ENVELOPE_CHECKSUM: usize = 32;
-/// Smallest valid envelope: 7 header bytes and the checksum.
-const ENVELOPE_MIN: usize = 7 + ENVELOPE_CHECKSUM;
 
-/// Checks `data` against `key`: `Err(Corrupt | CorruptManifest)` on a mismatch.
+/// Checks `data` against `key`: `Err(Corrupt | CorruptManifest)` (an outboard that does not decode) on a mismatch.
 pub(crate) async fn check(kind: Kind, key: &ObjectKey, data: &Bytes) -> Result<()> {
     if data.len() < OFF_THREAD_MIN {
         return check_now(kind, key, data);
@@ -51,19 +50,5 @@ fn check_now(kind: Kind, key: &ObjectKey, data: &Bytes) -> Result<()> {
             Ok(())
         }
         Kind::Outboard(id) => Outboard::decode(&id, data.clone()).map(|_| ()),
-        Kind::Manifest => {
-            let ok = data.len() >= ENVELOPE_MIN && {
-                let (body, sum) = data.split_at(data.len() - ENVELOPE_CHECKSUM);
-                blake3::hash(body).as_bytes() == sum
-            };
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::CorruptManifest {
-                    key: key.to_string(),
-                    reason: "checksum mismatch (truncated or damaged)".into(),
-                })
-            }
-        }
     }
 }

@@ -1,6 +1,12 @@
 //! `verify`: check that every referenced object exists and matches its hash.
+//!
+//! It checks the authoritative tier: on the cached tier, L2 (L1 could hold copies of
+//! objects L2 has lost). Checking through L1 is a separate, optional report
+//! ([`VerifyTier::Cache`]). Transient backend errors are retried, not fatal.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
@@ -18,6 +24,18 @@ pub struct VerifyOptions {
     pub sample: Option<f64>,
     /// How many blobs to read and hash at once.
     pub parallelism: usize,
+    /// Which tier to check.
+    pub tier: VerifyTier,
+}
+
+/// Which tier `verify` reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VerifyTier {
+    /// The authoritative objects: L2 behind a cache, the backend itself otherwise.
+    #[default]
+    Authoritative,
+    /// Through the store's own backend, cache included (what readers of this process see).
+    Cache,
 }
 
 impl Default for VerifyOptions {
@@ -25,6 +43,33 @@ impl Default for VerifyOptions {
         VerifyOptions {
             sample: None,
             parallelism: 2,
+            tier: VerifyTier::Authoritative,
+        }
+    }
+}
+
+/// Attempts of each read `verify` makes when it meets a transient error.
+const ATTEMPTS: u32 = 6;
+/// First pause between them; doubled each time.
+const BACKOFF: Duration = Duration::from_millis(50);
+
+/// Runs `op` again while it fails with a transient error (network, 5xx, throttling).
+async fn retried<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut pause = BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if crate::identity::is_transient(&e) && attempt < ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "verify: transient error; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }
@@ -32,6 +77,8 @@ impl Default for VerifyOptions {
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// The tier that was checked, such as `the S3 server at ... (bucket ..., prefix ...)`.
+    pub tier: String,
     /// Manifest versions whose trees were walked.
     pub versions: u64,
     /// Referenced blobs.
@@ -59,13 +106,31 @@ impl VerifyReport {
 
 impl Store {
     /// Checks every version of every collection: each referenced blob exists and hashes
-    /// to its name, and each tree node decodes. Reports orphan blobs too.
+    /// to its name, and each tree node decodes. Reports orphan blobs too. Reads the tier
+    /// `options.tier` names (by default the authoritative one: L2 on the cached tier).
     pub async fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport> {
-        let mut report = VerifyReport::default();
+        if options.tier == VerifyTier::Authoritative {
+            if let Some(l2) = self.backend().authoritative() {
+                let direct = Store::new(l2, self.options().clone());
+                return Box::pin(direct.verify_here(options)).await;
+            }
+        }
+        self.verify_here(options).await
+    }
+
+    async fn verify_here(&self, options: &VerifyOptions) -> Result<VerifyReport> {
+        let backend = self.backend();
+        let mut report = VerifyReport {
+            tier: match backend.authoritative() {
+                Some(_) => format!("the L1 cache in front of {}", backend.describe()),
+                None => backend.describe(),
+            },
+            ..VerifyReport::default()
+        };
         let mut marks = Marks::default();
-        for collection in self.collections().await? {
-            for (v, _) in self.versions(&collection).await? {
-                let root = match self.root_if_present(&collection, v).await {
+        for collection in retried(|| self.collections()).await? {
+            for (v, _) in retried(|| self.versions(&collection)).await? {
+                let root = match retried(|| self.root_if_present(&collection, v)).await {
                     Ok(Some(root)) => root,
                     Ok(None) => continue,
                     Err(e) => {
@@ -76,7 +141,15 @@ impl Store {
                     }
                 };
                 report.versions += 1;
-                if let Err(e) = marks.add_root(self, &root).await {
+                let mut added = marks.add_root(self, &root).await;
+                let mut attempt = 1;
+                while added.as_ref().is_err_and(crate::identity::is_transient) && attempt < ATTEMPTS
+                {
+                    tokio::time::sleep(BACKOFF * attempt).await;
+                    added = marks.add_root(self, &root).await;
+                    attempt += 1;
+                }
+                if let Err(e) = added {
                     report
                         .damaged_manifests
                         .push(format!("{collection} v{v}: {e}"));
@@ -92,7 +165,10 @@ impl Store {
             .collect();
         chosen.sort();
         let results: Vec<_> = stream::iter(chosen)
-            .map(|(id, size)| async move { (id, size, self.blobs().get_verified(&id, size).await) })
+            .map(|(id, size)| async move {
+                let read = retried(|| self.blobs().get_verified(&id, size)).await;
+                (id, size, read)
+            })
             .buffer_unordered(options.parallelism.max(1))
             .collect()
             .await;
@@ -113,7 +189,7 @@ impl Store {
             }
         }
         let referenced: HashSet<BlobId> = marks.blobs.keys().copied().collect();
-        for meta in self.backend().list(keys::BLOBS_PREFIX).await? {
+        for meta in retried(|| self.backend().list(keys::BLOBS_PREFIX)).await? {
             if let Some(id) = keys::id_from_key(meta.key.as_str()) {
                 if !referenced.contains(&id) {
                     report.orphans.push(id);

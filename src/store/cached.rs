@@ -24,16 +24,21 @@ pub struct CachedStorage {
 
 impl CachedStorage {
     /// Opens the cache in `l1_dir` (at most `l1_max_size_bytes` bytes) in front of `l2`.
-    /// One cache directory serves one `CachedStorage` at a time.
+    ///
+    /// The store's identity is read from `l2` (and created there if the store has none);
+    /// the cache is bound to it. Stores opened on one `l1_dir` in one process share one
+    /// cache; another process holding `l1_dir` is [`Error::CacheLocked`](crate::Error).
     pub async fn open(
         l1_dir: impl AsRef<Path>,
         l1_max_size_bytes: u64,
         l2: Arc<dyn ObjectBackend>,
         options: StoreOptions,
     ) -> Result<Self> {
-        let cache = CachingBackend::open(l1_dir, l1_max_size_bytes, l2).await?;
+        let identity = crate::identity::open(&l2, &options).await?;
+        let store_id = identity.as_ref().map(|i| i.store_id.clone());
+        let cache = CachingBackend::open_bound(l1_dir, l1_max_size_bytes, l2, store_id).await?;
         Ok(CachedStorage {
-            store: Store::new(Arc::new(cache.clone()), options),
+            store: Store::with_identity(Arc::new(cache.clone()), options, identity)?,
             cache,
         })
     }

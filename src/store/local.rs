@@ -19,7 +19,8 @@ pub struct LocalStorage {
 }
 
 impl LocalStorage {
-    /// Opens the store at `root`, creating the directory if it is missing.
+    /// Opens the store at `root`, creating the directory (and the store identity) if it is
+    /// missing.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(root, StoreOptions::default()).await
     }
@@ -28,7 +29,7 @@ impl LocalStorage {
     pub async fn open_with(root: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let backend = LocalBackend::open(root).await?;
         Ok(LocalStorage {
-            store: Store::new(Arc::new(backend.clone()), options),
+            store: Store::open(Arc::new(backend.clone()), options).await?,
             backend,
         })
     }

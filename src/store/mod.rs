@@ -28,6 +28,7 @@ use crate::blob::BlobStore;
 use crate::clock::{self, Clock, Stamp};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
+use crate::identity::{SharedSettings, StoreIdentity};
 use crate::manifest::tree::Trees;
 use crate::manifest::{head, FileEntry, ManifestRoot, INLINE_MAX};
 use crate::path::{validate_name, StoragePath};
@@ -86,6 +87,14 @@ pub struct StoreOptions {
     pub clock_margin: Duration,
     /// Where time comes from: the system clock, or virtual time in tests.
     pub clock: Arc<dyn Clock>,
+    /// The shared settings to create a new store with, and to require of an existing
+    /// one. `None`: a new store gets the defaults with the three settings above, an
+    /// existing store's settings are adopted (see [`SharedSettings::reconcile`]).
+    pub shared: Option<SharedSettings>,
+    /// Accept a backend whose create-only writes are not enforced, on the promise that
+    /// only one process writes to the store. Recorded in the identity when the store is
+    /// created; a store created so can only be opened with this set.
+    pub single_writer: bool,
 }
 
 impl Default for StoreOptions {
@@ -100,6 +109,8 @@ impl Default for StoreOptions {
             gc_lease: DEFAULT_GC_LEASE,
             clock_margin: DEFAULT_CLOCK_MARGIN,
             clock: clock::system(),
+            shared: None,
+            single_writer: false,
         }
     }
 }
@@ -138,6 +149,10 @@ struct Inner {
     options: StoreOptions,
     /// The latest GC epoch this process has seen.
     epochs: crate::gc::epoch::EpochTracker,
+    /// The store's identity, when it has one (see [`crate::identity`]).
+    identity: Option<StoreIdentity>,
+    /// The identity's settings, or the defaults for a store without one.
+    shared: SharedSettings,
 }
 
 /// What this process knows of one collection.
@@ -171,8 +186,45 @@ impl Collection {
 }
 
 impl Store {
-    /// A store over `backend`.
+    /// A store over `backend`, without reading or creating its identity: the shared
+    /// settings are those of `options` ([`SharedSettings::for_new_store`]). For tests and
+    /// tools over a backend already opened; [`Store::open`] is what the stores use.
     pub fn new(backend: Arc<dyn ObjectBackend>, options: StoreOptions) -> Self {
+        let shared = SharedSettings::for_new_store(&options);
+        Self::assemble(backend, options, None, shared)
+    }
+
+    /// Opens the store over `backend`: reads its identity (creating it, after checking
+    /// the backend's create-only writes, if the store has none) and reconciles `options`
+    /// with the store's shared settings ([`Error::SettingsMismatch`] if they contradict).
+    pub async fn open(backend: Arc<dyn ObjectBackend>, options: StoreOptions) -> Result<Self> {
+        let identity = crate::identity::open(&backend, &options).await?;
+        Self::with_identity(backend, options, identity)
+    }
+
+    /// A store over `backend` whose identity was already read ([`crate::identity::open`]).
+    pub fn with_identity(
+        backend: Arc<dyn ObjectBackend>,
+        options: StoreOptions,
+        identity: Option<StoreIdentity>,
+    ) -> Result<Self> {
+        let shared = match &identity {
+            Some(id) => id.settings,
+            None => SharedSettings::default(),
+        };
+        let options = match &identity {
+            Some(_) => shared.reconcile(&options)?,
+            None => options,
+        };
+        Ok(Self::assemble(backend, options, identity, shared))
+    }
+
+    fn assemble(
+        backend: Arc<dyn ObjectBackend>,
+        options: StoreOptions,
+        identity: Option<StoreIdentity>,
+        shared: SharedSettings,
+    ) -> Self {
         Store {
             inner: Arc::new(Inner {
                 blobs: BlobStore::new(
@@ -185,8 +237,21 @@ impl Store {
                 collections: DashMap::new(),
                 epochs: Default::default(),
                 options,
+                identity,
+                shared,
             }),
         }
+    }
+
+    /// The settings every process sharing this store uses (from its identity).
+    pub fn shared_settings(&self) -> &SharedSettings {
+        &self.inner.shared
+    }
+
+    /// The store's identity, if it has one (a store made by an older version and opened
+    /// read-only has none).
+    pub fn identity(&self) -> Option<&StoreIdentity> {
+        self.inner.identity.as_ref()
     }
 
     /// The object backend underneath.

@@ -8,7 +8,8 @@ use crate::error::Result;
 
 /// A segment store in an S3 bucket under a key prefix. Any number of processes and
 /// machines may share one bucket and prefix: the only coordination is S3's own
-/// conditional `PUT` (`If-None-Match: *`), checked when the store connects.
+/// conditional `PUT` (`If-None-Match: *`), checked once, when the store's identity is
+/// created (see [`crate::identity`]).
 ///
 /// Derefs to [`Store`] for the API beyond [`SegmentStorage`](crate::SegmentStorage).
 #[derive(Debug, Clone)]
@@ -18,7 +19,9 @@ pub struct S3Storage {
 }
 
 impl S3Storage {
-    /// Connects to the bucket, checking credentials, the bucket and conditional writes.
+    /// Connects to the bucket (checking the endpoint, credentials and bucket) and reads the
+    /// store's identity, creating the store (and checking conditional writes) if it has
+    /// none. A later open sends two requests (`HeadBucket`, `GetObject`), no write.
     pub async fn connect(config: S3Config) -> Result<Self> {
         Self::connect_with(config, StoreOptions::default()).await
     }
@@ -27,7 +30,7 @@ impl S3Storage {
     pub async fn connect_with(config: S3Config, options: StoreOptions) -> Result<Self> {
         let backend = S3Backend::connect(config).await?;
         Ok(S3Storage {
-            store: Store::new(Arc::new(backend.clone()), options),
+            store: Store::open(Arc::new(backend.clone()), options).await?,
             backend,
         })
     }

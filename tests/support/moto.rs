@@ -50,10 +50,33 @@ pub struct MotoServer {
     pub log: PathBuf,
 }
 
-/// The binary's shared server, started on first use; `None` means "skip this test".
+/// Points the S3 tests at another server already running on loopback instead of
+/// starting moto (`scripts/test-second-s3-server.sh` sets it): `http://127.0.0.1:PORT`,
+/// accepting [`ACCESS_KEY`]/[`SECRET_KEY`].
+pub const EXTERNAL_ENDPOINT_VAR: &str = "SEGSTORE_S3_TEST_ENDPOINT";
+
+/// The binary's shared server, started on first use (or the external server of
+/// [`EXTERNAL_ENDPOINT_VAR`]); `None` means "skip this test".
 pub fn server() -> Option<&'static MotoServer> {
     static SHARED: OnceLock<Option<MotoServer>> = OnceLock::new();
-    SHARED.get_or_init(|| start_or_skip("shared")).as_ref()
+    SHARED
+        .get_or_init(|| match std::env::var(EXTERNAL_ENDPOINT_VAR) {
+            Ok(endpoint) => Some(external(&endpoint)),
+            Err(_) => start_or_skip("shared"),
+        })
+        .as_ref()
+}
+
+fn external(endpoint: &str) -> MotoServer {
+    let port = endpoint
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("{EXTERNAL_ENDPOINT_VAR} must be http://127.0.0.1:PORT"));
+    MotoServer {
+        port,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        log: PathBuf::from("(external server)"),
+    }
 }
 
 /// A second server with IAM authentication enforced, holding one bucket (returned) that

@@ -48,6 +48,27 @@ pub enum Fault {
         /// Probability for conditional creates.
         conditional_rate: f64,
     },
+    /// A flaky network, per request: `reset` connection resets (before the server saw the
+    /// request), `slow_down` 503 SlowDowns, `lost` answers dropped after the server
+    /// applied the request, `delay` requests held for 1.5 s and then forwarded.
+    Flaky {
+        /// Probability of a reset.
+        reset: f64,
+        /// Probability of a 503 SlowDown.
+        slow_down: f64,
+        /// Probability of a lost answer (applied).
+        lost: f64,
+        /// Probability of a 1.5 s delay.
+        delay: f64,
+    },
+    /// A server whose `If-None-Match: *` is check-then-write: the proxy asks the server
+    /// whether the key exists (`HEAD`), answers 412 if it does, and otherwise waits
+    /// `window` and forwards the write *without* the condition. Concurrent creates of one
+    /// key then all succeed; sequential ones are refused.
+    CheckThenWrite {
+        /// Time between the check and the write.
+        window: Duration,
+    },
 }
 
 /// The faults of [`Fault::Random`].
@@ -282,7 +303,14 @@ enum Action {
     Conflict,
     LoseAnswer,
     Delay,
-    Inject { kind: FaultKind, apply: Apply },
+    Inject {
+        kind: FaultKind,
+        apply: Apply,
+    },
+    /// Hold the request this long, then forward it.
+    Pause(Duration),
+    /// Check with a `HEAD`, then write without the condition.
+    CheckThenWrite(Duration),
 }
 
 /// When an injected fault lets the server apply the request.
@@ -306,6 +334,36 @@ fn choose(fault: &Mutex<Fault>, conditional: bool) -> Action {
             Action::Delay
         }
         Fault::StripHeader(h) => Action::Strip(h.clone()),
+        Fault::CheckThenWrite { window } if conditional => Action::CheckThenWrite(*window),
+        Fault::Flaky {
+            reset,
+            slow_down,
+            lost,
+            delay,
+        } => {
+            let (reset, slow_down, lost, delay) = (*reset, *slow_down, *lost, *delay);
+            let x = rand::random::<f64>();
+            if x < reset {
+                Action::Inject {
+                    kind: FaultKind::Reset,
+                    apply: Apply::Never,
+                }
+            } else if x < reset + slow_down {
+                Action::Inject {
+                    kind: FaultKind::SlowDown,
+                    apply: Apply::Never,
+                }
+            } else if x < reset + slow_down + lost {
+                Action::Inject {
+                    kind: FaultKind::LostAnswer,
+                    apply: Apply::First,
+                }
+            } else if x < reset + slow_down + lost + delay {
+                Action::Pause(Duration::from_millis(1500))
+            } else {
+                Action::Forward
+            }
+        }
         Fault::Random {
             rate,
             conditional_rate,
@@ -365,6 +423,23 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             let is_head = request.head.first().is_some_and(|l| l.starts_with("HEAD "));
             match choose(&shared.fault, conditional) {
                 Action::Forward => upstream_writer.write_all(&request.to_bytes(None, &[]))?,
+                Action::Pause(pause) => {
+                    thread::sleep(pause);
+                    upstream_writer.write_all(&request.to_bytes(None, &[]))?
+                }
+                Action::CheckThenWrite(window) => {
+                    if exists_upstream(upstream_port, &request)? {
+                        answer_error(
+                            &mut answer_client,
+                            false,
+                            "412 Precondition Failed",
+                            "PreconditionFailed",
+                        )?
+                    } else {
+                        thread::sleep(window);
+                        upstream_writer.write_all(&request.to_bytes(Some("if-none-match"), &[]))?
+                    }
+                }
                 Action::Strip(h) => upstream_writer.write_all(&request.to_bytes(Some(&h), &[]))?,
                 Action::Conflict => answer_error(
                     &mut answer_client,
@@ -478,6 +553,33 @@ fn apply_aside(upstream_port: u16, request: &Request) -> io::Result<()> {
     let mut ignored = Vec::new();
     side.read_to_end(&mut ignored)?;
     Ok(())
+}
+
+/// Whether the object a request names exists, asked with a `HEAD` over a connection of
+/// its own, carrying the request's `Authorization` line (moto does not check signatures,
+/// but refuses anonymous reads).
+fn exists_upstream(upstream_port: u16, request: &Request) -> io::Result<bool> {
+    let target = request
+        .head
+        .first()
+        .and_then(|line| line.split(' ').nth(1))
+        .unwrap_or("/");
+    let path = target.split('?').next().unwrap_or(target);
+    let auth = request
+        .head
+        .iter()
+        .skip(1)
+        .find(|line| header_name(line) == "authorization")
+        .map(String::as_str)
+        .unwrap_or("");
+    let mut side = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream_port))?;
+    write!(
+        side,
+        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1:{upstream_port}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    side.read_to_end(&mut answer)?;
+    Ok(answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200"))
 }
 
 /// Makes the socket's last close send a reset instead of a graceful close.

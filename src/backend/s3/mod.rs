@@ -1,8 +1,9 @@
 //! [`S3Backend`]: objects in an S3 bucket (AWS, MinIO, R2, moto...), under a key prefix.
 //!
 //! The commit protocol rests on create-only writes, which S3 offers as `PutObject` with
-//! `If-None-Match: *`. Servers that silently ignore that header would let two writers both
-//! "win" a commit, so [`S3Backend::connect`] refuses them up front (`checks.rs`).
+//! `If-None-Match: *`. Servers that silently ignore that header, or check and write in two
+//! steps, would let two writers both "win" a commit; the store identity's creation
+//! ([`crate::identity`]) races concurrent creates to refuse them.
 //!
 //! Streaming uploads go to a staging key first, because a blob's final key is its hash,
 //! known only after the last byte; see `upload.rs`.
@@ -68,11 +69,12 @@ impl std::fmt::Debug for S3Backend {
 }
 
 impl S3Backend {
-    /// Builds the client and checks, each within a short timeout and few attempts, that the
-    /// endpoint answers ([`Error::Unavailable`]), the credentials are accepted
-    /// ([`Error::PermissionDenied`]), the bucket exists ([`Error::BucketNotFound`]) and the
-    /// server enforces `If-None-Match: *` on `PutObject` ([`Error::Unsupported`] if not).
-    /// The last check creates and deletes one scratch object under `<prefix>staging/`.
+    /// Builds the client and checks, within a short timeout and a few attempts (transient
+    /// failures are retried), that the endpoint answers ([`Error::Unavailable`]), the
+    /// credentials are accepted ([`Error::PermissionDenied`]) and the bucket exists
+    /// ([`Error::BucketNotFound`]): one `HeadBucket`, no write. Whether the server enforces
+    /// `If-None-Match: *` is checked once, when the store's identity is created
+    /// ([`crate::identity`]), not on every connect.
     pub async fn connect(config: S3Config) -> Result<Self> {
         let config = config.validate()?;
         let server_clock = server_time::ServerClock::new(crate::clock::system());
@@ -86,7 +88,6 @@ impl S3Backend {
             }),
         };
         checks::bucket_is_usable(&backend).await?;
-        checks::conditional_writes_are_enforced(&backend).await?;
         tracing::debug!(bucket = %backend.bucket(), prefix = %backend.prefix(), "connected to S3");
         Ok(backend)
     }
@@ -268,6 +269,19 @@ impl S3Backend {
 impl ObjectBackend for S3Backend {
     fn name(&self) -> &'static str {
         "s3"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the S3 server at {} (bucket {:?}, prefix {:?})",
+            self.inner
+                .config
+                .endpoint
+                .as_deref()
+                .unwrap_or("the AWS endpoint"),
+            self.bucket(),
+            self.prefix()
+        )
     }
 
     fn wants_outboards(&self) -> bool {
