@@ -15,8 +15,9 @@
 //!
 //! Each test `old_protocol_*` switches one check of the protocol off and asserts that the
 //! checker finds a counterexample, so the model is known to be able to find that bug class.
-//! `PROTOCOL_MODEL_OPS=<n>` raises the number of commits per writer (default 1) and
-//! `PROTOCOL_MODEL_TICKS=<n>` the clock horizon, for longer runs.
+//! `PROTOCOL_MODEL_OPS=<n>` raises the number of commits per writer (default 1),
+//! `PROTOCOL_MODEL_TICKS=<n>` the clock horizon (default 4 ticks) and
+//! `PROTOCOL_MODEL_RUNS=<n>` the number of GC runs, for longer runs.
 
 use std::fmt::{self, Write as _};
 
@@ -65,12 +66,6 @@ struct Bugs {
     reread_latest_only: bool,
     /// Retention lists pins before raising `_boundary` (not again after it).
     pins_before_boundary: bool,
-    /// Restore accepts a version below `_boundary` (one that a stalled commit re-created).
-    restore_below_boundary: bool,
-    /// A writer reads `_boundary` after creating its version at any time later (not
-    /// within `version_min_age` of sending the create), and removes the version if it is
-    /// below.
-    unbounded_boundary_check: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -130,7 +125,7 @@ struct Run {
     inflight: Option<(u8, u8)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Op {
     /// New version = head + this object (own upload or dedup hit).
     Add(u8),
@@ -140,13 +135,13 @@ enum Op {
 
 /// When the commit may be sent: while `now < until`. `foreign`: on expiry go back to step
 /// a; otherwise the writer stalled (StalledWriter) and gives up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Limit {
     until: u8,
     foreign: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Phase {
     Idle,
     /// Foreign reference: step a (read the latest epoch) to do.
@@ -165,14 +160,14 @@ enum Phase {
 }
 
 /// What a writer read from the head: the version to create, its content, the probe time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Head {
     ver: u8,
     content: u8,
     probed: u8,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Writer {
     left: u8,
     phase: Phase,
@@ -275,8 +270,8 @@ impl ProtocolModel {
         ProtocolModel {
             c,
             bugs: Bugs::default(),
-            horizon: START + env_u8("PROTOCOL_MODEL_TICKS").unwrap_or(5),
-            max_gc_runs: 2,
+            horizon: START + env_u8("PROTOCOL_MODEL_TICKS").unwrap_or(4),
+            max_gc_runs: env_u8("PROTOCOL_MODEL_RUNS").unwrap_or(2),
             ops_per_writer: ops,
             max_version: (2 + 2 * ops).min(NVER as u8 - 1),
             snapshot: true,
@@ -298,6 +293,14 @@ impl ProtocolModel {
             }
         }
         Some(d - c.m)
+    }
+
+    /// A foreign reference found: step a now, or wait (StepA) while GC may be deleting.
+    fn start_foreign(&self, s: &State, op: Op) -> Phase {
+        match self.step_a(s) {
+            Some(d) => Phase::StepB(op, d),
+            None => Phase::StepA(op),
+        }
     }
 
     fn own(&self, s: &State) -> Limit {
@@ -535,7 +538,11 @@ impl Model for ProtocolModel {
                 left: self.ops_per_writer,
                 phase: Phase::Idle,
             }; 2],
-            snap: if self.snapshot { Snap::Idle } else { Snap::Done },
+            snap: if self.snapshot {
+                Snap::Idle
+            } else {
+                Snap::Done
+            },
         }]
     }
 
@@ -549,7 +556,8 @@ impl Model for ProtocolModel {
         }
         match s.snap {
             Snap::Idle => {
-                for v in 1..NVER as u8 {
+                // the versions there at the start (bounded state space)
+                for v in 1..3 {
                     if s.content(v).is_some() {
                         out.push(Action::Pin(v));
                     }
@@ -566,7 +574,10 @@ impl Model for ProtocolModel {
         match action {
             Action::Tick => s.now += 1,
             Action::GcClaim => {
-                s.epoch = Some(Epoch { t0: now, done: false });
+                s.epoch = Some(Epoch {
+                    t0: now,
+                    done: false,
+                });
                 s.gc_runs += 1;
                 s.gc = Some(Run {
                     t0: now,
@@ -605,7 +616,7 @@ impl Model for ProtocolModel {
                     s.obj[x as usize] = Some(now);
                     s.w[i].phase = Phase::Ready(Op::Add(x), self.own(&s));
                 } else {
-                    s.w[i].phase = Phase::StepA(Op::Add(x));
+                    s.w[i].phase = self.start_foreign(&s, Op::Add(x));
                 }
             }
             Action::Restore(i, v) => {
@@ -618,7 +629,7 @@ impl Model for ProtocolModel {
                     }
                     s.w[i].phase = Phase::Ready(Op::Restore(v, m), self.own(&s));
                 } else {
-                    s.w[i].phase = Phase::StepA(Op::Restore(v, 0));
+                    s.w[i].phase = self.start_foreign(&s, Op::Restore(v, 0));
                 }
             }
             Action::StepA(i) => {
@@ -639,9 +650,9 @@ impl Model for ProtocolModel {
                 let confirmed = match op {
                     Op::Add(x) => s.obj[x as usize].is_some().then_some(op),
                     Op::Restore(v, _) => match s.content(v) {
-                        Some(m) if self.bugs.restore_below_boundary || v >= s.boundary => {
-                            Some(Op::Restore(v, m))
-                        }
+                        // a version below `_boundary` may be one a stalled commit
+                        // re-created (about to be removed): not restorable
+                        Some(m) if v >= s.boundary => Some(Op::Restore(v, m)),
                         _ => None,
                     },
                 };
@@ -697,7 +708,7 @@ impl Model for ProtocolModel {
                 let Phase::CheckBoundary(op, lim, ver, sent) = s.w[i].phase else {
                     unreachable!()
                 };
-                if !self.bugs.unbounded_boundary_check && now >= sent + self.c.a {
+                if now >= sent + self.c.a {
                     // too late to tell a re-created version from one retention judged
                     // after it was created: unknown outcome, the version stays
                     s.w[i] = Writer {
@@ -731,6 +742,9 @@ impl Model for ProtocolModel {
                 s.snap = Snap::Done;
             }
         }
+        // The writers are identical: states that differ only in their order are one
+        // (symmetry reduction; a trace's w0/w1 may swap between steps).
+        s.w.sort();
         Some(s)
     }
 
@@ -786,7 +800,7 @@ fn consts() -> Consts {
 }
 
 fn check(model: ProtocolModel) -> (usize, usize, Option<stateright::Path<State, Action>>) {
-    let checker = model.checker().threads(2).spawn_bfs().join();
+    let checker = model.checker().threads(1).spawn_bfs().join();
     let found = checker.discovery(SAFE);
     (checker.unique_state_count(), checker.max_depth(), found)
 }
@@ -813,20 +827,38 @@ fn assert_finds_bug(name: &str, model: ProtocolModel) {
     let (states, depth, found) = check(model);
     println!("{name}: {states} states, max depth {depth}");
     let path = found.unwrap_or_else(|| panic!("{name}: no counterexample found"));
-    println!("counterexample ({} actions):", path.clone().into_actions().len());
+    println!(
+        "counterexample ({} actions):",
+        path.clone().into_actions().len()
+    );
     print_trace(&path);
 }
 
-#[test]
-fn protocol_holds() {
-    assert_safe("protocol", ProtocolModel::new(consts()));
+/// The default bound (one commit per writer, 4 ticks) with `runs` GC runs.
+fn model(runs: u8, snapshot: bool) -> ProtocolModel {
+    let mut m = ProtocolModel::new(consts());
+    m.max_gc_runs = env_u8("PROTOCOL_MODEL_RUNS").unwrap_or(runs);
+    m.snapshot = snapshot;
+    m
 }
 
-/// The protocol as written, with a stalled writer: the head read and the create are
-/// separate steps any time apart (the post-commit `_boundary` check comes within A).
+/// Two GC runs (a writer's step a may see a finished run and the next one start after it).
+#[test]
+fn protocol_holds() {
+    assert_safe("protocol, 2 GC runs", model(2, false));
+}
+
+/// One GC run and the snapshot creator.
+#[test]
+fn protocol_holds_with_snapshot() {
+    assert_safe("protocol, 1 GC run, snapshot", model(1, true));
+}
+
+/// The head read and the create as separate steps (a writer may stall between them until
+/// its deadline).
 #[test]
 fn protocol_holds_with_stalled_head_read() {
-    let mut model = ProtocolModel::new(consts());
+    let mut model = model(1, false);
     model.split_head_read = true;
     assert_safe("protocol, stalled head read", model);
 }
@@ -856,42 +888,21 @@ fn protocol_holds_with_long_lease() {
 
 #[test]
 fn old_protocol_refresh_only() {
-    let mut model = ProtocolModel::new(consts());
+    let mut model = model(1, false);
     model.bugs.refresh_only = true;
     assert_finds_bug("refresh only", model);
 }
 
 #[test]
 fn old_protocol_reread_latest_only() {
-    let mut model = ProtocolModel::new(consts());
+    let mut model = model(1, false);
     model.bugs.reread_latest_only = true;
     assert_finds_bug("step 5 re-reads only the latest", model);
 }
 
 #[test]
 fn old_protocol_pins_before_boundary() {
-    let mut model = ProtocolModel::new(consts());
+    let mut model = model(1, true);
     model.bugs.pins_before_boundary = true;
     assert_finds_bug("pins listed before the boundary is raised", model);
-}
-
-/// The post-commit `_boundary` check of a stalled commit, done any time after the create:
-/// a version retention judged after it was created (and a snapshot pinned) is taken for a
-/// re-created one and removed.
-#[test]
-fn unbounded_boundary_check_removes_a_pinned_version() {
-    let mut model = ProtocolModel::new(consts());
-    model.split_head_read = true;
-    model.bugs.unbounded_boundary_check = true;
-    assert_finds_bug("unbounded boundary check", model);
-}
-
-/// Restore confirming only that the old root exists: a stalled commit's re-created
-/// version (below `_boundary`, about to be removed) names objects GC already deleted.
-#[test]
-fn restore_of_a_version_below_the_boundary() {
-    let mut model = ProtocolModel::new(consts());
-    model.split_head_read = true;
-    model.bugs.restore_below_boundary = true;
-    assert_finds_bug("restore below the boundary", model);
 }
