@@ -404,6 +404,10 @@ async fn copy_blob(
     }
     let mut upload = dest.begin_upload().await?;
     let mut hasher = blake3::Hasher::new();
+    // Imported blobs get their outboard on the way in, where the destination keeps them,
+    // so that range reads of them never fall back to fetching the whole blob.
+    let mut outboard = (dest.wants_outboards() && size >= crate::blob::outboard::OUTBOARD_MIN)
+        .then(crate::blob::outboard::OutboardBuilder::default);
     let mut offset = 0;
     while offset < size {
         let end = (offset + COPY_CHUNK).min(size);
@@ -422,6 +426,9 @@ async fn copy_blob(
             }
         };
         update_hasher(&mut hasher, &chunk);
+        if let Some(ob) = outboard.as_mut() {
+            ob.update(&chunk);
+        }
         offset = end;
         upload.write(chunk).await?;
     }
@@ -429,6 +436,13 @@ async fn copy_blob(
     if actual != *id {
         let _ = upload.abort().await;
         return Err(Error::hash_mismatch(&key, id, actual));
+    }
+    // Stored before the blob, as the blob layer does: a blob never lacks its outboard.
+    if let Some(ob) = outboard.and_then(|b| b.finish()) {
+        if let Err(e) = dest.put(&keys::outboard(id), ob.encode()).await {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
     }
     upload.publish(&key).await?;
     Ok(true)
