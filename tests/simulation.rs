@@ -429,7 +429,7 @@ async fn check(
                 Err(err) => Err(err.to_string()),
             },
             Some(want) => match view.read_bytes(&path).await {
-                Ok(b) if &b == want => continue,
+                Ok(b) if b == want => continue,
                 Ok(b) => Err(format!("{} bytes, expected {}", b.len(), want.len())),
                 Err(err) => Err(err.to_string()),
             },

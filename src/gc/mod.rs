@@ -379,13 +379,6 @@ impl Store {
                 bytes += meta.size;
                 continue;
             };
-            if !run.may_delete(self.clock()) {
-                report.failures.push(format!(
-                    "stopped at {}: the run's lease (gc_lease) ran out; the next run goes on",
-                    meta.key
-                ));
-                break;
-            }
             // A dedup hit may have refreshed it since the listing: look again right
             // before deleting.
             match self.backend().head(&meta.key).await {
@@ -395,6 +388,16 @@ impl Store {
                     report.failures.push(format!("{}: {e}", meta.key));
                     continue;
                 }
+            }
+            // The lease is checked last, right before the delete is sent: the look above
+            // may have taken long (a slow answer), and only the delete's own flight time
+            // is covered by the margin.
+            if !run.may_delete(self.clock()) {
+                report.failures.push(format!(
+                    "stopped at {}: the run's lease (gc_lease) ran out; the next run goes on",
+                    meta.key
+                ));
+                break;
             }
             match self.backend().delete(&meta.key).await {
                 Ok(()) => {
