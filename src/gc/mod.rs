@@ -358,32 +358,37 @@ impl Store {
     ) -> Result<(u64, u64)> {
         let (mut deleted, mut bytes) = (0, 0);
         let old_enough = |t: SystemTime| cutoff.is_some_and(|c| t < c);
-        for meta in self.backend().list(prefix).await? {
+        let mut listed = self.backend().list(prefix).await?;
+        // Blobs before outboards, so that an outboard is only deleted once its blob is:
+        // a blob that stays (young, refreshed, or its delete failed) keeps its outboard,
+        // since a later dedup hit may reference it again.
+        listed.sort_by_key(|m| keys::outboard_id_from_key(m.key.as_str()).is_some());
+        let mut blobs_left: HashSet<crate::BlobId> = HashSet::new();
+        for meta in listed {
             // An outboard (`<hex>.obao`) lives and dies with its blob: kept while the blob
-            // is referenced, swept with the same grace rule once it is not.
+            // is referenced or still there, swept with the same grace rule once it is not.
             let k = meta.key.as_str();
-            let Some(id) = keys::id_from_key(k).or_else(|| keys::outboard_id_from_key(k)) else {
+            let outboard = keys::outboard_id_from_key(k);
+            let Some(id) = keys::id_from_key(k).or(outboard) else {
                 continue; // not ours
             };
-            if referenced(&id) {
+            if referenced(&id) || (outboard.is_some() && blobs_left.contains(&id)) {
                 continue;
+            }
+            // Until its delete succeeds below, this blob is still there.
+            if outboard.is_none() {
+                blobs_left.insert(id);
             }
             if !old_enough(meta.last_modified) {
                 report.young_unreferenced += 1;
                 continue;
             }
             let Some(run) = run else {
+                blobs_left.remove(&id);
                 deleted += 1;
                 bytes += meta.size;
                 continue;
             };
-            if !run.may_delete(self.clock()) {
-                report.failures.push(format!(
-                    "stopped at {}: the run's lease (gc_lease) ran out; the next run goes on",
-                    meta.key
-                ));
-                break;
-            }
             // A dedup hit may have refreshed it since the listing: look again right
             // before deleting.
             match self.backend().head(&meta.key).await {
@@ -394,8 +399,19 @@ impl Store {
                     continue;
                 }
             }
+            // The lease is checked last, right before the delete is sent: the look above
+            // may have taken long (a slow answer), and only the delete's own flight time
+            // is covered by the margin.
+            if !run.may_delete(self.clock()) {
+                report.failures.push(format!(
+                    "stopped at {}: the run's lease (gc_lease) ran out; the next run goes on",
+                    meta.key
+                ));
+                break;
+            }
             match self.backend().delete(&meta.key).await {
                 Ok(()) => {
+                    blobs_left.remove(&id);
                     deleted += 1;
                     bytes += meta.size;
                 }

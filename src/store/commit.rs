@@ -63,15 +63,23 @@ impl Store {
         self.commit_plan(collection, Plan::Ops { ops, base }).await
     }
 
-    /// The foreign references of `plan` (see [`references`](super::references)).
-    fn plan_references(&self, plan: &Plan) -> Vec<Reference> {
+    /// The foreign references of `plan` (see [`references`](super::references)), and the
+    /// deadline of its own uploads' stall windows (if it has any).
+    fn plan_references(&self, plan: &Plan) -> (Vec<Reference>, Option<Stamp>) {
         let mut refs = Vec::new();
+        let mut own_deadline = None;
         match plan {
             Plan::Ops { ops, .. } => {
                 for op in ops {
                     if let Op::Put { entry, .. } = op {
                         if entry.inline.is_none() {
-                            self.blob_references(&entry.id, entry.size, "a staged file", &mut refs);
+                            self.blob_references(
+                                &entry.id,
+                                entry.size,
+                                "a staged file",
+                                &mut refs,
+                                &mut own_deadline,
+                            );
                         }
                     }
                 }
@@ -80,7 +88,7 @@ impl Store {
         }
         refs.sort_by_key(|r| format!("{r:?}"));
         refs.dedup();
-        refs
+        (refs, own_deadline)
     }
 
     pub(crate) async fn commit_plan(&self, collection: &str, plan: Plan) -> Result<CommitInfo> {
@@ -90,7 +98,6 @@ impl Store {
         let trees = &self.inner.trees;
         let clock = self.clock();
         let began = Stamp::now(clock);
-        let references = self.plan_references(&plan);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -129,13 +136,16 @@ impl Store {
             };
             // References to objects this commit did not just write: confirmed under the GC
             // protocol, with a deadline for the commit point.
+            // Classified again on every attempt: an own upload whose stall window ended
+            // while this commit was slow (a stalled request, a lost race) is foreign now.
+            let (references, own_deadline) = self.plan_references(&plan);
             let deadline = if references.is_empty() {
-                None
+                own_deadline
             } else {
-                Some(
-                    self.confirm_references(collection, &references, began)
-                        .await?,
-                )
+                let confirmed = self
+                    .confirm_references(collection, &references, began)
+                    .await?;
+                Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
             };
             let attempt_result = self.try_commit(&root, nodes, deadline).await?;
             // Retention never deletes versions younger than `version_min_age`, so if this

@@ -45,16 +45,27 @@ pub(crate) enum Reference {
 
 impl Store {
     /// The foreign references of a blob entry: none if this process published it within
-    /// the stall window, otherwise the blob and its outboard.
+    /// the stall window (less the clock margin), otherwise the blob and its outboard. For
+    /// an own upload, `own_deadline` is lowered to the end of its stall window: the commit
+    /// point must be sent before it, or the upload is confirmed as a foreign reference.
     pub(crate) fn blob_references(
         &self,
         id: &crate::BlobId,
         size: u64,
         why: &'static str,
         out: &mut Vec<Reference>,
+        own_deadline: &mut Option<Stamp>,
     ) {
-        let limit = self.inner.options.max_writer_stall;
-        if self.inner.blobs.published_within(id, limit).is_some() {
+        let opts = &self.inner.options;
+        let limit = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+        if let Some(age) = self
+            .inner
+            .blobs
+            .published_within(id, limit)
+            .filter(|&age| age < limit)
+        {
+            let end = Stamp::now(self.clock()).later_by(limit - age);
+            *own_deadline = Some(own_deadline.map_or(end, |d| d.min(end)));
             return;
         }
         let (blob, outboard) = self.inner.blobs.reference_keys(id, size);
