@@ -33,6 +33,16 @@ fn fast_options() -> StoreOptions {
         version_min_age: Duration::ZERO,
         gc_delete_delay: Duration::from_millis(40),
         clock_margin: Duration::from_millis(10),
+        // A store these tests create gets the same settings (and a GC grace to match).
+        shared: Some(segstore::identity::SharedSettings {
+            gc_grace: Duration::from_millis(300),
+            max_writer_stall: Duration::from_millis(150),
+            freshen_after: Duration::from_millis(20),
+            version_min_age: Duration::ZERO,
+            gc_delete_delay: Duration::from_millis(40),
+            gc_lease: segstore::store::DEFAULT_GC_LEASE,
+            clock_margin: Duration::from_millis(10),
+        }),
         ..StoreOptions::default()
     }
 }

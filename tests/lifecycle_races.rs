@@ -585,3 +585,36 @@ impl ObjectBackend for StaleListing {
         self.inner.begin_upload().await
     }
 }
+
+/// Scenario 8: the GC safety rule holds against the store's shared settings, not only the
+/// GC process's own: a GC process with shorter writer settings than the store's is given
+/// the store's, and a grace that does not cover them is refused.
+#[tokio::test(start_paused = true)]
+async fn gc_checks_its_grace_against_the_stores_settings() {
+    let time = clock();
+    let backend: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::with_clock(time.clone()));
+    let slow_writers = segstore::identity::SharedSettings {
+        gc_grace: 4 * HOUR,
+        max_writer_stall: 3 * HOUR,
+        ..segstore::identity::SharedSettings::default()
+    };
+    let creator = StoreOptions {
+        shared: Some(slow_writers),
+        ..options(&time)
+    };
+    let app = Store::open(backend.clone(), creator).await.unwrap();
+    app.write(&p("f"), b"x").await.unwrap();
+    // An operator's GC process with the defaults (stall 30 min) and grace 1 h.
+    let gc = Store::open(backend.clone(), options(&time)).await.unwrap();
+    assert_eq!(gc.options().max_writer_stall, 3 * HOUR);
+    let refused = gc.gc(&gc_options(keep_latest())).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidConfig(_))),
+        "{refused:?}"
+    );
+    let enough = GcOptions {
+        grace: 4 * HOUR,
+        ..gc_options(keep_latest())
+    };
+    gc.gc(&enough).await.unwrap();
+}
