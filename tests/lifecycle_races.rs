@@ -618,3 +618,34 @@ async fn gc_checks_its_grace_against_the_stores_settings() {
     };
     gc.gc(&enough).await.unwrap();
 }
+
+/// Import builds the outboard of every large blob it copies into a backend that keeps
+/// outboards (an export carries none), so range reads never fetch such a blob whole.
+#[tokio::test(start_paused = true)]
+async fn an_import_builds_outboards_on_the_way_in() {
+    let time = clock();
+    let source = MemoryBackend::with_clock(time.clone());
+    let src = Store::new(Arc::new(source.clone()), options(&time));
+    let data = big(12, 2 * 1024 * 1024);
+    src.write(&p("large"), &data).await.unwrap();
+    let id = segstore::BlobId::of(&data);
+    assert!(source.head(&keys::outboard(&id)).await.unwrap().is_none());
+    let dest_backend = Hooked::new(time.clone(), true);
+    let dest = Store::new(Arc::new(dest_backend.clone()), options(&time));
+    dest.import_from(Arc::new(source.clone()), "c")
+        .await
+        .unwrap();
+    assert!(
+        dest_backend
+            .inner
+            .head(&keys::outboard(&id))
+            .await
+            .unwrap()
+            .is_some(),
+        "the imported blob has no outboard"
+    );
+    assert_eq!(
+        dest.read_range(&p("large"), 10..20).await.unwrap(),
+        data.slice(10..20)
+    );
+}

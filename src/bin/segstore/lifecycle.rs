@@ -171,16 +171,17 @@ pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()
     report(
         json,
         json!({
-            "healthy": r.is_healthy(), "versions": r.versions, "blobs_referenced": r.blobs_referenced,
+            "healthy": r.is_healthy(), "tier": r.tier, "versions": r.versions, "blobs_referenced": r.blobs_referenced,
             "blobs_checked": r.blobs_checked, "bytes_checked": r.bytes_checked,
             "missing": hex(&r.missing), "corrupt": hex(&r.corrupt), "orphans": hex(&r.orphans),
             "damaged_manifests": r.damaged_manifests,
         }),
         &format!(
-            "{}: {} versions, {} of {} blobs checked ({} bytes); {} missing, {} corrupt, {} damaged manifests, {} orphans",
+            "{}: {} versions, {} of {} blobs checked ({} bytes); {} missing, {} corrupt, {} damaged manifests, {} orphans; checked {}",
             if r.is_healthy() { "healthy" } else { "DAMAGED" },
             r.versions, r.blobs_checked, r.blobs_referenced, r.bytes_checked,
             r.missing.len(), r.corrupt.len(), r.damaged_manifests.len(), r.orphans.len(),
+            r.tier,
         ),
     );
     if !json {
