@@ -649,3 +649,30 @@ async fn an_import_builds_outboards_on_the_way_in() {
         data.slice(10..20)
     );
 }
+
+/// Long-lived staging stays protected while it is alive: files staged hours before their
+/// commit (a Tantivy bulk load) and kept alive commit fine through hourly GC runs.
+#[tokio::test(start_paused = true)]
+async fn staged_files_kept_alive_survive_gc_until_their_commit() {
+    let (_backend, writer, gc) = stores(false);
+    writer.write(&p("base"), b"x").await.unwrap();
+    let staged = writer.stage_bytes(big(13, 60_000)).await.unwrap();
+    for _ in 0..4 {
+        for _ in 0..12 {
+            tokio::time::sleep(5 * MIN).await;
+            writer
+                .keep_staged_alive(std::slice::from_ref(&staged))
+                .await
+                .unwrap();
+        }
+        let report = gc.gc(&gc_options(keep_latest())).await.unwrap();
+        assert_eq!(report.blobs_deleted, 0, "{report:?}");
+    }
+    let ops = vec![Op::Put {
+        path: p("bulk.idx"),
+        entry: staged,
+    }];
+    writer.commit_ops("c", ops, None).await.unwrap();
+    assert_eq!(writer.read(&p("bulk.idx")).await.unwrap(), big(13, 60_000));
+    assert_healthy(&writer).await;
+}

@@ -266,7 +266,11 @@ async fn commits_survive_random_http_faults() {
     let mut stores = Vec::new();
     for _ in 0..writers {
         let config = soak_config(&proxy.endpoint(), &direct.bucket);
-        stores.push(S3Storage::connect(config).await.unwrap());
+        stores.push(
+            S3Storage::connect_with(config, fast_options())
+                .await
+                .unwrap(),
+        );
     }
     proxy.set_fault(Fault::Random {
         rate,
@@ -314,14 +318,9 @@ async fn commits_survive_random_http_faults() {
     }
 
     // Check through a clean connection straight to moto.
-    let options = StoreOptions {
-        max_writer_stall: Duration::from_millis(100),
-        freshen_after: Duration::from_millis(100),
-        gc_delete_delay: Duration::from_millis(500),
-        clock_margin: Duration::from_millis(100),
-        ..StoreOptions::default()
-    };
-    let checker = S3Storage::connect_with(direct, options).await.unwrap();
+    let checker = S3Storage::connect_with(direct, fast_options())
+        .await
+        .unwrap();
     let store = checker.store();
     let history = linear_history(store, COLLECTION).await;
     let index = Index::new(&logs);
@@ -408,10 +407,10 @@ async fn commits_survive_random_http_faults() {
     let report = store.verify(&VerifyOptions::default()).await.unwrap();
     assert!(report.is_healthy(), "verify: {report:?}");
     let orphans = report.orphans.len();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let gc = GcOptions {
         retention: RetentionPolicy::keep_all(),
-        grace: Duration::from_secs(1),
+        grace: Duration::from_secs(3),
         dry_run: false,
     };
     let gc_report = store.gc(&gc).await.unwrap();
@@ -425,4 +424,17 @@ async fn commits_survive_random_http_faults() {
         "verify: healthy, {orphans} orphans before GC, none after; wall time {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Store settings scaled down so that GC can run at the end: every process opening the
+/// store must use the same (they are the store's shared settings). The margin covers S3's
+/// whole-second timestamps.
+fn fast_options() -> StoreOptions {
+    StoreOptions {
+        max_writer_stall: Duration::from_secs(1),
+        freshen_after: Duration::from_millis(200),
+        gc_delete_delay: Duration::from_secs(3),
+        clock_margin: Duration::from_millis(1200),
+        ..StoreOptions::default()
+    }
 }

@@ -74,7 +74,7 @@ fn s3_sigkill_child() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = S3Storage::connect(child_config(&endpoint, &bucket))
+        let store = S3Storage::connect_with(child_config(&endpoint, &bucket), fast_options())
             .await
             .unwrap();
         child::ready();
@@ -107,13 +107,7 @@ async fn killed_s3_writers_lose_no_acknowledged_commit() {
     let endpoint = config.endpoint.clone().unwrap();
     let bucket = config.bucket.clone();
     // Short enough for a quick GC at the end, long enough for a commit on a busy machine.
-    let options = StoreOptions {
-        max_writer_stall: Duration::from_secs(1),
-        freshen_after: Duration::from_millis(100),
-        gc_delete_delay: Duration::from_millis(500),
-        clock_margin: Duration::from_millis(100),
-        ..StoreOptions::default()
-    };
+    let options = fast_options();
     let (mut kills, mut total_acked) = (0, 0);
     for round in 0..rounds {
         let ids: Vec<usize> = (0..CHILDREN_PER_ROUND)
@@ -214,10 +208,10 @@ async fn killed_s3_writers_lose_no_acknowledged_commit() {
     let store = S3Storage::connect_with(config, options).await.unwrap();
     let before = store.verify(&VerifyOptions::default()).await.unwrap();
     // S3's Last-Modified has whole seconds.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let gc = GcOptions {
         retention: RetentionPolicy::keep_all(),
-        grace: Duration::from_secs(2),
+        grace: Duration::from_secs(3),
         dry_run: false,
     };
     let gc_report = store.gc(&gc).await.unwrap();
@@ -234,4 +228,17 @@ async fn killed_s3_writers_lose_no_acknowledged_commit() {
         store.head(COLLECTION).await.unwrap().version,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Store settings scaled down so that GC can run at the end: every process opening the
+/// store must use the same (they are the store's shared settings). The margin covers S3's
+/// whole-second timestamps.
+fn fast_options() -> StoreOptions {
+    StoreOptions {
+        max_writer_stall: Duration::from_secs(1),
+        freshen_after: Duration::from_millis(200),
+        gc_delete_delay: Duration::from_secs(3),
+        clock_margin: Duration::from_millis(1200),
+        ..StoreOptions::default()
+    }
 }

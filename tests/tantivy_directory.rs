@@ -579,6 +579,8 @@ fn a_file_of_an_expired_version_is_version_expired_not_corrupt() {
         version_min_age: Duration::ZERO,
         max_writer_stall: Duration::from_millis(500),
         freshen_after: Duration::ZERO,
+        gc_delete_delay: Duration::from_millis(20),
+        clock_margin: Duration::from_millis(5),
         ..StoreOptions::default()
     };
     let store = Store::new(Arc::new(memory.clone()), options);

@@ -186,6 +186,35 @@ impl BlobStore {
         Ok(true)
     }
 
+    /// Keeps a blob this process staged protected while it waits for its commit (a Tantivy
+    /// segment file waits for `meta.json`): a blob published within the stall window and
+    /// older than `freshen_after` is refreshed (with its outboard) and its window restarts.
+    /// Refreshing is safe only inside the window, where no GC run can be deleting the blob;
+    /// past it, the commit confirms the blob instead. Returns whether it is still protected.
+    pub(crate) async fn keep_alive(
+        &self,
+        id: &BlobId,
+        size: u64,
+        window: Duration,
+    ) -> Result<bool> {
+        let Some(age) = self.published_within(id, window) else {
+            return Ok(false);
+        };
+        if age < self.freshen_after {
+            return Ok(true);
+        }
+        let at = Stamp::now(self.clock.as_ref());
+        self.backend.touch(&keys::blob(id)).await?;
+        if self.backend.wants_outboards() && size >= OUTBOARD_MIN {
+            match self.backend.touch(&keys::outboard(id)).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.record_published(id, at);
+        Ok(true)
+    }
+
     /// The keys a commit that references blob `id` of `size` bytes must confirm: the blob,
     /// and its outboard where the backend keeps one (optional: it may never have existed).
     pub(crate) fn reference_keys(

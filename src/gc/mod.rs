@@ -241,14 +241,8 @@ impl Store {
     /// that were older than the grace period when the run started.
     pub async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         let opts = self.options();
-        let store_grace = self.shared_settings().gc_grace;
-        if self.identity().is_some() && options.grace < store_grace {
-            return Err(Error::InvalidConfig(format!(
-                "gc grace {:?} is shorter than the store's gc_grace {store_grace:?}, which \
-                 every process sharing the store relies on",
-                options.grace
-            )));
-        }
+        // The safety rule uses the store's writer settings: a process with shorter ones
+        // was given the store's at open.
         let minimum = opts.max_writer_stall + opts.freshen_after + opts.clock_margin;
         if options.grace <= minimum {
             return Err(Error::InvalidConfig(format!(

@@ -567,6 +567,21 @@ impl SegmentStorage for Store {
 }
 
 impl Store {
+    /// Keeps the blobs of staged, not yet committed `entries` protected from GC while they
+    /// wait (see `BlobStore::keep_alive`); call it more often than `freshen_after`. Entries
+    /// staged longer ago than the stall window are confirmed at commit instead.
+    pub async fn keep_staged_alive(&self, entries: &[FileEntry]) -> Result<()> {
+        let opts = &self.inner.options;
+        let window = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+        for entry in entries.iter().filter(|e| e.inline.is_none()) {
+            self.inner
+                .blobs
+                .keep_alive(&entry.id, entry.size, window)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The GC epochs this process has seen.
     pub(crate) fn epochs(&self) -> &crate::gc::epoch::EpochTracker {
         &self.inner.epochs

@@ -120,6 +120,7 @@ impl TantivyStorageAdapter {
                 lock_scope,
                 state: Mutex::new(State::default()),
                 commit_lock: Mutex::new(()),
+                kept_alive: Mutex::new(None),
                 watcher: watch::Watcher::default(),
                 remote_cache: Arc::new(remote::BlockCache::new(options.remote_cache_bytes)),
                 options,

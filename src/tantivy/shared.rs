@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(super) state: Mutex<State>,
     /// Serialises this adapter's commits, so that each sees the previous one's result.
     pub(super) commit_lock: Mutex<()>,
+    /// When pending files were last refreshed (see `keep_pending_alive`).
+    pub(super) kept_alive: Mutex<Option<crate::clock::Stamp>>,
     pub(super) watcher: watch::Watcher,
     pub(super) options: TantivyAdapterOptions,
     /// Verified blocks of remote files, shared by all handles.
@@ -248,9 +250,36 @@ impl Shared {
     }
 
     pub(crate) fn finish_write(&self, name: &str, entry: FileEntry) {
-        let mut state = self.lock_state();
-        state.writing.remove(name);
-        state.pending.insert(name.to_owned(), Some(entry));
+        let pending: Vec<FileEntry> = {
+            let mut state = self.lock_state();
+            state.writing.remove(name);
+            state.pending.insert(name.to_owned(), Some(entry));
+            state.pending.values().flatten().cloned().collect()
+        };
+        self.keep_pending_alive(pending);
+    }
+
+    /// Files terminated long before their commit (a bulk load commits once at the end)
+    /// stay protected from GC: every so often a new file refreshes the pending ones.
+    fn keep_pending_alive(&self, pending: Vec<FileEntry>) {
+        let store = self.store.clone();
+        let every = store.options().freshen_after / 2;
+        {
+            let clock = store.options().clock.clone();
+            let mut last = self.kept_alive.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed(clock.as_ref()) < every) {
+                return;
+            }
+            *last = Some(crate::clock::Stamp::now(clock.as_ref()));
+        }
+        let refresh = async move {
+            if let Err(e) = store.keep_staged_alive(&pending).await {
+                tracing::warn!(error = %e, "could not refresh pending tantivy files");
+            }
+        };
+        if let Err(e) = runtime::spawn(refresh) {
+            tracing::warn!(error = %e, "could not refresh pending tantivy files");
+        }
     }
 
     pub(crate) fn abandon_write(&self, name: &str) {
