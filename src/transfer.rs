@@ -110,14 +110,7 @@ impl Store {
         source: Arc<dyn ObjectBackend>,
         collection: &str,
     ) -> Result<TransferReport> {
-        validate_name(collection)?;
-        if self.head(collection).await?.version != 0 {
-            return Err(Error::Conflict {
-                collection: collection.to_owned(),
-                path: String::new(),
-                reason: "import needs a collection that does not exist in the target store".into(),
-            });
-        }
+        self.ensure_new_collection(collection).await?;
         let reader = Store::new(source.clone(), self.options().clone());
         let source = source.as_ref();
         let mut report = TransferReport::default();
@@ -185,6 +178,19 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// An import needs a collection that does not exist here yet.
+    async fn ensure_new_collection(&self, collection: &str) -> Result<()> {
+        validate_name(collection)?;
+        if self.head(collection).await?.version != 0 {
+            return Err(Error::Conflict {
+                collection: collection.to_owned(),
+                path: String::new(),
+                reason: "import needs a collection that does not exist in the target store".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Creates the imported roots, oldest first, the first one within the deadline of the
@@ -310,15 +316,8 @@ impl Store {
     /// this store and verified against their hash, the rest verified by the import as for
     /// any source (see `crate::archive`).
     pub async fn import_tar(&self, collection: &str, archive: &Path) -> Result<TransferReport> {
-        validate_name(collection)?;
-        if self.head(collection).await?.version != 0 {
-            // Checked by `import_from` too; here before any blob is streamed in.
-            return Err(Error::Conflict {
-                collection: collection.to_owned(),
-                path: String::new(),
-                reason: "import needs a collection that does not exist in the target store".into(),
-            });
-        }
+        // Checked by `import_from` too; here before any blob is streamed in.
+        self.ensure_new_collection(collection).await?;
         let meta = MemoryBackend::new();
         let streamed = archive::read_tar(archive, self.backend().clone(), meta.clone()).await?;
         let source = ArchiveSource {

@@ -33,9 +33,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use segstore::gc::{GcOptions, RetentionPolicy, VerifyOptions};
 use segstore::manifest::CommitId;
-use segstore::{
-    BlobId, Error, S3Config, S3Storage, SegmentStorage, StorageBackend, StoragePath, StoreOptions,
-};
+use segstore::{BlobId, Error, S3Config, S3Storage, SegmentStorage, StorageBackend, StoragePath};
 use support::child::env_or;
 use support::history::linear_history;
 use support::moto;
@@ -267,7 +265,7 @@ async fn commits_survive_random_http_faults() {
     for _ in 0..writers {
         let config = soak_config(&proxy.endpoint(), &direct.bucket);
         stores.push(
-            S3Storage::connect_with(config, fast_options())
+            S3Storage::connect_with(config, support::fast_options())
                 .await
                 .unwrap(),
         );
@@ -318,7 +316,7 @@ async fn commits_survive_random_http_faults() {
     }
 
     // Check through a clean connection straight to moto.
-    let checker = S3Storage::connect_with(direct, fast_options())
+    let checker = S3Storage::connect_with(direct, support::fast_options())
         .await
         .unwrap();
     let store = checker.store();
@@ -424,17 +422,4 @@ async fn commits_survive_random_http_faults() {
         "verify: healthy, {orphans} orphans before GC, none after; wall time {:.1} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-/// Store settings scaled down so that GC can run at the end: every process opening the
-/// store must use the same (they are the store's shared settings). The margin covers S3's
-/// whole-second timestamps.
-fn fast_options() -> StoreOptions {
-    StoreOptions {
-        max_writer_stall: Duration::from_secs(1),
-        freshen_after: Duration::from_millis(200),
-        gc_delete_delay: Duration::from_secs(3),
-        clock_margin: Duration::from_millis(1200),
-        ..StoreOptions::default()
-    }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use segstore::gc::{GcOptions, RetentionPolicy, VerifyOptions};
-use segstore::{S3Config, S3Storage, SegmentStorage, StorageBackend, StoragePath, StoreOptions};
+use segstore::{S3Config, S3Storage, SegmentStorage, StorageBackend, StoragePath};
 use support::child::{self, env_or};
 use support::history::linear_history;
 use support::moto;
@@ -74,9 +74,10 @@ fn s3_sigkill_child() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = S3Storage::connect_with(child_config(&endpoint, &bucket), fast_options())
-            .await
-            .unwrap();
+        let store =
+            S3Storage::connect_with(child_config(&endpoint, &bucket), support::fast_options())
+                .await
+                .unwrap();
         child::ready();
         for i in 0.. {
             store
@@ -107,7 +108,7 @@ async fn killed_s3_writers_lose_no_acknowledged_commit() {
     let endpoint = config.endpoint.clone().unwrap();
     let bucket = config.bucket.clone();
     // Short enough for a quick GC at the end, long enough for a commit on a busy machine.
-    let options = fast_options();
+    let options = support::fast_options();
     let (mut kills, mut total_acked) = (0, 0);
     for round in 0..rounds {
         let ids: Vec<usize> = (0..CHILDREN_PER_ROUND)
@@ -228,17 +229,4 @@ async fn killed_s3_writers_lose_no_acknowledged_commit() {
         store.head(COLLECTION).await.unwrap().version,
         started.elapsed().as_secs_f64()
     );
-}
-
-/// Store settings scaled down so that GC can run at the end: every process opening the
-/// store must use the same (they are the store's shared settings). The margin covers S3's
-/// whole-second timestamps.
-fn fast_options() -> StoreOptions {
-    StoreOptions {
-        max_writer_stall: Duration::from_secs(1),
-        freshen_after: Duration::from_millis(200),
-        gc_delete_delay: Duration::from_secs(3),
-        clock_margin: Duration::from_millis(1200),
-        ..StoreOptions::default()
-    }
 }
