@@ -1,7 +1,7 @@
 //! The commit loop: build version N+1 on the latest head, create it put-if-absent, and on
 //! losing, rebase and retry. See `docs/ARCHITECTURE.md`, "Commit".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use super::{CommitInfo, Store};
 use crate::backend::PutOutcome;
 use crate::clock::Stamp;
 use crate::error::{Error, Result};
+use crate::hash::BlobId;
 use crate::keys;
 use crate::manifest::tree::EncodedNode;
 use crate::manifest::{encode_root, head, CommitId, ManifestRoot, ShardKey, ShardRef};
@@ -34,8 +35,8 @@ pub(crate) enum Plan {
 pub(crate) enum Attempt {
     Won,
     Lost(ManifestRoot),
-    /// The commit point could not be sent before the deadline of its foreign references;
-    /// confirm them again.
+    /// The commit point could not be sent before the deadline of its references (foreign
+    /// ones, or its own uploads' stall windows): confirm or store them again.
     Late,
 }
 
@@ -98,6 +99,9 @@ impl Store {
         let trees = &self.inner.trees;
         let clock = self.clock();
         let began = Stamp::now(clock);
+        // Tree nodes this commit created, and when: a later attempt storing the same node
+        // finds it there and it is still this commit's own upload.
+        let mut own_nodes = HashMap::new();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -147,7 +151,9 @@ impl Store {
                     .await?;
                 Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
             };
-            let attempt_result = self.try_commit(&root, nodes, deadline).await?;
+            let attempt_result = self
+                .try_commit(&root, nodes, deadline, began, &mut own_nodes)
+                .await?;
             // Retention never deletes versions younger than `version_min_age`, so if this
             // attempt took less than that from probing (version N+1 absent) to creating it,
             // N+1 cannot be a deleted version re-created: the boundary read is skipped.
@@ -217,14 +223,47 @@ impl Store {
         root: &ManifestRoot,
         nodes: Vec<EncodedNode>,
         deadline: Option<Stamp>,
+        began: Stamp,
+        own_nodes: &mut HashMap<BlobId, Stamp>,
     ) -> Result<Attempt> {
         let backend = &self.inner.backend;
-        futures::future::try_join_all(
-            nodes
-                .into_iter()
-                .map(|n| async move { backend.put(&keys::tree(&n.id), n.bytes).await }),
-        )
+        // The new nodes are own uploads like any blob: GC's grace protects them only for
+        // the stall window from when they were sent, however late their answers arrive.
+        let opts = &self.inner.options;
+        let window = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+        let sent = Stamp::now(self.clock());
+        let outcomes = futures::future::try_join_all(nodes.iter().map(|n| async move {
+            backend
+                .put_if_absent(&keys::tree(&n.id), n.bytes.clone())
+                .await
+        }))
         .await?;
+        let mut deadline = deadline;
+        let mut lower = |due: Stamp| deadline = Some(deadline.map_or(due, |d| d.min(due)));
+        // A node that exists already and that this commit did not store itself (a shard
+        // set back to earlier content) may be garbage a GC run is sweeping right now: like
+        // an old dedup hit, it is a foreign reference, stored again once no run may be
+        // deleting.
+        let mut existing = Vec::new();
+        for (node, outcome) in nodes.into_iter().zip(outcomes) {
+            match (outcome, own_nodes.get(&node.id)) {
+                (PutOutcome::Created, _) => {
+                    own_nodes.insert(node.id, sent);
+                    lower(sent.later_by(window));
+                }
+                (PutOutcome::AlreadyExists, Some(at)) => lower(at.later_by(window)),
+                (PutOutcome::AlreadyExists, None) => existing.push(Reference::Rewrite {
+                    key: keys::tree(&node.id),
+                    bytes: node.bytes,
+                }),
+            }
+        }
+        if !existing.is_empty() {
+            let confirmed = self
+                .confirm_references(&root.collection, &existing, began)
+                .await?;
+            lower(confirmed);
+        }
         if deadline.is_some_and(|d| Stamp::now(self.clock()) >= d) {
             return Ok(Attempt::Late);
         }
@@ -245,16 +284,26 @@ impl Store {
                 // Nothing there yet, but the request may still be on its way (S3 can apply
                 // a PUT after the client timed out). Creating the same root again decides
                 // it: whichever copy lands first is ours, and a late one is refused.
-                Ok(None) => self.recreate(root, encoded).await,
+                Ok(None) => self.recreate(root, encoded, deadline).await,
                 Err(_) => Err(unknown(root)),
             },
         }
     }
 
     /// Retries creating `root` after an ambiguous failure that left nothing behind yet.
-    async fn recreate(&self, root: &ManifestRoot, encoded: bytes::Bytes) -> Result<Attempt> {
+    async fn recreate(
+        &self,
+        root: &ManifestRoot,
+        encoded: bytes::Bytes,
+        deadline: Option<Stamp>,
+    ) -> Result<Attempt> {
         let key = keys::manifest(&root.collection, root.version);
         for _ in 0..RECREATE_ATTEMPTS {
+            // Past the deadline a new create could land after GC swept what the root
+            // names; the first one may still land, so the outcome stays unknown.
+            if deadline.is_some_and(|d| Stamp::now(self.clock()) >= d) {
+                break;
+            }
             match self
                 .inner
                 .backend

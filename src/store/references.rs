@@ -10,7 +10,8 @@
 //! So before the commit point, [`Store::confirm_references`]:
 //! 1. reads the latest GC epoch and waits while its run may be deleting;
 //! 2. confirms that every foreign object exists (for a whole old version, that its root
-//!    still exists: a version that survived a GC run had everything it reaches marked);
+//!    still exists: a version that survived a GC run had everything it reaches marked),
+//!    or stores it again when the commit holds its bytes (a tree node);
 //! 3. returns a deadline: no GC run can delete before it, so the commit point must be sent
 //!    by then (the caller checks, and confirms again if it is late).
 //!
@@ -41,6 +42,10 @@ pub(crate) enum Reference {
     Optional(ObjectKey),
     /// A whole earlier version of the collection (restore, pinning).
     Version(u64),
+    /// An object the commit can store itself (a tree node whose content existed already):
+    /// stored again instead of confirmed, which refreshes it or restores it if a GC run
+    /// swept it.
+    Rewrite { key: ObjectKey, bytes: bytes::Bytes },
 }
 
 impl Store {
@@ -140,6 +145,7 @@ async fn confirm_one(
     r: Reference,
 ) -> Result<()> {
     let (key, why) = match &r {
+        Reference::Rewrite { key, bytes } => return backend.put(key, bytes.clone()).await,
         Reference::Object { key, why } => (key.clone(), Some(*why)),
         Reference::Optional(key) => (key.clone(), None),
         Reference::Version(v) => (keys::manifest(collection, *v), Some("restored or pinned")),
