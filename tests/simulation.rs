@@ -989,9 +989,7 @@ fn env(name: &str) -> Option<u64> {
 }
 
 /// Default schedules per `cargo test` run (see docs/RELIABILITY.md for the measured time).
-/// Seeds 0..300 pass. Seed 723 does not (an open finding, see `seed_723_open_finding`), so
-/// the default stays below it until that is fixed.
-const DEFAULT_SCHEDULES: u64 = 300;
+const DEFAULT_SCHEDULES: u64 = 2_000;
 
 #[test]
 fn simulation() {
@@ -1009,17 +1007,41 @@ fn simulation() {
     }
     let n = env("SEGSTORE_SIM_SCHEDULES").unwrap_or(DEFAULT_SCHEDULES);
     let first = env("SEGSTORE_SIM_FIRST").unwrap_or(0);
-    for seed in first..first + n {
-        let out = run_seed(seed);
-        if let Some(v) = out.violation {
-            let tail: Vec<_> = out.trace.iter().rev().take(40).rev().cloned().collect();
-            panic!(
-                "seed {seed}: {v}\nlast steps:\n{}\nreplay: SEGSTORE_SIM_SEED={seed} cargo test --test simulation",
-                tail.join("\n")
-            );
+    // Seeds are independent: run them on every core, each on its own virtual-time runtime.
+    let threads = env("SEGSTORE_SIM_THREADS")
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get() as u64)
+        })
+        .unwrap_or(1)
+        .clamp(1, 64);
+    let next = std::sync::atomic::AtomicU64::new(first);
+    let failures: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if seed >= first + n || !failures.lock().unwrap().is_empty() {
+                    return;
+                }
+                let out = run_seed(seed);
+                if let Some(v) = out.violation {
+                    let tail: Vec<_> = out.trace.iter().rev().take(40).rev().cloned().collect();
+                    failures.lock().unwrap().push((
+                        seed,
+                        format!("seed {seed}: {v}\nlast steps:\n{}", tail.join("\n")),
+                    ));
+                }
+            });
         }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
+    if let Some((seed, report)) = failures.first() {
+        panic!("{report}\nreplay: SEGSTORE_SIM_SEED={seed} cargo test --test simulation");
     }
-    eprintln!("{n} schedules from seed {first}: no violation");
+    eprintln!("{n} schedules from seed {first} on {threads} threads: no violation");
 }
 
 /// The simulation replays: one seed twice gives the same trace.
