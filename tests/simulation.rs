@@ -809,6 +809,17 @@ async fn lifecycle(w: World, mut rng: StdRng, steps: usize, name: &'static str) 
                         Err(e) => format!("snapshot {sname} of v{v}: {}", short(&e)),
                     }
                 } else {
+                    // At times the restore's read of the old root answers late: retention
+                    // and GC then have time to remove that version before the restore
+                    // commits its shards.
+                    if rng.random_bool(0.5) {
+                        let late = Duration::from_secs(rng.random_range(10 * 60..3 * 3600));
+                        w.backend
+                            .stall_next
+                            .lock()
+                            .unwrap()
+                            .push((keys::manifest(COLLECTION, v).to_string(), late));
+                    }
                     match store.restore(COLLECTION, &Target::Version(v)).await {
                         Ok(info) => format!("restore v{v} -> v{}", info.version),
                         Err(e) => format!("restore v{v}: {}", short(&e)),
