@@ -1323,3 +1323,36 @@ async fn a_node_stored_again_while_gc_sweeps_it_is_not_lost() {
         .await
         .unwrap();
 }
+
+/// The attempt after a late one finds its own nodes already stored, from outside their
+/// window: they are stored again (once no GC run may be deleting) and the commit lands.
+/// (The first fix of seed 723 took them for fresh own uploads of the old attempt, so every
+/// attempt was late again and the commit never ended.)
+#[tokio::test(start_paused = true)]
+async fn a_late_attempt_stores_its_own_nodes_again_and_lands() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    let backend = quiet_backend(&clock);
+    let writer = Store::new(Arc::new(backend.clone()), options(&clock));
+    backend
+        .stall_next
+        .lock()
+        .unwrap()
+        .push((keys::TREES_PREFIX.to_owned(), Duration::from_secs(2 * 3600)));
+    let info = tokio::time::timeout(
+        Duration::from_secs(4 * 3600),
+        writer.write_bytes(&p("small"), Bytes::from_static(b"y")),
+    )
+    .await
+    .expect("the commit ends")
+    .unwrap();
+    let expects = [Expect {
+        collection: COLLECTION.into(),
+        version: info.version,
+        path: "small".into(),
+        bytes: Some(Bytes::from_static(b"y")),
+        what: "write",
+    }];
+    check(&backend.inner, &clock, false, &expects).await.unwrap();
+}

@@ -103,6 +103,7 @@ impl Store {
         // finds it there and it is still this commit's own upload.
         let mut own_nodes = HashMap::new();
         let mut attempt = 0u32;
+        let mut late = 0u32;
         loop {
             attempt += 1;
             let probed_at = Stamp::now(clock);
@@ -176,7 +177,19 @@ impl Store {
                         created: true,
                     });
                 }
-                Attempt::Late => continue,
+                Attempt::Late => {
+                    late += 1;
+                    if late >= MAX_LATE_ATTEMPTS {
+                        return Err(Error::Unavailable {
+                            context: format!("committing to collection {collection:?}"),
+                            message: format!(
+                                "the backend answered too slowly to send the commit point \
+                                 within the stall window {late} times; nothing was committed"
+                            ),
+                            source: None,
+                        });
+                    }
+                }
                 Attempt::Lost(winner) => {
                     c.advance(Arc::new(winner));
                     if attempt >= self.inner.options.max_commit_attempts {
@@ -245,13 +258,19 @@ impl Store {
         // an old dedup hit, it is a foreign reference, stored again once no run may be
         // deleting.
         let mut existing = Vec::new();
+        let now = Stamp::now(self.clock());
         for (node, outcome) in nodes.into_iter().zip(outcomes) {
-            match (outcome, own_nodes.get(&node.id)) {
+            let own_until = own_nodes
+                .get(&node.id)
+                .map(|at| at.later_by(window))
+                .filter(|&until| now < until);
+            match (outcome, own_until) {
                 (PutOutcome::Created, _) => {
                     own_nodes.insert(node.id, sent);
                     lower(sent.later_by(window));
                 }
-                (PutOutcome::AlreadyExists, Some(at)) => lower(at.later_by(window)),
+                (PutOutcome::AlreadyExists, Some(until)) => lower(until),
+                // Someone else's node, or ours from an attempt whose window has passed.
                 (PutOutcome::AlreadyExists, None) => existing.push(Reference::Rewrite {
                     key: keys::tree(&node.id),
                     bytes: node.bytes,
@@ -356,6 +375,10 @@ impl Store {
         Ok(Attempt::Lost(winner))
     }
 }
+
+/// Attempts that miss their commit point's deadline (a backend answering slower than the
+/// stall window) before the commit gives up, having committed nothing.
+const MAX_LATE_ATTEMPTS: u32 = 8;
 
 /// Extra creates of the same root after an ambiguous failure, before giving up with
 /// [`Error::CommitOutcomeUnknown`].
