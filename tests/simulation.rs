@@ -1037,6 +1037,10 @@ fn simulation() {
                     return;
                 }
                 let out = run_seed(seed);
+                let done = seed + 1 - first;
+                if n > DEFAULT_SCHEDULES && done % 1_000 == 0 {
+                    eprintln!("... seed {seed} done ({done} of {n} started in order)");
+                }
                 if let Some(v) = out.violation {
                     let tail: Vec<_> = out.trace.iter().rev().take(40).rev().cloned().collect();
                     failures.lock().unwrap().push((
