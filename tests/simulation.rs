@@ -459,6 +459,9 @@ fn options(clock: &Arc<dyn Clock>) -> StoreOptions {
 #[derive(Clone)]
 struct World {
     backend: SimBackend,
+    /// What the stores of this world open: the simulated backend, or a cached tier (an L1
+    /// directory on local disk) in front of it.
+    tier: Arc<dyn ObjectBackend>,
     clock: Arc<dyn Clock>,
     model: Shared,
     /// Import sources: each holds one collection `imp<k>`.
@@ -467,7 +470,7 @@ struct World {
 
 impl World {
     fn store(&self) -> Store {
-        Store::new(Arc::new(self.backend.clone()), options(&self.clock))
+        Store::new(self.tier.clone(), options(&self.clock))
     }
 
     fn log(&self, actor: &str, msg: String) {
@@ -904,6 +907,13 @@ struct Outcome {
 }
 
 fn run_seed(seed: u64) -> Outcome {
+    run_world(seed, false)
+}
+
+/// One schedule; with `cached`, every actor's store goes through a cached tier whose L1
+/// lives in a temporary directory (its file I/O runs on real threads, so virtual time may
+/// move while it runs and a replay can differ).
+fn run_world(seed: u64, cached: bool) -> Outcome {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -932,8 +942,20 @@ fn run_seed(seed: u64) -> Outcome {
         let model: Shared = Arc::default();
         // Some history first: old content that later writes deduplicate against.
         let seeder = Store::new(Arc::new(backend.clone()), options(&clock));
+        let l1 = tempfile::tempdir().expect("L1 directory");
+        let tier: Arc<dyn ObjectBackend> = if cached {
+            let l2: Arc<dyn ObjectBackend> = Arc::new(backend.clone());
+            Arc::new(
+                segstore::cache::CachingBackend::open(l1.path(), 4 << 20, l2)
+                    .await
+                    .expect("cached tier"),
+            )
+        } else {
+            Arc::new(backend.clone())
+        };
         let mut world = World {
             backend: backend.clone(),
+            tier,
             clock: clock.clone(),
             model: model.clone(),
             sources: Vec::new(),
@@ -1001,11 +1023,13 @@ fn env(name: &str) -> Option<u64> {
 
 /// Default schedules per `cargo test` run (see docs/RELIABILITY.md for the measured time).
 const DEFAULT_SCHEDULES: u64 = 2_000;
+/// Default schedules run again through a cached tier (seeds from the first one on).
+const DEFAULT_CACHED_SCHEDULES: u64 = 200;
 
 #[test]
 fn simulation() {
     if let Some(seed) = env("SEGSTORE_SIM_SEED") {
-        let out = run_seed(seed);
+        let out = run_world(seed, env("SEGSTORE_SIM_CACHED").is_some_and(|c| c != 0));
         let mut trace = String::new();
         for line in &out.trace {
             let _ = writeln!(trace, "{line}");
@@ -1017,6 +1041,7 @@ fn simulation() {
         return;
     }
     let n = env("SEGSTORE_SIM_SCHEDULES").unwrap_or(DEFAULT_SCHEDULES);
+    let cached = env("SEGSTORE_SIM_CACHED_SCHEDULES").unwrap_or(DEFAULT_CACHED_SCHEDULES);
     let first = env("SEGSTORE_SIM_FIRST").unwrap_or(0);
     // Seeds are independent: run them on every core, each on its own virtual-time runtime.
     let threads = env("SEGSTORE_SIM_THREADS")
@@ -1027,24 +1052,32 @@ fn simulation() {
         })
         .unwrap_or(1)
         .clamp(1, 64);
-    let next = std::sync::atomic::AtomicU64::new(first);
-    let failures: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let failures: Mutex<Vec<(u64, bool, String)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
-                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if seed >= first + n || !failures.lock().unwrap().is_empty() {
+                let job = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if job >= n + cached || !failures.lock().unwrap().is_empty() {
                     return;
                 }
-                let out = run_seed(seed);
-                let done = seed + 1 - first;
-                if n > DEFAULT_SCHEDULES && done % 1_000 == 0 {
-                    eprintln!("... seed {seed} done ({done} of {n} started in order)");
+                // First the plain schedules, then the same seeds through a cached tier.
+                let (seed, through_cache) = if job < n {
+                    (first + job, false)
+                } else {
+                    (first + job - n, true)
+                };
+                let out = run_world(seed, through_cache);
+                if n + cached > DEFAULT_SCHEDULES + DEFAULT_CACHED_SCHEDULES
+                    && (job + 1) % 1_000 == 0
+                {
+                    eprintln!("... {} of {} schedules started", job + 1, n + cached);
                 }
                 if let Some(v) = out.violation {
                     let tail: Vec<_> = out.trace.iter().rev().take(40).rev().cloned().collect();
                     failures.lock().unwrap().push((
                         seed,
+                        through_cache,
                         format!("seed {seed}: {v}\nlast steps:\n{}", tail.join("\n")),
                     ));
                 }
@@ -1053,10 +1086,18 @@ fn simulation() {
     });
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
-    if let Some((seed, report)) = failures.first() {
-        panic!("{report}\nreplay: SEGSTORE_SIM_SEED={seed} cargo test --test simulation");
+    if let Some((seed, through_cache, report)) = failures.first() {
+        let replay = if *through_cache {
+            format!("SEGSTORE_SIM_SEED={seed} SEGSTORE_SIM_CACHED=1")
+        } else {
+            format!("SEGSTORE_SIM_SEED={seed}")
+        };
+        panic!("{report}\nreplay: {replay} cargo test --test simulation");
     }
-    eprintln!("{n} schedules from seed {first} on {threads} threads: no violation");
+    eprintln!(
+        "{n} schedules and {cached} through a cached tier, from seed {first} on {threads} \
+         threads: no violation"
+    );
 }
 
 /// The simulation replays: one seed twice gives the same trace.
@@ -1358,5 +1399,7 @@ async fn a_late_attempt_stores_its_own_nodes_again_and_lands() {
         bytes: Some(Bytes::from_static(b"y")),
         what: "write",
     }];
-    check(&backend.inner, &clock, false, &expects).await.unwrap();
+    check(&backend.inner, &clock, false, &expects)
+        .await
+        .unwrap();
 }
