@@ -646,11 +646,30 @@ async fn copier(w: World, mut rng: StdRng, steps: usize) {
                 }
             };
             let later = Duration::from_secs(rng.random_range(60..3 * 3600));
+            // Half the time the stager keeps its file alive while it waits, as the Tantivy
+            // adapter does for segment files waiting for `meta.json`.
+            let keep_alive = rng.random_bool(0.5);
             w.log(
                 "stager",
-                format!("staged {} B, commit in {later:?}", data.len()),
+                format!(
+                    "staged {} B, commit in {later:?}{}",
+                    data.len(),
+                    if keep_alive { ", kept alive" } else { "" }
+                ),
             );
-            tokio::time::sleep(later).await;
+            if keep_alive {
+                let mut left = later;
+                while !left.is_zero() {
+                    let step = left.min(Duration::from_secs(5 * 60));
+                    tokio::time::sleep(step).await;
+                    left -= step;
+                    if let Err(e) = store.keep_staged_alive(std::slice::from_ref(&staged)).await {
+                        w.log("stager", format!("keep alive: {}", short(&e)));
+                    }
+                }
+            } else {
+                tokio::time::sleep(later).await;
+            }
             let ops = vec![Op::Put {
                 path: p("seg"),
                 entry: staged,
@@ -1024,7 +1043,7 @@ fn env(name: &str) -> Option<u64> {
 /// Default schedules per `cargo test` run (see docs/RELIABILITY.md for the measured time).
 const DEFAULT_SCHEDULES: u64 = 2_000;
 /// Default schedules run again through a cached tier (seeds from the first one on).
-const DEFAULT_CACHED_SCHEDULES: u64 = 200;
+const DEFAULT_CACHED_SCHEDULES: u64 = 600;
 
 #[test]
 fn simulation() {
