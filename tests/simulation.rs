@@ -130,7 +130,12 @@ impl SimBackend {
         self.delay().await;
         let planned = {
             let mut s = self.stall_next.lock().unwrap();
-            let at = s.iter().position(|(k, _)| key.starts_with(k.as_str()));
+            // `op:<request>:<key prefix>` plans a stall for one kind of request only.
+            let op_key = format!("op:{what}:{key}");
+            let at = s.iter().position(|(k, _)| {
+                key.starts_with(k.as_str())
+                    || (k.starts_with("op:") && op_key.starts_with(k.as_str()))
+            });
             at.map(|i| s.remove(i).1)
         };
         let result = match self.fate(write) {
@@ -1088,7 +1093,7 @@ fn simulation() {
                 };
                 let out = run_world(seed, through_cache);
                 if n + cached > DEFAULT_SCHEDULES + DEFAULT_CACHED_SCHEDULES
-                    && (job + 1) % 1_000 == 0
+                    && (job + 1).is_multiple_of(1_000)
                 {
                     eprintln!("... {} of {} schedules started", job + 1, n + cached);
                 }
@@ -1421,4 +1426,78 @@ async fn a_late_attempt_stores_its_own_nodes_again_and_lands() {
     check(&backend.inner, &clock, false, &expects)
         .await
         .unwrap();
+}
+
+/// Found by the protocol model: a writer whose create of version N was answered long after
+/// it was applied read `_boundary` only then. Meanwhile its version had been visible, others
+/// had committed on top of it, a snapshot pinned it, and retention had legitimately passed
+/// it; the writer took that for a deleted version it re-created, removed it (and with it
+/// the pinned version) and committed again. A boundary read more than `version_min_age`
+/// after the create is no longer conclusive: the version's successors decide (created
+/// before it: a re-creation; after it: it was visible).
+#[tokio::test(start_paused = true)]
+async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    let backend = quiet_backend(&clock);
+    let writer = Store::new(Arc::new(backend.clone()), options(&clock));
+    let other = Store::new(Arc::new(backend.clone()), options(&clock));
+    writer
+        .write_bytes(&p("base"), Bytes::from_static(b"0"))
+        .await
+        .unwrap();
+    // The create of version 2 is applied at once and answered 30 minutes later.
+    backend.stall_next.lock().unwrap().push((
+        format!("op:put_if_absent:{}", keys::manifest(COLLECTION, 2)),
+        Duration::from_secs(30 * 60),
+    ));
+    let w = writer.clone();
+    let mine =
+        tokio::spawn(async move { w.write_bytes(&p("mine"), Bytes::from_static(b"m")).await });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    for i in 0..3u8 {
+        other
+            .write_bytes(&p("theirs"), Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    other
+        .create_snapshot(COLLECTION, "pinned", Some(2), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(15 * 60)).await;
+    let policy = RetentionPolicy {
+        keep_last: Some(1),
+        keep_within: None,
+    };
+    let retention = other
+        .apply_retention(COLLECTION, &policy, false)
+        .await
+        .unwrap();
+    assert!(retention.deleted.contains(&1), "{retention:?}");
+    let info = mine.await.unwrap().unwrap();
+    assert_eq!(
+        info.version, 2,
+        "the commit landed at version 2 and was visible"
+    );
+    let expects = [Expect {
+        collection: COLLECTION.into(),
+        version: 2,
+        path: "mine".into(),
+        bytes: Some(Bytes::from_static(b"m")),
+        what: "write",
+    }];
+    check(&backend.inner, &clock, false, &expects)
+        .await
+        .unwrap();
+    assert!(
+        backend
+            .inner
+            .head(&keys::manifest(COLLECTION, 2))
+            .await
+            .unwrap()
+            .is_some(),
+        "the pinned version 2 is still there"
+    );
 }

@@ -152,8 +152,16 @@ impl Store {
                     .await?;
                 Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
             };
+            let mut create_sent = Stamp::now(clock);
             let attempt_result = self
-                .try_commit(&root, nodes, deadline, began, &mut own_nodes)
+                .try_commit(
+                    &root,
+                    nodes,
+                    deadline,
+                    began,
+                    &mut own_nodes,
+                    &mut create_sent,
+                )
                 .await?;
             // Retention never deletes versions younger than `version_min_age`, so if this
             // attempt took less than that from probing (version N+1 absent) to creating it,
@@ -161,7 +169,7 @@ impl Store {
             let attempt_result = match attempt_result {
                 // Our version exists, so an error here must not read as "not committed".
                 Attempt::Won if probed_at.elapsed(clock) >= self.inner.options.version_min_age => {
-                    self.check_boundary(&root)
+                    self.check_boundary(&root, create_sent)
                         .await
                         .map_err(|_| unknown(&root))?
                 }
@@ -238,6 +246,7 @@ impl Store {
         deadline: Option<Stamp>,
         began: Stamp,
         own_nodes: &mut HashMap<BlobId, Stamp>,
+        create_sent: &mut Stamp,
     ) -> Result<Attempt> {
         let backend = &self.inner.backend;
         // The new nodes are own uploads like any blob: GC's grace protects them only for
@@ -288,6 +297,7 @@ impl Store {
         }
         let key = keys::manifest(&root.collection, root.version);
         let encoded = encode_root(root)?;
+        *create_sent = Stamp::now(self.clock());
         match backend.put_if_absent(&key, encoded.clone()).await {
             Ok(PutOutcome::Created) => Ok(Attempt::Won),
             // A retried request may find its own first try already applied, so an
@@ -355,10 +365,24 @@ impl Store {
     /// N, this writer stalled and re-created a deleted version number. Nobody can see it
     /// (readers only probe forward from newer versions), so it is removed and the commit
     /// is rebased onto the real latest version.
-    async fn check_boundary(&self, root: &ManifestRoot) -> Result<Attempt> {
+    ///
+    /// The boundary alone decides only if it was read within `version_min_age` (less the
+    /// margin) of sending the create: until then retention cannot have passed a version it
+    /// judged after its creation. Later (the create's answer came late), a version that was
+    /// visible, built upon, pinned and then passed by retention looks the same, so the
+    /// oldest newer version decides: created before N, N is a re-creation; after N, N was
+    /// visible and the commit stands. Equal times cannot be told apart: unknown outcome.
+    async fn check_boundary(&self, root: &ManifestRoot, create_sent: Stamp) -> Result<Attempt> {
         let backend = self.inner.backend.as_ref();
+        let opts = &self.inner.options;
+        let read_after = create_sent.elapsed(self.clock());
         let boundary = head::read_boundary(backend, &root.collection).await?;
         if root.version >= boundary {
+            return Ok(Attempt::Won);
+        }
+        if read_after + opts.clock_margin >= opts.version_min_age
+            && !self.created_after_successors(root).await?
+        {
             return Ok(Attempt::Won);
         }
         tracing::warn!(
@@ -373,6 +397,31 @@ impl Store {
         let latest = head::discover(backend, &root.collection).await?;
         let winner = head::load_root(backend, &root.collection, latest).await?;
         Ok(Attempt::Lost(winner))
+    }
+
+    /// Whether `root`'s version was created after the oldest existing newer version (so
+    /// it re-created a deleted number). An error when the two times are equal.
+    async fn created_after_successors(&self, root: &ManifestRoot) -> Result<bool> {
+        let backend = self.inner.backend.as_ref();
+        let listed = backend
+            .list(&keys::manifest_prefix(&root.collection))
+            .await?;
+        let mine = listed
+            .iter()
+            .find(|m| keys::parse_manifest_version(m.key.file_name()) == Some(root.version));
+        let successor = listed
+            .iter()
+            .filter_map(|m| Some((keys::parse_manifest_version(m.key.file_name())?, m)))
+            .filter(|(v, _)| *v > root.version)
+            .min_by_key(|(v, _)| *v)
+            .map(|(_, m)| m);
+        match (mine, successor) {
+            (Some(mine), Some(next)) if next.last_modified < mine.last_modified => Ok(true),
+            (Some(mine), Some(next)) if next.last_modified > mine.last_modified => Ok(false),
+            // Below the boundary with no newer version listed, or equal times: a listing
+            // that lags, or a tie; neither proves anything.
+            _ => Err(unknown(root)),
+        }
     }
 }
 
