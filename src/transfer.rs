@@ -391,7 +391,7 @@ async fn copy_content(
 
 /// Copies blob `id` in bounded chunks, verifying its hash and size; false if `dest`
 /// already had it.
-async fn copy_blob(
+pub(crate) async fn copy_blob(
     src: &dyn ObjectBackend,
     dest: &dyn ObjectBackend,
     id: &BlobId,
