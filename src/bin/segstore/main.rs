@@ -6,6 +6,7 @@
 mod commands;
 mod demo;
 mod lifecycle;
+mod replicate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -131,6 +132,11 @@ pub enum Command {
         /// The export directory, or a `.tar` file.
         source: PathBuf,
     },
+    /// Make collections of another store equal to this one's: copies only what the
+    /// destination lacks, verified; see docs/OPERATIONS.md.
+    Sync(replicate::SyncArgs),
+    /// Create a collection sharing every object of a version of another (zero copy).
+    Fork(replicate::ForkArgs),
     /// Show a collection's version history, newest first.
     Log {
         /// The collection.
