@@ -20,6 +20,7 @@
 
 mod copy;
 mod fork;
+pub mod tarball;
 mod walk;
 
 use std::collections::BTreeMap;

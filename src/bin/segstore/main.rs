@@ -119,7 +119,7 @@ pub enum Command {
     Export {
         /// The collection.
         collection: String,
-        /// Target directory, or a file ending in `.tar`.
+        /// Target directory, or an archive: `.tar`, `.tar.zst`, `.tar.gz`, `-` (stdout).
         dest: PathBuf,
         /// Export only this snapshot.
         #[arg(long)]
@@ -129,7 +129,7 @@ pub enum Command {
     Import {
         /// The collection.
         collection: String,
-        /// The export directory, or a `.tar` file.
+        /// The export directory, or an archive: `.tar`, `.tar.zst`, `.tar.gz`, `-` (stdin).
         source: PathBuf,
     },
     /// Make collections of another store equal to this one's: copies only what the
