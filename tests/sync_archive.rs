@@ -64,6 +64,15 @@ fn compressed_and_piped_archives_round_trip_without_staging() {
         cmp big.bin <(segstore --data-dir p get c/tantivy/big)
         segstore --data-dir p verify";
     assert_ok(&run(piped, dir.path(), tmp.path()), "piped");
+    // Under another name, next to the original, from an archive and from a directory.
+    let renamed = "segstore --data-dir a import c backup.tar.zst --as c-restored
+        test \"$(segstore --data-dir a get c-restored/tantivy/small)\" = changed
+        segstore --data-dir a snapshot list c-restored | grep -q first
+        segstore --data-dir a export c exported-dir
+        segstore --data-dir a import c exported-dir --as c-dir
+        cmp big.bin <(segstore --data-dir a get c-dir/tantivy/big)
+        segstore --data-dir a verify";
+    assert_ok(&run(renamed, dir.path(), tmp.path()), "import --as");
     let staged: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(staged.is_empty(), "staged in TMPDIR: {staged:?}");
 }

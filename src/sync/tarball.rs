@@ -258,3 +258,39 @@ async fn send_all(
     }
     Ok(total)
 }
+
+impl crate::store::Store {
+    /// Imports `collection` from an export (a directory, or an archive as named in
+    /// [`Compression::of`], `-` for stdin) as collection `name` of this store, through
+    /// [`sync_to`](crate::store::Store::sync_to) with mirrored history: versions are
+    /// renumbered from this store's head of `name`, snapshots keep their names, every
+    /// object is verified, and a `name` that exists and has diverged is refused.
+    pub async fn import_as(
+        &self,
+        collection: &str,
+        source: &Path,
+        name: &str,
+    ) -> Result<super::SyncReport> {
+        use std::sync::Arc;
+        let options = super::SyncOptions {
+            rename: Some(name.to_owned()),
+            history: super::History::Mirror,
+            ..super::SyncOptions::default()
+        };
+        let backend: Arc<dyn crate::backend::ObjectBackend> = if Compression::of(source).is_some() {
+            let meta = crate::backend::memory::MemoryBackend::new();
+            crate::archive::read_tar(source, self.backend().clone(), meta.clone()).await?;
+            Arc::new(crate::archive::ArchiveSource {
+                meta,
+                blobs: self.backend().clone(),
+            })
+        } else {
+            if !source.is_dir() {
+                return Err(Error::not_found(source.display()));
+            }
+            Arc::new(crate::backend::local::LocalBackend::open(source).await?)
+        };
+        let reader = crate::store::Store::new(backend, self.options().clone());
+        reader.sync_to(collection, self, &options).await
+    }
+}

@@ -85,9 +85,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             dest,
             snapshot,
         } => crate::lifecycle::export(&store, &collection, &dest, snapshot, cli.json).await,
-        Command::Import { collection, source } => {
-            crate::lifecycle::import(&store, &collection, &source, cli.json).await
-        }
+        Command::Import {
+            collection,
+            source,
+            rename: Some(name),
+        } => crate::replicate::import_as(&store, &collection, &source, &name, cli.json).await,
+        Command::Import {
+            collection, source, ..
+        } => crate::lifecycle::import(&store, &collection, &source, cli.json).await,
         Command::Put { path, file } => {
             let path: StoragePath = path.parse()?;
             let info = match file.filter(|f| f.as_os_str() != "-") {

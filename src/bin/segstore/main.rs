@@ -131,6 +131,9 @@ pub enum Command {
         collection: String,
         /// The export directory, or an archive: `.tar`, `.tar.zst`, `.tar.gz`, `-` (stdin).
         source: PathBuf,
+        /// Import under this name (versions renumbered, snapshots kept).
+        #[arg(long = "as", value_name = "NAME")]
+        rename: Option<String>,
     },
     /// Make collections of another store equal to this one's: copies only what the
     /// destination lacks, verified; see docs/OPERATIONS.md.

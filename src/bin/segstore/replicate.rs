@@ -150,3 +150,26 @@ pub async fn fork(store: &Store, args: ForkArgs, json: bool) -> Result<()> {
     );
     Ok(())
 }
+
+/// Runs `segstore import --as NAME`.
+pub async fn import_as(
+    store: &Store,
+    collection: &str,
+    source: &Path,
+    name: &str,
+    json: bool,
+) -> Result<()> {
+    let r = store.import_as(collection, source, name).await?;
+    report(
+        json,
+        json!({"collection": collection, "as": name, "versions": r.versions_committed,
+               "snapshots": r.snapshots, "blobs_copied": r.blobs_copied,
+               "bytes_copied": r.bytes_copied}),
+        &format!(
+            "imported {collection} as {name}: {} versions, {} snapshots, {} blobs sent, \
+             {} bytes, all verified",
+            r.versions_committed, r.snapshots, r.blobs_copied, r.bytes_copied
+        ),
+    );
+    Ok(())
+}
