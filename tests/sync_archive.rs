@@ -76,3 +76,17 @@ fn compressed_and_piped_archives_round_trip_without_staging() {
     let staged: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(staged.is_empty(), "staged in TMPDIR: {staged:?}");
 }
+
+/// Regression: export to a tar staged the whole archive in `$TMPDIR` first (1.3 GB of
+/// `/tmp` for a 1.3 GB tar, leaked on Ctrl-C). With no usable `$TMPDIR` it must still work.
+#[test]
+fn export_needs_no_temporary_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-tmp");
+    let script = "head -c 100000 /dev/urandom > big.bin
+        segstore --data-dir a put c/tantivy/big big.bin
+        segstore --data-dir a export c backup.tar
+        segstore --data-dir b import c backup.tar
+        cmp big.bin <(segstore --data-dir b get c/tantivy/big)";
+    assert_ok(&run(script, dir.path(), &missing), "export without TMPDIR");
+}

@@ -127,7 +127,7 @@ fn write_tar(out: Box<dyn Write + Send>, mut rx: mpsc::Receiver<Piece>) -> std::
     out.flush()
 }
 
-/// A compressing writer that finishes its frame when dropped... explicitly, on flush.
+/// A compressing writer whose flush finishes the stream (and flushes what is under it).
 struct Finishing<W: Write> {
     inner: Option<W>,
     finish: fn(W) -> std::io::Result<()>,
@@ -235,7 +235,7 @@ async fn send_all(
                 }
                 let actual = BlobId::from(hasher.finalize());
                 if actual != id {
-                    return Err(Error::hash_mismatch(&key, &id, actual));
+                    return Err(Error::hash_mismatch(&key, id, actual));
                 }
                 total = total.saturating_add(size);
             }
@@ -244,7 +244,7 @@ async fn send_all(
                 if let Some((id, _)) = expected {
                     let actual = BlobId::of(&bytes);
                     if actual != id {
-                        return Err(Error::hash_mismatch(&key, &id, actual));
+                        return Err(Error::hash_mismatch(&key, id, actual));
                     }
                 }
                 tx.send(Piece::Entry(key.to_string(), bytes.len() as u64))
