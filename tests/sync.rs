@@ -390,28 +390,9 @@ impl std::fmt::Debug for Hooked {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectBackend for Hooked {
-    fn name(&self) -> &'static str {
-        "hooked"
-    }
-    async fn now(&self) -> segstore::Result<std::time::SystemTime> {
-        self.inner.now().await
-    }
-    async fn get(&self, key: &keys::ObjectKey) -> segstore::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &keys::ObjectKey,
-        r: std::ops::Range<u64>,
-    ) -> segstore::Result<Bytes> {
-        self.inner.get_range(key, r).await
-    }
-    async fn head(
-        &self,
-        key: &keys::ObjectKey,
-    ) -> segstore::Result<Option<segstore::backend::ObjectMeta>> {
+impl Hooked {
+    /// Runs the hook if `key` is its prefix's match to fire on.
+    async fn fire(&self, key: &keys::ObjectKey) {
         let hook = {
             let mut slot = self.hook.lock().unwrap();
             match slot.as_mut() {
@@ -429,6 +410,33 @@ impl ObjectBackend for Hooked {
         if let Some((_, _, hook)) = hook {
             hook().await;
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectBackend for Hooked {
+    fn name(&self) -> &'static str {
+        "hooked"
+    }
+    async fn now(&self) -> segstore::Result<std::time::SystemTime> {
+        self.inner.now().await
+    }
+    async fn get(&self, key: &keys::ObjectKey) -> segstore::Result<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &keys::ObjectKey,
+        r: std::ops::Range<u64>,
+    ) -> segstore::Result<Bytes> {
+        self.fire(key).await;
+        self.inner.get_range(key, r).await
+    }
+    async fn head(
+        &self,
+        key: &keys::ObjectKey,
+    ) -> segstore::Result<Option<segstore::backend::ObjectMeta>> {
+        self.fire(key).await;
         self.inner.head(key).await
     }
     async fn put(&self, key: &keys::ObjectKey, data: Bytes) -> segstore::Result<()> {
@@ -453,6 +461,60 @@ impl ObjectBackend for Hooked {
     async fn begin_upload(&self) -> segstore::Result<Box<dyn segstore::backend::Upload>> {
         self.inner.begin_upload().await
     }
+}
+
+/// GC on the source deletes the version being synced, and its blobs, while the sync reads
+/// them: the sync fails with a typed error and the destination stays as it was.
+#[tokio::test(start_paused = true)]
+async fn gc_on_the_source_fails_the_sync_cleanly() {
+    let time = clock();
+    let opts = StoreOptions {
+        clock: time.clone(),
+        ..StoreOptions::default()
+    };
+    let src_mem = MemoryBackend::with_clock(time.clone());
+    let hooked = Hooked {
+        inner: src_mem.clone(),
+        hook: Arc::default(),
+    };
+    let src = Store::new(Arc::new(hooked.clone()), opts.clone());
+    fill(&src, "c", 20).await;
+    for i in (1..20).step_by(2) {
+        src.delete(&p("c", &format!("f{i:04}"))).await.unwrap();
+    }
+    tokio::time::sleep(2 * HOUR).await;
+    let gc = Store::new(Arc::new(src_mem.clone()), opts.clone());
+    *hooked.hook.lock().unwrap() = Some((
+        keys::BLOBS_PREFIX.to_owned(),
+        2,
+        Box::new(move || {
+            Box::pin(async move {
+                let report = gc.gc(&keep_latest()).await.unwrap();
+                assert!(report.blobs_deleted > 0, "{report:?}");
+            })
+        }),
+    ));
+    let dst = Store::new(Arc::new(MemoryBackend::with_clock(time.clone())), opts);
+    let old = SyncOptions {
+        target: Some(Target::Version(1)),
+        ..SyncOptions::default()
+    };
+    let synced = src.sync_to("c", &dst, &old).await;
+    assert!(hooked.hook.lock().unwrap().is_none(), "the hook never ran");
+    assert!(
+        matches!(
+            synced,
+            Err(Error::Corrupt { .. } | Error::NotFound { .. } | Error::CorruptManifest { .. })
+        ),
+        "{synced:?}"
+    );
+    assert_eq!(dst.head("c").await.unwrap().version, 0);
+    assert_healthy(&dst).await;
+    // The latest version syncs.
+    src.sync_to("c", &dst, &SyncOptions::default())
+        .await
+        .unwrap();
+    assert_same(&src, "c", &dst, "c").await;
 }
 
 /// Writers keep committing to the source while it is synced, and GC runs on the source:
