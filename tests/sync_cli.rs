@@ -52,7 +52,7 @@ fn the_backup_and_restore_recipe_runs() {
     let out = run(&recipe("backup-restore"), dir.path());
     assert_ok(&out, "backup-restore recipe");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // The second sync sent one blob? No: both files are inline; it sent the changed page.
+    // Both files are inline (in the pages): the syncs send tree nodes, no blobs.
     assert!(stdout.contains("0 blobs sent"), "{stdout}");
 }
 
