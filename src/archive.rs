@@ -105,8 +105,8 @@ pub(crate) async fn read_tar(
     dest: Arc<dyn ObjectBackend>,
     meta: MemoryBackend,
 ) -> Result<Streamed> {
-    let file = std::fs::File::open(archive)
-        .map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
+    // `-` is stdin; `.tar.zst` and `.tar.gz` are decompressed on the way.
+    let file = crate::sync::tarball::open_reader(archive)?;
     let runtime = tokio::runtime::Handle::current();
     let shown = archive.display().to_string();
     tokio::task::spawn_blocking(move || read_entries(file, &shown, &runtime, &*dest, &meta))

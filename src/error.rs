@@ -176,6 +176,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A sync destination has moved on independently of the source: its latest version
+    /// equals no version of the source up to the one being synced. Nothing was written to
+    /// it; sync again with overwrite to replace its state anyway.
+    #[error(
+        "destination collection {collection:?} at version {version} has diverged from the \
+         source (it equals none of the source's versions up to {source_version}); nothing \
+         was synced (overwrite to replace it)"
+    )]
+    Diverged {
+        /// The destination collection.
+        collection: String,
+        /// Its latest version.
+        version: u64,
+        /// The source version the sync was asked to reach.
+        source_version: u64,
+    },
+
     /// Another GC or retention run holds the store; only one runs at a time.
     #[error("another GC or retention run (epoch {epoch}) is in progress; try again after it ends")]
     GcInProgress {

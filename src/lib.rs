@@ -35,6 +35,7 @@ pub mod path;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
+pub mod sync;
 pub mod tantivy;
 pub mod transfer;
 

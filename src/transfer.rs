@@ -21,6 +21,7 @@ use crate::keys::{self, ObjectKey};
 use crate::manifest::{decode_snapshot, head, ManifestRoot};
 use crate::path::validate_name;
 use crate::store::{Reference, Store};
+use crate::sync::tarball;
 
 /// Blobs are copied in pieces of this size, so memory stays bounded.
 const COPY_CHUNK: u64 = 8 * 1024 * 1024;
@@ -59,8 +60,30 @@ impl Store {
         scope: &ExportScope,
         dest: &dyn ObjectBackend,
     ) -> Result<TransferReport> {
-        validate_name(collection)?;
+        let (roots, pins, marks) = self.export_plan(collection, scope).await?;
         let mut report = TransferReport::default();
+        let src = self.backend().as_ref();
+        copy_content(src, dest, marks, &mut report, self.clock()).await?;
+        for root in &roots {
+            let key = keys::manifest(collection, root.version);
+            dest.put(&key, src.get(&key).await?).await?;
+            report.versions += 1;
+        }
+        for name in pins {
+            let key = keys::pin(collection, &name);
+            dest.put(&key, src.get(&key).await?).await?;
+            report.snapshots += 1;
+        }
+        Ok(report)
+    }
+
+    /// The roots, snapshots and objects an export of `collection` holds.
+    async fn export_plan(
+        &self,
+        collection: &str,
+        scope: &ExportScope,
+    ) -> Result<(Vec<ManifestRoot>, Vec<String>, Marks)> {
+        validate_name(collection)?;
         let (versions, pins): (Vec<u64>, Vec<String>) = match scope {
             ExportScope::AllVersions => (
                 self.versions(collection)
@@ -87,19 +110,7 @@ impl Store {
                 roots.push(root);
             }
         }
-        let src = self.backend().as_ref();
-        copy_content(src, dest, marks, &mut report, self.clock()).await?;
-        for root in &roots {
-            let key = keys::manifest(collection, root.version);
-            dest.put(&key, src.get(&key).await?).await?;
-            report.versions += 1;
-        }
-        for name in pins {
-            let key = keys::pin(collection, &name);
-            dest.put(&key, src.get(&key).await?).await?;
-            report.snapshots += 1;
-        }
-        Ok(report)
+        Ok((roots, pins, marks))
     }
 
     /// Copies `collection` from `source` (an export, or any store) into this store,
@@ -277,37 +288,40 @@ impl Store {
         self.import_from(Arc::new(source), collection).await
     }
 
-    /// Exports to a tar archive at `archive`.
+    /// Exports to a tar archive at `archive`, streamed as the objects are read (nothing
+    /// is staged on disk): `.tar`, `.tar.zst` or `.tar.gz` by the name's extension, `-`
+    /// for stdout (plain tar).
     pub async fn export_tar(
         &self,
         collection: &str,
         scope: &ExportScope,
         archive: &Path,
     ) -> Result<TransferReport> {
-        let staging =
-            tempfile::tempdir().map_err(|e| Error::io("creating a staging directory", e))?;
-        let report = self.export_dir(collection, scope, staging.path()).await?;
-        let (src, dst) = (staging.path().to_path_buf(), archive.to_path_buf());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let file = std::fs::File::create(&dst)?;
-            let mut tar = tar::Builder::new(file);
-            for top in [
-                keys::BLOBS_PREFIX,
-                keys::TREES_PREFIX,
-                keys::MANIFESTS_PREFIX,
-                keys::PINS_PREFIX,
-            ] {
-                let dir = src.join(top.trim_end_matches('/'));
-                if dir.is_dir() {
-                    tar.append_dir_all(top.trim_end_matches('/'), dir)?;
-                }
-            }
-            tar.into_inner()?.sync_all()
-        })
-        .await
-        .map_err(|e| Error::backend("writing a tar archive", e.to_string()))?
-        .map_err(|e| Error::io(format!("writing {}", archive.display()), e))?;
-        Ok(report)
+        let (roots, pins, marks) = self.export_plan(collection, scope).await?;
+        let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
+        blobs.sort();
+        let mut trees: Vec<_> = marks.trees.into_iter().collect();
+        trees.sort();
+        let report = TransferReport {
+            versions: roots.len() as u64,
+            snapshots: pins.len() as u64,
+            blobs: blobs.len() as u64,
+            trees: trees.len() as u64,
+            ..TransferReport::default()
+        };
+        let listed: tarball::Listed = blobs
+            .into_iter()
+            .map(|(id, size)| (keys::blob(&id), Some((id, size))))
+            .chain(trees.into_iter().map(|id| (keys::tree(&id), Some((id, 0)))))
+            .chain(
+                roots
+                    .iter()
+                    .map(|r| (keys::manifest(collection, r.version), None)),
+            )
+            .chain(pins.iter().map(|n| (keys::pin(collection, n), None)))
+            .collect();
+        let bytes = tarball::write_archive(self.backend().as_ref(), listed, archive).await?;
+        Ok(TransferReport { bytes, ..report })
     }
 
     /// Imports from a tar archive written by [`Store::export_tar`]. The archive is never
@@ -391,7 +405,7 @@ async fn copy_content(
 
 /// Copies blob `id` in bounded chunks, verifying its hash and size; false if `dest`
 /// already had it.
-async fn copy_blob(
+pub(crate) async fn copy_blob(
     src: &dyn ObjectBackend,
     dest: &dyn ObjectBackend,
     id: &BlobId,

@@ -30,6 +30,17 @@ pub(crate) enum Plan {
         /// retained before the commit point.
         source: u64,
     },
+    /// Make the collection equal to `shards` whose objects came from elsewhere (sync,
+    /// fork): `references` are confirmed before the commit point; `own` are objects the
+    /// caller published itself at the given time, classified on every attempt like own
+    /// uploads (within the stall window: a deadline; older: confirmed). With
+    /// `expect_head`, the head the caller compared against must still be the latest.
+    Adopt {
+        shards: BTreeMap<ShardKey, ShardRef>,
+        references: Vec<Reference>,
+        own: Vec<(Reference, Stamp)>,
+        expect_head: Option<u64>,
+    },
 }
 
 pub(crate) enum Attempt {
@@ -86,6 +97,22 @@ impl Store {
                 }
             }
             Plan::Replace { source, .. } => refs.push(Reference::Version(*source)),
+            Plan::Adopt {
+                references, own, ..
+            } => {
+                refs.extend(references.iter().cloned());
+                let opts = &self.inner.options;
+                let limit = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+                for (r, at) in own {
+                    let age = at.elapsed(self.clock());
+                    if age < limit {
+                        let end = Stamp::now(self.clock()).later_by(limit - age);
+                        own_deadline = Some(own_deadline.map_or(end, |d: Stamp| d.min(end)));
+                    } else {
+                        refs.push(r.clone());
+                    }
+                }
+            }
         }
         refs.sort_by_key(|r| format!("{r:?}"));
         refs.dedup();
@@ -122,7 +149,20 @@ impl Store {
                     }
                     trees.apply(&head, &changes).await?
                 }
-                Plan::Replace { shards, .. } => {
+                Plan::Adopt {
+                    expect_head: Some(expected),
+                    ..
+                } if head.version != *expected => {
+                    return Err(Error::Conflict {
+                        collection: collection.to_owned(),
+                        path: String::new(),
+                        reason: format!(
+                            "the destination moved from version {expected} to {} meanwhile",
+                            head.version
+                        ),
+                    });
+                }
+                Plan::Replace { shards, .. } | Plan::Adopt { shards, .. } => {
                     if *shards == head.shards {
                         return Ok(CommitInfo {
                             version: head.version,

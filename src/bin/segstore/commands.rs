@@ -15,7 +15,7 @@ pub fn exit_code(e: &Error) -> u8 {
     match e {
         Error::NotFound { .. } => 3,
         Error::InvalidPath { .. } | Error::OutOfRange { .. } | Error::InvalidConfig(_) => 4,
-        Error::Conflict { .. } | Error::GcInProgress { .. } => 5,
+        Error::Conflict { .. } | Error::GcInProgress { .. } | Error::Diverged { .. } => 5,
         Error::Corrupt { .. } | Error::CorruptManifest { .. } => 6,
         Error::Io { .. }
         | Error::StorageFull { .. }
@@ -35,6 +35,10 @@ pub async fn run(cli: Cli) -> Result<()> {
     if matches!(cli.command, Command::Demo) {
         return demo(&cli).await;
     }
+    // Opens its own two stores.
+    if let Command::Sync(args) = cli.command {
+        return crate::replicate::sync(args, cli.json).await;
+    }
     // The config file's [retention] and [gc] sections are the defaults of `gc`.
     let mut gc_defaults = segstore::gc::GcOptions::default();
     let store: Store = match &cli.config {
@@ -47,7 +51,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         // Runs in its own store, before any store is opened (see `demo`).
-        Command::Demo => Ok(()),
+        Command::Demo | Command::Sync(_) => Ok(()),
+        Command::Fork(args) => crate::replicate::fork(&store, args, cli.json).await,
         Command::Snapshot { action } => crate::lifecycle::snapshot(&store, action, cli.json).await,
         Command::Diff {
             collection,
@@ -80,9 +85,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             dest,
             snapshot,
         } => crate::lifecycle::export(&store, &collection, &dest, snapshot, cli.json).await,
-        Command::Import { collection, source } => {
-            crate::lifecycle::import(&store, &collection, &source, cli.json).await
-        }
+        Command::Import {
+            collection,
+            source,
+            rename: Some(name),
+        } => crate::replicate::import_as(&store, &collection, &source, &name, cli.json).await,
+        Command::Import {
+            collection, source, ..
+        } => crate::lifecycle::import(&store, &collection, &source, cli.json).await,
         Command::Put { path, file } => {
             let path: StoragePath = path.parse()?;
             let info = match file.filter(|f| f.as_os_str() != "-") {

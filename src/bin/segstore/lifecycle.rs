@@ -247,8 +247,9 @@ pub fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// An archive name: `.tar`, `.tar.zst`, `.tar.gz`, or `-` (stdin or stdout).
 fn is_tar(path: &std::path::Path) -> bool {
-    path.extension().is_some_and(|e| e == "tar")
+    segstore::sync::tarball::Compression::of(path).is_some()
 }
 
 fn transfer_json(r: &segstore::transfer::TransferReport) -> serde_json::Value {
@@ -272,6 +273,21 @@ pub async fn export(
     };
     spinner.finish_and_clear();
     let r = r?;
+    // The archive itself is on stdout: the report goes to stderr.
+    let report = |json: bool, value: serde_json::Value, text: &str| {
+        if dest == std::path::Path::new("-") {
+            eprintln!(
+                "{}",
+                if json {
+                    value.to_string()
+                } else {
+                    text.to_owned()
+                }
+            );
+        } else {
+            report(json, value, text);
+        }
+    };
     report(
         json,
         transfer_json(&r),

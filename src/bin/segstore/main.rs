@@ -6,6 +6,7 @@
 mod commands;
 mod demo;
 mod lifecycle;
+mod replicate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,7 +119,7 @@ pub enum Command {
     Export {
         /// The collection.
         collection: String,
-        /// Target directory, or a file ending in `.tar`.
+        /// Target directory, or an archive: `.tar`, `.tar.zst`, `.tar.gz`, `-` (stdout).
         dest: PathBuf,
         /// Export only this snapshot.
         #[arg(long)]
@@ -128,9 +129,17 @@ pub enum Command {
     Import {
         /// The collection.
         collection: String,
-        /// The export directory, or a `.tar` file.
+        /// The export directory, or an archive: `.tar`, `.tar.zst`, `.tar.gz`, `-` (stdin).
         source: PathBuf,
+        /// Import under this name (versions renumbered, snapshots kept).
+        #[arg(long = "as", value_name = "NAME")]
+        rename: Option<String>,
     },
+    /// Make collections of another store equal to this one's: copies only what the
+    /// destination lacks, verified; see docs/OPERATIONS.md.
+    Sync(replicate::SyncArgs),
+    /// Create a collection sharing every object of a version of another (zero copy).
+    Fork(replicate::ForkArgs),
     /// Show a collection's version history, newest first.
     Log {
         /// The collection.
