@@ -117,8 +117,15 @@ fn embed(text: &str) -> Embedding {
     Embedding(bits)
 }
 
-/// The corpus: (node, text) per paragraph of README.md and docs/*.md, and the graph's edges.
-fn corpus(root: &Path) -> Result<(Vec<(Node, String)>, Vec<(u32, u32)>, u64)> {
+/// The corpus: (node, text) per paragraph of README.md and docs/*.md, the graph's edges,
+/// and the bytes read.
+struct Corpus {
+    paragraphs: Vec<(Node, String)>,
+    edges: Vec<(u32, u32)>,
+    bytes: u64,
+}
+
+fn corpus(root: &Path) -> Result<Corpus> {
     let io = |p: &Path, e: std::io::Error| {
         Error::backend(format!("reading {}", p.display()), e.to_string())
     };
@@ -184,7 +191,11 @@ fn corpus(root: &Path) -> Result<(Vec<(Node, String)>, Vec<(u32, u32)>, u64)> {
             edges.push((from, to));
         }
     }
-    Ok((paragraphs, edges, bytes))
+    Ok(Corpus {
+        paragraphs,
+        edges,
+        bytes,
+    })
 }
 
 struct Timer(Stamp);
@@ -295,7 +306,11 @@ fn run() -> Result<()> {
 
     // 1. The corpus.
     let t = Timer::start();
-    let (paragraphs, edges, bytes) = corpus(Path::new(env!("CARGO_MANIFEST_DIR")))?;
+    let Corpus {
+        paragraphs,
+        edges,
+        bytes,
+    } = corpus(Path::new(env!("CARGO_MANIFEST_DIR")))?;
     step(
         &format!(
             "corpus: {} paragraphs of segstore's docs ({} KiB)",
