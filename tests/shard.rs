@@ -122,7 +122,11 @@ fn generation(view: &ShardView) -> Result<Option<u64>, String> {
     {
         let index = view.index().map_err(|e| e.to_string())?;
         let payload = index.load_metas().map_err(|e| e.to_string())?.payload;
-        let gen: u64 = payload.and_then(|p| p.parse().ok()).ok_or("no payload")?;
+        // No payload: the index as created, before any commit of a generation.
+        let gen: u64 = match payload {
+            Some(p) => p.parse().map_err(|_| format!("payload {p:?}"))?,
+            None => 0,
+        };
         let reader = index.reader().map_err(|e| e.to_string())?;
         let docs = reader.searcher().num_docs();
         if docs != gen {
