@@ -574,7 +574,7 @@ fn check_example_store(storage: &dyn SegmentStorage) {
 }
 
 #[test]
-fn the_example_runs_on_local_and_on_moto() {
+fn the_example_runs_on_local_cached_and_moto() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_example(dir.path(), &[]);
     assert!(out.contains("memory-mapped, zero-copy"), "{out}");
@@ -594,6 +594,13 @@ fn the_example_runs_on_local_and_on_moto() {
         "the example used a directory it did not create"
     );
     assert!(foreign.join("something").exists());
+
+    // The cached tier (over a local L2 here) maps its L1 files: zero-copy too.
+    let cached = "[storage]\nbackend = \"cached\"\n[storage.local]\ndata_dir = \"l2\"\n\
+                  [storage.cached]\nl1_path = \"l1\"\nl1_max_size_gb = 1\nl2_backend = \"local\"\n";
+    std::fs::write(dir.path().join("cached.toml"), cached).unwrap();
+    let out = run_example(dir.path(), &["--config", "cached.toml"]);
+    assert!(out.contains("memory-mapped, zero-copy"), "{out}");
 
     let Some(config) = block(support::moto::fresh_bucket()) else {
         eprintln!("moto unavailable: S3 run skipped");
