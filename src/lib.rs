@@ -32,6 +32,7 @@ pub mod identity;
 pub mod keys;
 pub mod manifest;
 pub mod path;
+pub mod shard;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
@@ -49,6 +50,7 @@ pub use error::{Error, Result};
 pub use hash::BlobId;
 pub use identity::{SharedSettings, StoreIdentity};
 pub use path::{StorageBackend, StoragePath};
+pub use shard::{ShardTransaction, ShardView, ShardWriter};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::{core_store, SegmentStorage};
 pub use store::{

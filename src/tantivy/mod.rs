@@ -18,7 +18,8 @@
 mod handle;
 mod lock;
 mod remote;
-mod runtime;
+pub(crate) mod runtime;
+mod shard;
 mod shared;
 mod watch;
 mod writer;
@@ -40,6 +41,7 @@ use crate::storage::{core_store, SegmentStorage};
 use crate::store::Store;
 
 pub use handle::SegmentFileHandle;
+pub(crate) use shard::Mode;
 pub(crate) use shared::{to_io, Shared};
 
 use shared::{file_name, State};
@@ -107,6 +109,17 @@ impl TantivyStorageAdapter {
                     .into(),
             )
         })?;
+        Self::open_mode(store, collection, shard, options, Mode::Direct)
+    }
+
+    /// Opens the adapter on a core store, committing as `mode` says.
+    pub(crate) fn open_mode(
+        store: Store,
+        collection: &str,
+        shard: &str,
+        options: TantivyAdapterOptions,
+        mode: Mode,
+    ) -> Result<TantivyStorageAdapter> {
         StoragePath::new(collection, StorageBackend::Tantivy, shard, META_FILE).validate()?;
         let lock_scope = format!(
             "{:p}/{collection}/{shard}",
@@ -124,6 +137,7 @@ impl TantivyStorageAdapter {
                 watcher: watch::Watcher::default(),
                 remote_cache: Arc::new(remote::BlockCache::new(options.remote_cache_bytes)),
                 options,
+                mode,
             }),
         })
     }
@@ -187,6 +201,7 @@ impl Directory for TantivyStorageAdapter {
         };
         let name = file_name(path).map_err(delete_err)?;
         self.shared.checked_path(&name).map_err(delete_err)?;
+        self.shared.writable().map_err(delete_err)?;
         if self
             .shared
             .resolve(&name)
@@ -215,6 +230,7 @@ impl Directory for TantivyStorageAdapter {
         let exists = || OpenWriteError::FileAlreadyExists(path.to_path_buf());
         let name = file_name(path).map_err(write_err)?;
         self.shared.checked_path(&name).map_err(write_err)?;
+        self.shared.writable().map_err(write_err)?;
         let committed = match self.shared.lock_state().pending.get(&name) {
             Some(Some(_)) => return Err(exists()),
             Some(None) => false,
@@ -275,6 +291,7 @@ impl Directory for TantivyStorageAdapter {
     fn atomic_write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let name = file_name(path)?;
         self.shared.checked_path(&name)?;
+        self.shared.writable()?;
         let entry = self.shared.stage(data).map_err(to_io)?;
         let has_deletes = {
             let mut state = self.shared.lock_state();
@@ -282,6 +299,8 @@ impl Directory for TantivyStorageAdapter {
             state.pending.values().any(Option::is_none)
         };
         let result = match name.as_str() {
+            // In a shard, everything waits for the shard's transaction.
+            _ if self.shared.mode.holds() => Ok(()),
             // The commit point: everything pending goes into one version.
             META_FILE => self.shared.commit(&|_, _| true),
             // Rewritten on every new file: stays pending, unless a garbage collection just

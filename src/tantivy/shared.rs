@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(super) options: TantivyAdapterOptions,
     /// Verified blocks of remote files, shared by all handles.
     pub(super) remote_cache: Arc<BlockCache>,
+    /// Whether commits are the adapter's own, held for a shard transaction, or impossible.
+    pub(super) mode: super::Mode,
 }
 
 #[derive(Default)]
@@ -78,9 +80,9 @@ impl State {
 
 /// A commit that ended in [`Error::CommitOutcomeUnknown`].
 pub(super) struct Unsettled {
-    version: u64,
-    commit_id: CommitId,
-    items: Vec<(String, Option<FileEntry>)>,
+    pub(super) version: u64,
+    pub(super) commit_id: CommitId,
+    pub(super) items: Vec<(String, Option<FileEntry>)>,
 }
 
 /// Where an open file came from, to tell a reader that outlived retention from damage.
@@ -162,8 +164,12 @@ impl Shared {
     pub(super) fn committed(&self, name: &str) -> Result<(Arc<ManifestRoot>, Option<FileEntry>)> {
         let store = self.store.clone();
         let path = self.path(name);
+        let pinned = self.mode.pinned();
         runtime::run(async move {
-            let root = store.head(&path.collection).await?;
+            let root = match pinned {
+                Some(root) => root,
+                None => store.head(&path.collection).await?,
+            };
             let entry = store.trees().lookup(&root, &path).await?;
             Ok((root, entry))
         })
@@ -350,7 +356,7 @@ impl Shared {
     /// Records that `items` landed in version `version`: they stop being pending and the
     /// version becomes the base. Returns the `meta.json` entry the commit wrote, if it
     /// wrote one.
-    fn landed(
+    pub(super) fn landed(
         &self,
         version: u64,
         items: Vec<(String, Option<FileEntry>)>,
@@ -394,7 +400,7 @@ impl Shared {
     /// returned Ok. Another commit holds that version: it did not land, its changes stay
     /// pending. The version does not exist yet: still unknown, and the commit fails with
     /// [`Error::CommitOutcomeUnknown`] again (a delayed request may still create it).
-    fn settle(&self) -> Result<()> {
+    pub(super) fn settle(&self) -> Result<()> {
         let unsettled = self.lock_state().unsettled.take();
         if let Some(u) = unsettled {
             let store = self.store.clone();
