@@ -24,18 +24,16 @@ use segstore::backend::memory::MemoryBackend;
 use segstore::backend::s3::S3Backend;
 use segstore::backend::ObjectBackend;
 use segstore::{
-    S3Storage, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
+    Freshness, S3Storage, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
     TantivyStorageAdapter,
 };
 use support::moto;
 use support::proxy::{Fault, Proxy};
 
-/// Commit of a new 300 KB file. Budget 3; today's count as a regression guard until met.
-const COMMIT_300K: u64 = 6;
-/// Commit of a 2 KB (inline) file. Budget 2; today's count until met.
-const COMMIT_2K: u64 = 4;
-/// Steady-state whole read of a file. Budget 1; today's count until met.
-const WHOLE_READ: u64 = 2;
+/// Commit of a new 300 KB file: the blob's create-only PUT, the shard node, the root.
+const COMMIT_300K: u64 = 3;
+/// Commit of a 2 KB (inline) file: the shard node, the root.
+const COMMIT_2K: u64 = 2;
 
 fn path(name: &str) -> StoragePath {
     StoragePath::new("c", StorageBackend::Tantivy, "s0", name)
@@ -69,12 +67,12 @@ async fn measure<F: std::future::Future<Output = T>, T>(
 }
 
 /// A store (already created) over a counting wrapper of `raw`, as a new process opens it.
-async fn counted(raw: Arc<dyn ObjectBackend>) -> (CountingBackend, Store) {
+async fn counted(raw: Arc<dyn ObjectBackend>, options: StoreOptions) -> (CountingBackend, Store) {
     Store::open(raw.clone(), StoreOptions::default())
         .await
         .expect("creating the store");
     let counting: CountingBackend = CountingBackend::with_log(raw);
-    let store = Store::open(Arc::new(counting.clone()), StoreOptions::default())
+    let store = Store::open(Arc::new(counting.clone()), options)
         .await
         .expect("opening the store");
     (counting, store)
@@ -137,7 +135,14 @@ async fn open_reads_only(raw: Arc<dyn ObjectBackend>) {
 
 /// A steady-state writer: it committed once already, so it knows the head.
 async fn warm_writer(raw: Arc<dyn ObjectBackend>) -> (CountingBackend, Store) {
-    let (counting, store) = counted(raw).await;
+    warm_writer_with(raw, StoreOptions::default()).await
+}
+
+async fn warm_writer_with(
+    raw: Arc<dyn ObjectBackend>,
+    options: StoreOptions,
+) -> (CountingBackend, Store) {
+    let (counting, store) = counted(raw, options).await;
     store
         .write_bytes(&path("warm-up"), noise(300_000, 99))
         .await
@@ -156,6 +161,7 @@ async fn commit_of_a_new_300k_file(raw: Arc<dyn ObjectBackend>) {
     assert_eq!(store.read_bytes(&path("seg-300k")).await.unwrap(), data);
     // Budget: <= 3 (blob, shard node, root); before this issue: 6 (2 HEAD + 4 PUT).
     assert!(counts.total() <= COMMIT_300K, "{counts:?}");
+    assert_eq!(counts.head, 0, "no probe, no existence check: {counts:?}");
 }
 
 async fn commit_of_a_2k_file(raw: Arc<dyn ObjectBackend>) {
@@ -167,10 +173,29 @@ async fn commit_of_a_2k_file(raw: Arc<dyn ObjectBackend>) {
     assert!(info.unwrap().created);
     // Budget: <= 2 (shard node with its entries inline, root); before: 4 (1 HEAD + 3 PUT).
     assert!(counts.total() <= COMMIT_2K, "{counts:?}");
+    assert_eq!(counts.head, 0, "no probe: {counts:?}");
 }
 
 async fn whole_read_of_a_file(raw: Arc<dyn ObjectBackend>) {
-    let (counting, store) = warm_writer(raw).await;
+    // Strict freshness asks for a newer version on every read: HEAD + GET.
+    let (counting, store) = warm_writer(raw.clone()).await;
+    store
+        .write_bytes(&path("strict"), noise(5_000, 5))
+        .await
+        .unwrap();
+    store.read_bytes(&path("strict")).await.unwrap();
+    let (counts, _) = measure(&counting, "whole read, strict", async {
+        store.read_bytes(&path("strict")).await
+    })
+    .await;
+    assert_eq!(counts.total(), 2, "{counts:?}");
+    assert_eq!(counts.head, 1, "{counts:?}");
+
+    let bounded = StoreOptions {
+        read_freshness: Freshness::Bounded(Duration::from_secs(60)),
+        ..StoreOptions::default()
+    };
+    let (counting, store) = warm_writer_with(raw, bounded).await;
     let data = noise(300_000, 3);
     store
         .write_bytes(&path("read-me"), data.clone())
@@ -183,8 +208,18 @@ async fn whole_read_of_a_file(raw: Arc<dyn ObjectBackend>) {
     })
     .await;
     assert_eq!(read.unwrap(), data);
-    // Budget: 1 (the blob GET); before: 2 (HEAD probe + GET).
-    assert!(counts.total() <= WHOLE_READ, "{counts:?}");
+    // Budget: 1 (the blob GET), with bounded freshness; before: 2 (HEAD probe + GET).
+    assert_eq!(counts.total(), 1, "{counts:?}");
+    assert_eq!(counts.get, 1, "{counts:?}");
+    // This process's own writes are visible at once.
+    store
+        .write_bytes(&path("read-me"), noise(5_000, 6))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read_bytes(&path("read-me")).await.unwrap(),
+        noise(5_000, 6)
+    );
 }
 
 async fn idle_sends_nothing(raw: Arc<dyn ObjectBackend>) {
@@ -291,7 +326,7 @@ async fn cli_get_of_one_file() {
 }
 
 /// Today's count of a CLI `get` (budget 4), kept as a regression guard until met.
-const CLI_GET_NOW: usize = 12;
+const CLI_GET_NOW: usize = 11;
 
 /// The Tantivy rows: a cold process opens an index on S3 and runs one query.
 #[test]

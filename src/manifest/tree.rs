@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::encoding::{decode_page, decode_shard, encode_page, encode_shard};
+use super::encoding::{
+    decode_any_page, decode_any_shard, encode_page, encode_shard, encode_shard_page, DecodedShard,
+};
 use super::{FileEntry, ManifestRoot, Page, PageRef, ShardKey, ShardNode, ShardRef};
 use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
@@ -90,7 +92,14 @@ impl Trees {
             return Ok(node);
         }
         let bytes = self.fetch(id).await?;
-        let node = Arc::new(decode_shard(keys::tree(id).as_str(), &bytes)?);
+        let node = match decode_any_shard(keys::tree(id).as_str(), &bytes)? {
+            DecodedShard::Node(node) => Arc::new(node),
+            DecodedShard::Page(page) => {
+                let node = Arc::new(single_page_node(id, &page));
+                self.pages.insert(*id, Arc::new(page));
+                node
+            }
+        };
         self.shards.insert(*id, node.clone());
         Ok(node)
     }
@@ -101,7 +110,7 @@ impl Trees {
             return Ok(page);
         }
         let bytes = self.fetch(id).await?;
-        let page = Arc::new(decode_page(keys::tree(id).as_str(), &bytes)?);
+        let page = Arc::new(decode_any_page(keys::tree(id).as_str(), &bytes)?);
         self.pages.insert(*id, page.clone());
         Ok(page)
     }
@@ -197,7 +206,13 @@ impl Trees {
         for shard_ref in root.shards.values() {
             out.push(shard_ref.node);
             let node = self.shard(&shard_ref.node).await?;
-            out.extend(node.pages.iter().map(|p| p.page));
+            // A single-page shard's page reference names the node itself.
+            out.extend(
+                node.pages
+                    .iter()
+                    .map(|p| p.page)
+                    .filter(|p| *p != shard_ref.node),
+            );
         }
         Ok(out)
     }
@@ -219,10 +234,34 @@ impl Trees {
                 Some(r) => (*self.shard(&r.node).await?).clone(),
                 None => ShardNode::default(),
             };
+            let first_new = nodes.len();
             let pages = self.apply_to_shard(node, shard_changes, &mut nodes).await?;
             if pages.is_empty() {
                 shards.remove(key);
                 continue;
+            }
+            if let [only] = pages.as_slice() {
+                // One page, just written: store it as the shard node itself.
+                if let Some(pos) = nodes[first_new..].iter().position(|n| n.id == only.page) {
+                    nodes.remove(first_new + pos);
+                    let page = self.pages.get(&only.page).ok_or_else(|| {
+                        Error::backend("building a shard", "a new page left the cache")
+                    })?;
+                    let encoded = EncodedNode::new(encode_shard_page(&page)?);
+                    self.pages.insert(encoded.id, page.clone());
+                    self.shards
+                        .insert(encoded.id, Arc::new(single_page_node(&encoded.id, &page)));
+                    shards.insert(
+                        key.clone(),
+                        ShardRef {
+                            node: encoded.id,
+                            files: only.files,
+                            bytes: only.bytes,
+                        },
+                    );
+                    nodes.push(encoded);
+                    continue;
+                }
             }
             let shard_ref = ShardRef {
                 node: BlobId::from_bytes([0; 32]),
@@ -293,6 +332,27 @@ impl Trees {
             }
         }
         Ok(pages)
+    }
+}
+
+/// The in-memory node of a single-page shard stored as node `id`: one page reference
+/// naming the node itself, so lookups read the page through the page cache as usual.
+fn single_page_node(id: &BlobId, page: &Page) -> ShardNode {
+    let first = page
+        .entries
+        .first()
+        .map(|(s, _)| s.clone())
+        .unwrap_or_default();
+    ShardNode {
+        pages: vec![PageRef {
+            first,
+            page: *id,
+            files: page.entries.len() as u64,
+            bytes: page
+                .entries
+                .iter()
+                .fold(0u64, |n, (_, e)| n.saturating_add(e.size)),
+        }],
     }
 }
 
