@@ -199,7 +199,7 @@ impl Store {
     }
 
     /// The head to build attempt `attempt` on without probing, with when it was last
-    /// confirmed: only on a first attempt, only a head that exists (a collection seen
+    /// confirmed: only with `lean_commits`, only on a first attempt, only a head that exists (a collection seen
     /// empty may be filled by an import whose versions do not start at 1), and only while
     /// retention cannot have deleted its successors (`version_min_age`).
     fn fresh_head(
@@ -207,7 +207,7 @@ impl Store {
         c: &super::Collection,
         attempt: u32,
     ) -> Option<(Stamp, Arc<ManifestRoot>)> {
-        if attempt > 1 {
+        if attempt > 1 || !self.inner.options.lean_commits {
             return None;
         }
         let head = c.current();

@@ -87,6 +87,12 @@ pub struct StoreOptions {
     pub clock_margin: Duration,
     /// How fresh path reads must be: see [`Freshness`]. Commits never depend on it.
     pub read_freshness: Freshness,
+    /// Commits with fewer requests: a commit builds on a head this process confirmed
+    /// within `version_min_age` without probing (a lost race is detected by the
+    /// create-only root), and a shard that fits in one page is written as one object
+    /// (format: kind 6, `docs/FORMAT.md`). Off by default while an open finding of the
+    /// lifecycle simulation with it on is examined (`docs/RELIABILITY.md`).
+    pub lean_commits: bool,
     /// Where time comes from: the system clock, or virtual time in tests.
     pub clock: Arc<dyn Clock>,
     /// The shared settings to create a new store with, and to require of an existing
@@ -111,6 +117,7 @@ impl Default for StoreOptions {
             gc_lease: DEFAULT_GC_LEASE,
             clock_margin: DEFAULT_CLOCK_MARGIN,
             read_freshness: Freshness::default(),
+            lean_commits: false,
             clock: clock::system(),
             shared: None,
             single_writer: false,
@@ -262,7 +269,8 @@ impl Store {
                     options.freshen_after,
                     options.clock.clone(),
                 ),
-                trees: Trees::new(backend.clone(), options.cached_tree_nodes),
+                trees: Trees::new(backend.clone(), options.cached_tree_nodes)
+                    .with_single_page_shards(options.lean_commits),
                 backend,
                 collections: DashMap::new(),
                 epochs: Default::default(),

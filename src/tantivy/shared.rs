@@ -449,14 +449,15 @@ impl Shared {
 
 impl watch::Pollable for Shared {
     fn poll(&self) {
-        // The watcher polls on its own schedule: ask the store now, whatever the read
-        // freshness mode (`committed` then reads the head just confirmed).
-        let (store, collection) = (self.store.clone(), self.collection.clone());
-        if let Err(e) = runtime::run(async move { store.refresh(&collection).await }) {
-            tracing::warn!("polling {}/{}: {e}", self.collection, self.shard);
-            return;
-        }
-        match self.committed(META_FILE) {
+        // The watcher polls on its own schedule: it asks the store now, whatever the
+        // read freshness mode.
+        let (store, path) = (self.store.clone(), self.path(META_FILE));
+        let polled = runtime::run(async move {
+            let root = store.refresh(&path.collection).await?;
+            let entry = store.trees().lookup(&root, &path).await?;
+            Ok((root, entry))
+        });
+        match polled {
             Ok((root, meta)) => self.watcher.observe(root.version, meta.map(|m| m.id)),
             Err(e) => tracing::warn!("polling {}/{}: {e}", self.collection, self.shard),
         }
