@@ -479,7 +479,7 @@ mod tests {
             },
         );
 
-        let trees = Trees::new(backend.clone(), 1024);
+        let trees = Trees::new(backend.clone(), 1024).with_single_page_shards(true);
         assert_eq!(
             trees.lookup_in(&root, &key(), "old.bin").await.unwrap(),
             Some(entry.clone())
