@@ -25,7 +25,13 @@ const KEY: &str = "fuzz";
 /// the input, so the seeds' test can check that they reach past the checks.
 pub fn manifest_decode(data: &[u8]) -> bool {
     let mut accepted = false;
-    for kind in [Kind::Root, Kind::ShardNode, Kind::Page, Kind::Snapshot] {
+    for kind in [
+        Kind::Root,
+        Kind::ShardNode,
+        Kind::Page,
+        Kind::Snapshot,
+        Kind::ShardPage,
+    ] {
         accepted |= check_kind(kind, data);
     }
     if let Some((&pick, payload)) = data.split_first() {
@@ -50,6 +56,12 @@ fn check_kind(kind: Kind, bytes: &[u8]) -> bool {
             round_trip(bytes, encoding::encode_shard, encoding::decode_shard).is_some()
         }
         Kind::Page => round_trip(bytes, encoding::encode_page, encoding::decode_page).is_some(),
+        Kind::ShardPage => round_trip(
+            bytes,
+            encoding::encode_shard_page,
+            encoding::decode_any_page,
+        )
+        .is_some(),
         Kind::Snapshot => round_trip(bytes, encoding::encode_snapshot, encoding::decode_snapshot)
             .map(|snapshot| snapshot.is_expired(u64::MAX))
             .is_some(),

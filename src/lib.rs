@@ -54,8 +54,8 @@ pub use shard::{ShardTransaction, ShardView, ShardWriter};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::{core_store, SegmentStorage};
 pub use store::{
-    CachedStorage, CommitInfo, FileMeta, LocalStorage, Op, S3Storage, SegmentFile, Store,
-    StoreOptions, Transaction,
+    CachedStorage, CommitInfo, FileMeta, Freshness, LocalStorage, Op, S3Storage, SegmentFile,
+    Store, StoreOptions, Transaction,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dashmap::DashMap;
 
-use crate::backend::{ObjectBackend, Upload};
+use crate::backend::{ObjectBackend, PutOutcome, Upload};
 use crate::clock::{Clock, Stamp};
 use crate::error::{Error, Result};
 use crate::hash::{update_hasher, BlobId};
@@ -95,6 +95,21 @@ impl BlobStore {
             return self.put_overlapped(data).await;
         }
         let (id, outboard) = self.hash_for_put(data.clone()).await?;
+        if outboard.is_none() && self.backend.authoritative().is_none() {
+            // A blob too small for an outboard: one create-only write costs less than
+            // asking first. An existing blob is left untouched, and handled as a dedup
+            // hit below (its age refreshed, or it is confirmed at commit).
+            let at = Stamp::now(self.clock.as_ref());
+            if self
+                .backend
+                .put_if_absent(&keys::blob(&id), data.clone())
+                .await?
+                == PutOutcome::Created
+            {
+                self.record_published(&id, at);
+                return Ok(id);
+            }
+        }
         if !self.reuse_existing(&id).await? {
             self.put_outboard(&id, outboard).await?;
             let at = Stamp::now(self.clock.as_ref());

@@ -29,7 +29,9 @@ impl Marks {
             }
             let node = store.trees().shard(&shard_ref.node).await?;
             for page_ref in &node.pages {
-                if !self.trees.insert(page_ref.page) {
+                // A single-page shard's page reference names the node itself, which was
+                // just inserted: its entries must still be walked.
+                if !self.trees.insert(page_ref.page) && page_ref.page != shard_ref.node {
                     continue;
                 }
                 let page = store.trees().page(&page_ref.page).await?;

@@ -3,7 +3,8 @@
 //! ```text
 //! magic     4 bytes  "SGSM"
 //! version   u16 LE   format version, currently 1
-//! kind      u8       1 = root, 2 = shard node, 3 = page, 4 = snapshot
+//! kind      u8       1 = root, 2 = shard node, 3 = page, 4 = snapshot, 5 = GC epoch,
+//!                    6 = single-page shard (a page that is its own shard node)
 //! payload   postcard encoding of the object
 //! checksum  32 bytes BLAKE3 of every byte before it
 //! ```
@@ -117,6 +118,9 @@ pub(crate) enum Kind {
     Page = 3,
     Snapshot = 4,
     GcEpoch = 5,
+    /// A shard whose one page is stored as the shard node itself (payload: a [`Page`]):
+    /// a small shard costs one object per commit instead of a node and a page.
+    ShardPage = 6,
 }
 
 fn header(kind: Kind) -> Vec<u8> {
@@ -208,6 +212,37 @@ pub(crate) fn encode_shard(node: &ShardNode) -> Result<Bytes> {
 
 pub(crate) fn decode_shard(key: &str, bytes: &[u8]) -> Result<ShardNode> {
     decode(key, Kind::ShardNode, bytes)
+}
+
+/// Encodes a single-page shard: `page` stored as its own shard node.
+pub(crate) fn encode_shard_page(page: &Page) -> Result<Bytes> {
+    encode(Kind::ShardPage, page)
+}
+
+/// A shard node as stored: a node listing pages, or a single page standing for its node.
+#[derive(Debug)]
+pub(crate) enum DecodedShard {
+    Node(ShardNode),
+    Page(Page),
+}
+
+/// Decodes the object a root's shard reference names: either kind of shard node.
+pub(crate) fn decode_any_shard(key: &str, bytes: &[u8]) -> Result<DecodedShard> {
+    if bytes.len() > 6 && bytes[6] == Kind::ShardPage as u8 {
+        decode(key, Kind::ShardPage, bytes).map(DecodedShard::Page)
+    } else {
+        decode(key, Kind::ShardNode, bytes).map(DecodedShard::Node)
+    }
+}
+
+/// Decodes the object a page reference names: a page, or a single-page shard (whose page
+/// reference names the shard node itself).
+pub(crate) fn decode_any_page(key: &str, bytes: &[u8]) -> Result<Page> {
+    if bytes.len() > 6 && bytes[6] == Kind::ShardPage as u8 {
+        decode(key, Kind::ShardPage, bytes)
+    } else {
+        decode(key, Kind::Page, bytes)
+    }
 }
 
 pub(crate) fn encode_page(page: &Page) -> Result<Bytes> {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::encoding::{decode_page, decode_shard, encode_page, encode_shard};
+use super::encoding::{
+    decode_any_page, decode_any_shard, encode_page, encode_shard, encode_shard_page, DecodedShard,
+};
 use super::{FileEntry, ManifestRoot, Page, PageRef, ShardKey, ShardNode, ShardRef};
 use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
@@ -56,6 +58,8 @@ pub struct Trees {
     backend: Arc<dyn ObjectBackend>,
     shards: quick_cache::sync::Cache<BlobId, Arc<ShardNode>>,
     pages: quick_cache::sync::Cache<BlobId, Arc<Page>>,
+    /// Write a shard that fits in one page as one single-page shard object.
+    single_page_shards: bool,
 }
 
 impl Trees {
@@ -65,7 +69,16 @@ impl Trees {
             backend,
             shards: quick_cache::sync::Cache::new(cached_nodes.max(16)),
             pages: quick_cache::sync::Cache::new(cached_nodes.max(16)),
+            single_page_shards: false,
         }
+    }
+
+    /// Whether [`apply`](Self::apply) writes a shard that fits in one page as one
+    /// single-page shard object instead of a shard node and a page. Both kinds are always
+    /// read.
+    pub fn with_single_page_shards(mut self, on: bool) -> Self {
+        self.single_page_shards = on;
+        self
     }
 
     async fn fetch(&self, id: &BlobId) -> Result<Bytes> {
@@ -90,7 +103,14 @@ impl Trees {
             return Ok(node);
         }
         let bytes = self.fetch(id).await?;
-        let node = Arc::new(decode_shard(keys::tree(id).as_str(), &bytes)?);
+        let node = match decode_any_shard(keys::tree(id).as_str(), &bytes)? {
+            DecodedShard::Node(node) => Arc::new(node),
+            DecodedShard::Page(page) => {
+                let node = Arc::new(single_page_node(id, &page));
+                self.pages.insert(*id, Arc::new(page));
+                node
+            }
+        };
         self.shards.insert(*id, node.clone());
         Ok(node)
     }
@@ -101,7 +121,7 @@ impl Trees {
             return Ok(page);
         }
         let bytes = self.fetch(id).await?;
-        let page = Arc::new(decode_page(keys::tree(id).as_str(), &bytes)?);
+        let page = Arc::new(decode_any_page(keys::tree(id).as_str(), &bytes)?);
         self.pages.insert(*id, page.clone());
         Ok(page)
     }
@@ -197,7 +217,13 @@ impl Trees {
         for shard_ref in root.shards.values() {
             out.push(shard_ref.node);
             let node = self.shard(&shard_ref.node).await?;
-            out.extend(node.pages.iter().map(|p| p.page));
+            // A single-page shard's page reference names the node itself.
+            out.extend(
+                node.pages
+                    .iter()
+                    .map(|p| p.page)
+                    .filter(|p| *p != shard_ref.node),
+            );
         }
         Ok(out)
     }
@@ -219,10 +245,34 @@ impl Trees {
                 Some(r) => (*self.shard(&r.node).await?).clone(),
                 None => ShardNode::default(),
             };
+            let first_new = nodes.len();
             let pages = self.apply_to_shard(node, shard_changes, &mut nodes).await?;
             if pages.is_empty() {
                 shards.remove(key);
                 continue;
+            }
+            if let ([only], true) = (pages.as_slice(), self.single_page_shards) {
+                // One page, just written: store it as the shard node itself.
+                if let Some(pos) = nodes[first_new..].iter().position(|n| n.id == only.page) {
+                    nodes.remove(first_new + pos);
+                    let page = self.pages.get(&only.page).ok_or_else(|| {
+                        Error::backend("building a shard", "a new page left the cache")
+                    })?;
+                    let encoded = EncodedNode::new(encode_shard_page(&page)?);
+                    self.pages.insert(encoded.id, page.clone());
+                    self.shards
+                        .insert(encoded.id, Arc::new(single_page_node(&encoded.id, &page)));
+                    shards.insert(
+                        key.clone(),
+                        ShardRef {
+                            node: encoded.id,
+                            files: only.files,
+                            bytes: only.bytes,
+                        },
+                    );
+                    nodes.push(encoded);
+                    continue;
+                }
             }
             let shard_ref = ShardRef {
                 node: BlobId::from_bytes([0; 32]),
@@ -296,6 +346,27 @@ impl Trees {
     }
 }
 
+/// The in-memory node of a single-page shard stored as node `id`: one page reference
+/// naming the node itself, so lookups read the page through the page cache as usual.
+fn single_page_node(id: &BlobId, page: &Page) -> ShardNode {
+    let first = page
+        .entries
+        .first()
+        .map(|(s, _)| s.clone())
+        .unwrap_or_default();
+    ShardNode {
+        pages: vec![PageRef {
+            first,
+            page: *id,
+            files: page.entries.len() as u64,
+            bytes: page
+                .entries
+                .iter()
+                .fold(0u64, |n, (_, e)| n.saturating_add(e.size)),
+        }],
+    }
+}
+
 /// The page that holds (or would hold) `segment`: the last page whose `first` is not
 /// greater than it, or the first page for names before every `first`.
 fn page_index(pages: &[PageRef], segment: &str) -> Option<usize> {
@@ -347,6 +418,133 @@ mod tests {
             backend: StorageBackend::Tantivy,
             shard: Some("s".into()),
         }
+    }
+
+    /// Stores `nodes` and returns the root they complete.
+    async fn commit(
+        trees: &Trees,
+        backend: &MemoryBackend,
+        root: &ManifestRoot,
+        changes: Changes,
+    ) -> ManifestRoot {
+        let (shards, nodes) = trees.apply(root, &changes).await.unwrap();
+        for n in nodes {
+            backend.put(&keys::tree(&n.id), n.bytes).await.unwrap();
+        }
+        ManifestRoot {
+            shards,
+            version: root.version + 1,
+            ..root.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shard_written_as_node_and_page_is_read_and_rewritten_as_one_object() {
+        // The bytes of a one-page shard as builds before single-page shards wrote them:
+        // a shard node (kind 2) and its page (kind 3).
+        let backend = Arc::new(MemoryBackend::new());
+        let entry = FileEntry::blob(BlobId::of(b"old"), 3);
+        let page = Page {
+            entries: vec![("old.bin".to_owned(), entry.clone())],
+        };
+        let page_bytes = encode_page(&page).unwrap();
+        let page_id = BlobId::of(&page_bytes);
+        let node = ShardNode {
+            pages: vec![PageRef {
+                first: "old.bin".into(),
+                page: page_id,
+                files: 1,
+                bytes: 3,
+            }],
+        };
+        let node_bytes = encode_shard(&node).unwrap();
+        let node_id = BlobId::of(&node_bytes);
+        assert_eq!(node_bytes[6], 2, "an old-format shard node");
+        backend
+            .put(&keys::tree(&page_id), page_bytes)
+            .await
+            .unwrap();
+        backend
+            .put(&keys::tree(&node_id), node_bytes)
+            .await
+            .unwrap();
+        let mut root = ManifestRoot::empty("c");
+        root.version = 1;
+        root.shards.insert(
+            key(),
+            ShardRef {
+                node: node_id,
+                files: 1,
+                bytes: 3,
+            },
+        );
+
+        let trees = Trees::new(backend.clone(), 1024).with_single_page_shards(true);
+        assert_eq!(
+            trees.lookup_in(&root, &key(), "old.bin").await.unwrap(),
+            Some(entry.clone())
+        );
+        assert_eq!(trees.node_ids(&root).await.unwrap(), vec![node_id, page_id]);
+
+        // A commit onto it writes one single-page shard object holding both entries.
+        let new = FileEntry::inline(Bytes::from_static(b"new"));
+        let changes = Changes::from([(
+            key(),
+            ShardChanges::from([("new.txt".into(), Some(new.clone()))]),
+        )]);
+        let (shards, nodes) = trees.apply(&root, &changes).await.unwrap();
+        assert_eq!(nodes.len(), 1, "one tree object per small shard");
+        assert_eq!(nodes[0].bytes[6], 6, "a single-page shard");
+        assert_eq!(shards[&key()].node, nodes[0].id);
+        for n in nodes {
+            backend.put(&keys::tree(&n.id), n.bytes).await.unwrap();
+        }
+        let next = ManifestRoot {
+            shards,
+            version: 2,
+            ..root.clone()
+        };
+        // Read back by a reader with nothing cached, through both page and shard paths.
+        let cold = Trees::new(backend.clone(), 16).with_single_page_shards(true);
+        assert_eq!(
+            cold.lookup_in(&next, &key(), "old.bin").await.unwrap(),
+            Some(entry)
+        );
+        assert_eq!(
+            cold.lookup_in(&next, &key(), "new.txt").await.unwrap(),
+            Some(new)
+        );
+        assert_eq!(
+            cold.node_ids(&next).await.unwrap(),
+            vec![next.shards[&key()].node]
+        );
+        let listed = cold
+            .list(
+                &next,
+                &StoragePath::new("c", StorageBackend::Tantivy, "s", ""),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+
+        // Grown past one page, it becomes a shard node with pages again.
+        let mut big = ShardChanges::new();
+        for i in 0..1500u64 {
+            big.insert(
+                format!("f{i:05}"),
+                Some(FileEntry::blob(BlobId::of(&i.to_le_bytes()), i)),
+            );
+        }
+        let grown = commit(&cold, &backend, &next, Changes::from([(key(), big)])).await;
+        let fresh = Trees::new(backend.clone(), 16);
+        let node = fresh.shard(&grown.shards[&key()].node).await.unwrap();
+        assert!(node.pages.len() > 1);
+        assert_eq!(grown.file_count(), 1502);
+        assert!(fresh
+            .lookup_in(&grown, &key(), "new.txt")
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]

@@ -133,8 +133,14 @@ impl Store {
         let mut late = 0u32;
         loop {
             attempt += 1;
-            let probed_at = Stamp::now(clock);
-            let head = self.refresh(&c).await?;
+            // A head this process confirmed lately (by a probe, or by its own last
+            // commit) is built on without probing: if someone committed meanwhile, the
+            // create-only write of the root fails and the next attempt probes.
+            // `probed_at` is when the head was last known to be the latest version.
+            let (probed_at, head) = match self.fresh_head(&c, attempt) {
+                Some((at, head)) => (at, head),
+                None => (Stamp::now(clock), self.check_head(&c).await?),
+            };
             let (shards, nodes) = match &plan {
                 Plan::Ops { ops, base } => {
                     if let Some(base) = base {
@@ -192,7 +198,8 @@ impl Store {
                     .await?;
                 Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
             };
-            let mut create_sent = Stamp::now(clock);
+            let sending = Stamp::now(clock);
+            let mut create_sent = sending;
             let attempt_result = self
                 .try_commit(
                     &root,
@@ -219,6 +226,9 @@ impl Store {
                 Attempt::Won => {
                     let version = root.version;
                     c.advance(Arc::new(root));
+                    // Nothing after our version existed when we sent it: its successors
+                    // are all younger than `sending`.
+                    c.confirm(sending);
                     head::maybe_write_hint(self.inner.backend.as_ref(), collection, version).await;
                     return Ok(CommitInfo {
                         version,
@@ -253,6 +263,24 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The head to build attempt `attempt` on without probing, with when it was last
+    /// confirmed: only with `lean_commits`, only on a first attempt, only a head that exists (a collection seen
+    /// empty may be filled by an import whose versions do not start at 1), and only while
+    /// retention cannot have deleted its successors (`version_min_age`).
+    fn fresh_head(
+        &self,
+        c: &super::Collection,
+        attempt: u32,
+    ) -> Option<(Stamp, Arc<ManifestRoot>)> {
+        if attempt > 1 || !self.inner.options.lean_commits {
+            return None;
+        }
+        let head = c.current();
+        let at = c.confirmed_at()?;
+        (head.version > 0 && at.elapsed(self.clock()) < self.inner.options.version_min_age)
+            .then_some((at, head))
     }
 
     /// Settles a commit that ended in [`Error::CommitOutcomeUnknown`]: true if version

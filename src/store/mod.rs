@@ -85,6 +85,14 @@ pub struct StoreOptions {
     /// Allowance for clock error between this host and the store and for request flight
     /// time, subtracted from every deadline of the GC protocol.
     pub clock_margin: Duration,
+    /// How fresh path reads must be: see [`Freshness`]. Commits never depend on it.
+    pub read_freshness: Freshness,
+    /// Commits with fewer requests: a commit builds on a head this process confirmed
+    /// within `version_min_age` without probing (a lost race is detected by the
+    /// create-only root), and a shard that fits in one page is written as one object
+    /// (format: kind 6, `docs/FORMAT.md`). Off by default while an open finding of the
+    /// lifecycle simulation with it on is examined (`docs/RELIABILITY.md`).
+    pub lean_commits: bool,
     /// Where time comes from: the system clock, or virtual time in tests.
     pub clock: Arc<dyn Clock>,
     /// The shared settings to create a new store with, and to require of an existing
@@ -108,11 +116,27 @@ impl Default for StoreOptions {
             gc_delete_delay: DEFAULT_GC_DELETE_DELAY,
             gc_lease: DEFAULT_GC_LEASE,
             clock_margin: DEFAULT_CLOCK_MARGIN,
+            read_freshness: Freshness::default(),
+            lean_commits: false,
             clock: clock::system(),
             shared: None,
             single_writer: false,
         }
     }
+}
+
+/// How fresh the head a path read resolves through must be (`docs/OPERATIONS.md`,
+/// "Read freshness").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Freshness {
+    /// Every read asks the store whether a newer version exists (one `HEAD` on S3):
+    /// a read sees every commit that returned before it began, in any process.
+    #[default]
+    Strict,
+    /// A read uses the head confirmed within this long without asking: it may miss
+    /// other processes' commits of the last interval, never this process's own.
+    /// [`Store::refresh`] asks at once.
+    Bounded(Duration),
 }
 
 /// The result of a commit.
@@ -176,6 +200,19 @@ impl Collection {
         self.head.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// When the head was last confirmed to be the latest version.
+    fn confirmed_at(&self) -> Option<Stamp> {
+        *self.confirmed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that the head was the latest version at `at` (never moves back).
+    fn confirm(&self, at: Stamp) {
+        let mut confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        if confirmed.is_none_or(|c| at > c) {
+            *confirmed = Some(at);
+        }
+    }
+
     fn advance(&self, root: Arc<ManifestRoot>) -> Arc<ManifestRoot> {
         let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
         if root.version > head.version {
@@ -232,7 +269,8 @@ impl Store {
                     options.freshen_after,
                     options.clock.clone(),
                 ),
-                trees: Trees::new(backend.clone(), options.cached_tree_nodes),
+                trees: Trees::new(backend.clone(), options.cached_tree_nodes)
+                    .with_single_page_shards(options.lean_commits),
                 backend,
                 collections: DashMap::new(),
                 epochs: Default::default(),
@@ -294,13 +332,31 @@ impl Store {
         Ok(entry.clone())
     }
 
-    /// The latest committed manifest of `collection` (version 0 if it has none).
+    /// The latest committed manifest of `collection` (version 0 if it has none), as
+    /// [`StoreOptions::read_freshness`] defines latest: in [`Freshness::Strict`] mode the
+    /// store is asked every time; in [`Freshness::Bounded`] mode a head confirmed within
+    /// the bound is used without asking. This process's own commits are always visible.
     pub async fn head(&self, collection: &str) -> Result<Arc<ManifestRoot>> {
         let c = self.collection(collection)?;
-        self.refresh(&c).await
+        if let Freshness::Bounded(bound) = self.inner.options.read_freshness {
+            if c.confirmed_at()
+                .is_some_and(|at| at.elapsed(self.clock()) < bound)
+            {
+                return Ok(c.current());
+            }
+        }
+        self.check_head(&c).await
     }
 
-    async fn refresh(&self, c: &Collection) -> Result<Arc<ManifestRoot>> {
+    /// Asks the store for the latest version of `collection` now, whatever the read
+    /// freshness mode: what a watcher polling on its own schedule calls, or a reader
+    /// told out of band that another process committed.
+    pub async fn refresh(&self, collection: &str) -> Result<Arc<ManifestRoot>> {
+        let c = self.collection(collection)?;
+        self.check_head(&c).await
+    }
+
+    async fn check_head(&self, c: &Collection) -> Result<Arc<ManifestRoot>> {
         let backend = self.inner.backend.as_ref();
         let current = c.current();
         let clock = self.inner.options.clock.as_ref();
@@ -317,7 +373,7 @@ impl Store {
         } else {
             head::discover(backend, &c.name).await?
         };
-        *c.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+        c.confirm(started);
         if latest <= current.version {
             return Ok(current);
         }

@@ -455,7 +455,15 @@ impl Shared {
 
 impl watch::Pollable for Shared {
     fn poll(&self) {
-        match self.committed(META_FILE) {
+        // The watcher polls on its own schedule: it asks the store now, whatever the
+        // read freshness mode.
+        let (store, path) = (self.store.clone(), self.path(META_FILE));
+        let polled = runtime::run(async move {
+            let root = store.refresh(&path.collection).await?;
+            let entry = store.trees().lookup(&root, &path).await?;
+            Ok((root, entry))
+        });
+        match polled {
             Ok((root, meta)) => self.watcher.observe(root.version, meta.map(|m| m.id)),
             Err(e) => tracing::warn!("polling {}/{}: {e}", self.collection, self.shard),
         }
