@@ -152,16 +152,12 @@ pub async fn gc(store: &Store, options: &GcOptions, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()> {
-    if sample.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
-        return Err(Error::InvalidConfig(
-            "--sample must be between 0.0 and 1.0".into(),
-        ));
-    }
+pub async fn verify(store: &Store, sample: Option<f64>, repair: bool, json: bool) -> Result<()> {
     let spinner = progress(json, "verifying blobs");
     let r = store
         .verify(&VerifyOptions {
             sample,
+            repair,
             ..VerifyOptions::default()
         })
         .await;
@@ -174,7 +170,7 @@ pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()
             "healthy": r.is_healthy(), "tier": r.tier, "versions": r.versions, "blobs_referenced": r.blobs_referenced,
             "blobs_checked": r.blobs_checked, "bytes_checked": r.bytes_checked,
             "missing": hex(&r.missing), "corrupt": hex(&r.corrupt), "orphans": hex(&r.orphans),
-            "damaged_manifests": r.damaged_manifests,
+            "damaged_manifests": r.damaged_manifests, "removed": hex(&r.removed),
         }),
         &format!(
             "{}: {} versions, {} of {} blobs checked ({} bytes); {} missing, {} corrupt, {} damaged manifests, {} orphans; checked {}",
@@ -190,6 +186,14 @@ pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()
         }
         for id in &r.corrupt {
             println!("corrupt {id}");
+        }
+        if !r.removed.is_empty() {
+            println!(
+                "removed {} corrupt blobs: they are missing until a good copy comes back. Write \
+                 the same content again (segstore put; from a backup: import it into a \
+                 scratch store and get the files from there), then run verify again",
+                r.removed.len()
+            );
         }
     }
     if r.is_healthy() {
