@@ -140,9 +140,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             spinner.finish_and_clear();
             let data = data?;
             match output.filter(|o| o.as_os_str() != "-") {
-                Some(out) => tokio::fs::write(&out, &data)
-                    .await
-                    .map_err(|e| Failure::local(format!("writing {}", out.display()), e)),
+                Some(out) => {
+                    tokio::fs::write(&out, &data)
+                        .await
+                        .map_err(|e| Failure::local(format!("writing {}", out.display()), e))?;
+                    if cli.json {
+                        println!(
+                            "{}",
+                            json!({"path": path.to_string(), "size": data.len(), "output": out.display().to_string()})
+                        );
+                    }
+                    Ok(())
+                }
                 None => {
                     let mut stdout = tokio::io::stdout();
                     let written = stdout.write_all(&data).await;

@@ -39,9 +39,27 @@ impl fmt::Display for Failure {
         match self {
             Failure::Usage(m) | Failure::Missing(m) | Failure::Busy(m) => f.write_str(m),
             Failure::LocalFile { what, source } => write!(f, "{what}: {source}"),
+            Failure::Store(Error::NotFound { path }) => match manifest_version(path) {
+                Some((collection, version)) => write!(
+                    f,
+                    "version {version} of collection {collection:?} does not exist (it was \
+                     never written, or retention removed it; see `segstore log {collection}`)"
+                ),
+                None => write!(f, "not found: {path}"),
+            },
             Failure::Store(e) => write!(f, "{e}"),
         }
     }
+}
+
+/// The collection and version a manifest key names: `manifests/<collection>/<version>`.
+fn manifest_version(key: &str) -> Option<(String, u64)> {
+    let rest = key.strip_prefix(segstore::keys::MANIFESTS_PREFIX)?;
+    let (collection, file) = rest.split_once('/')?;
+    Some((
+        segstore::keys::decode_component(collection)?,
+        segstore::keys::parse_manifest_version(file)?,
+    ))
 }
 
 impl Failure {

@@ -7,12 +7,28 @@ use serde_json::json;
 use crate::commands::report;
 use crate::SnapshotAction;
 
-/// A version number or a snapshot name.
-fn target(s: &str) -> Target {
-    match s.parse::<u64>() {
-        Ok(v) => Target::Version(v),
-        Err(_) => Target::Snapshot(s.to_owned()),
+/// A snapshot name or a version number: `snapshot:NAME` and `version:N` say which; a
+/// bare name is a snapshot if `collection` has one of that name (so a numeric snapshot
+/// name is never shadowed by a version number), else a version number if it is one.
+pub async fn target(store: &Store, collection: &str, s: &str) -> Result<Target> {
+    if let Some(name) = s.strip_prefix("snapshot:") {
+        return Ok(Target::Snapshot(name.to_owned()));
     }
+    if let Some(v) = s.strip_prefix("version:") {
+        return v
+            .parse()
+            .map(Target::Version)
+            .map_err(|_| Error::invalid_path(s, "version: must be followed by a version number"));
+    }
+    let Ok(v) = s.parse::<u64>() else {
+        return Ok(Target::Snapshot(s.to_owned()));
+    };
+    let snapshots = store.snapshots(collection).await?;
+    Ok(if snapshots.iter().any(|snap| snap.name == s) {
+        Target::Snapshot(s.to_owned())
+    } else {
+        Target::Version(v)
+    })
 }
 
 fn when(ms: u64) -> String {
@@ -74,7 +90,9 @@ pub async fn snapshot(store: &Store, action: SnapshotAction, json: bool) -> Resu
             collection,
             target: t,
         } => {
-            let info = store.restore(&collection, &target(&t)).await?;
+            let info = store
+                .restore(&collection, &target(store, &collection, &t).await?)
+                .await?;
             report(
                 json,
                 json!({"version": info.version, "changed": info.created}),
@@ -97,10 +115,11 @@ pub async fn diff(
     json: bool,
 ) -> Result<()> {
     let to = match to {
-        Some(t) => target(t),
+        Some(t) => target(store, collection, t).await?,
         None => Target::Version(store.head(collection).await?.version),
     };
-    let d = store.diff(collection, &target(from), &to).await?;
+    let from = target(store, collection, from).await?;
+    let d = store.diff(collection, &from, &to).await?;
     if json {
         let names =
             |l: &[segstore::DiffEntry]| l.iter().map(|e| e.path.to_string()).collect::<Vec<_>>();

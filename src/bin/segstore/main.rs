@@ -35,9 +35,14 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: std::time::Duration,
 
-    /// Print the causes of an error too.
+    /// Print the causes of an error too, and log at `info` (unless `--log-level`).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+
+    /// Log messages at this level and above to stderr: error, warn (default), info, debug
+    /// or trace.
+    #[arg(long, global = true, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -227,6 +232,17 @@ pub fn timestamp(ms: u64, millis: bool) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (json, verbose) = (cli.json, cli.verbose);
+    let level = match cli.log_level.as_deref() {
+        Some(l) => l.parse().unwrap_or(tracing::Level::WARN),
+        None if verbose => tracing::Level::INFO,
+        None => tracing::Level::WARN,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
