@@ -196,6 +196,22 @@ impl Failure {
     }
 }
 
+/// An error and its causes as one line (`dispatch failure: io error: ... Connection
+/// refused`): the SDK's own context display ends in a debug dump of its structures.
+pub(super) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,20 +242,4 @@ mod tests {
             Kind::Other
         );
     }
-}
-
-/// An error and its causes as one line (`dispatch failure: io error: ... Connection
-/// refused`): the SDK's own context display ends in a debug dump of its structures.
-pub(super) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
