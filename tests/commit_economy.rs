@@ -83,7 +83,8 @@ async fn a_commit_on_a_stale_head_loses_the_create_and_lands_on_the_latest() {
     assert_eq!(info.version, 4);
     let log: Vec<String> = counting.log().iter().map(|r| r.to_string()).collect();
     assert!(
-        log[0].starts_with("put_if_absent trees/") && log[1] == "put_if_absent manifests/c/00000000000000000002",
+        log[0].starts_with("put_if_absent trees/")
+            && log[1] == "put_if_absent manifests/c/00000000000000000002",
         "the first attempt sends the root without probing: {log:?}"
     );
     for (path, want) in [("a", "a2"), ("b", "b2")] {

@@ -11,7 +11,8 @@
 //! `manifests/` or `pins/`); any other non-empty directory is refused, as is a root whose
 //! folders are symbolic links. Temp files are named `segstore-tmp-<pid>-<random>.tmp`, and
 //! the stale-temp cleanup at open deletes only regular files with that name (or the
-//! `<pid>-<random>.tmp` of older versions), never following a link.
+//! `<pid>-<random>.tmp` of older versions), never following a link: those of a process
+//! that no longer runs once untouched for [`DEAD_TEMP_AGE`], any after [`STALE_TEMP_AGE`].
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -36,6 +37,10 @@ const MMAP_MIN: u64 = 64 * 1024;
 const MAPPING_CACHE_ENTRIES: usize = 512;
 /// Temp files older than this are left over from a crash and are removed at open.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Temp files of a process that no longer runs (its pid is in the name), untouched for
+/// this long, are removed at open. The age guards a writer on another host or in another
+/// PID namespace sharing the directory: a live writer touches its file while it writes.
+const DEAD_TEMP_AGE: Duration = Duration::from_secs(60);
 /// Folder under the root for files being written.
 const TEMP_DIR: &str = "tmp";
 /// Prefix of every temp file's name (see [`is_own_temp_file`]).
@@ -94,6 +99,16 @@ impl LocalBackend {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// Whether `root` holds a store (its marker, or an older version's layout), without
+    /// creating or changing anything: read-only tools check this before [`open`](Self::open).
+    pub fn is_store(root: impl AsRef<Path>) -> bool {
+        let root = root.as_ref();
+        let is_real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+        is_real_dir(root)
+            && (fs::symlink_metadata(root.join(MARKER)).is_ok_and(|m| m.is_file())
+                || LAYOUT_DIRS.iter().any(|d| is_real_dir(&root.join(d))))
     }
 
     /// The file that holds `key`. Keys are validated, so this never leaves the root.
@@ -352,6 +367,7 @@ impl ObjectBackend for LocalBackend {
             inner: self.inner.clone(),
             file: Some(file),
             synced: false,
+            finished: false,
             temp,
         }))
     }
@@ -359,9 +375,11 @@ impl ObjectBackend for LocalBackend {
 
 struct LocalUpload {
     inner: Arc<Inner>,
-    /// `None` once published or aborted.
+    /// `None` once published or aborted, and while a blocking task uses it.
     file: Option<File>,
     synced: bool,
+    /// Set when publish or abort starts: from then on they own the temp file.
+    finished: bool,
     temp: PathBuf,
 }
 
@@ -406,10 +424,12 @@ impl Upload for LocalUpload {
 
     async fn publish(mut self: Box<Self>, key: &ObjectKey) -> Result<()> {
         if let Err(e) = self.prepare().await {
+            self.finished = true;
             self.file.take();
             let _ = fs::remove_file(&self.temp);
             return Err(e);
         }
+        self.finished = true;
         self.file.take();
         let inner = self.inner.clone();
         let temp = self.temp.clone();
@@ -427,6 +447,7 @@ impl Upload for LocalUpload {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.finished = true;
         self.file.take();
         match fs::remove_file(&self.temp) {
             Ok(()) => Ok(()),
@@ -438,8 +459,9 @@ impl Upload for LocalUpload {
 
 impl Drop for LocalUpload {
     fn drop(&mut self) {
-        // An upload dropped without publish or abort (a cancelled task) leaves no file.
-        if self.file.is_some() {
+        // An upload dropped without publish or abort (a cancelled task, an interrupted
+        // command) leaves no file, even while a blocking write to it is in flight.
+        if !self.finished {
             let _ = fs::remove_file(&self.temp);
         }
     }
@@ -587,26 +609,54 @@ fn is_own_temp_file(name: &str) -> bool {
         && random.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Removes this backend's temp files older than [`STALE_TEMP_AGE`]: regular files with its
-/// naming scheme only, never through a link, never anything else.
+/// The process id in a temp file name [`is_own_temp_file`] accepts.
+fn temp_file_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(TEMP_PREFIX).unwrap_or(name);
+    rest.split_once('-')?.0.parse().ok()
+}
+
+/// Whether process `pid` is running on this host (in this PID namespace).
+fn process_is_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return true; // not a process id: never treated as dead
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes this backend's temp files left behind: those of a process that no longer runs
+/// once older than [`DEAD_TEMP_AGE`], any older than [`STALE_TEMP_AGE`]. Regular files with
+/// its naming scheme only, never through a link, never anything else.
 fn remove_stale_temp_files(temp_dir: &Path) {
     let Ok(entries) = fs::read_dir(temp_dir) else {
         return;
     };
     let now = fs_now();
     for entry in entries.flatten() {
-        let own = entry.file_name().to_str().is_some_and(is_own_temp_file)
-            && entry.file_type().is_ok_and(|t| t.is_file());
-        if !own {
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| is_own_temp_file(n)) else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
         // `DirEntry::metadata` does not follow links; an unreadable age is not stale.
-        let stale = entry
+        let Ok(age) = entry
             .metadata()
             .and_then(|m| m.modified())
-            .map(|m| now.duration_since(m).unwrap_or_default() > STALE_TEMP_AGE)
-            .unwrap_or(false);
-        if stale {
+            .map(|m| now.duration_since(m).unwrap_or_default())
+        else {
+            continue;
+        };
+        let dead = || {
+            temp_file_pid(name)
+                .is_some_and(|pid| pid != std::process::id() && !process_is_alive(pid))
+        };
+        if age > STALE_TEMP_AGE || (age > DEAD_TEMP_AGE && dead()) {
             let _ = fs::remove_file(entry.path());
         }
     }

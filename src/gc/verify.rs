@@ -8,9 +8,12 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures::stream::{self, StreamExt};
 
 use super::Marks;
+use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
@@ -26,6 +29,12 @@ pub struct VerifyOptions {
     pub parallelism: usize,
     /// Which tier to check.
     pub tier: VerifyTier,
+    /// Remove each corrupt blob (after reading it once more, to be sure), so that the next
+    /// write of the same content, or an import or sync from a good copy, stores it again:
+    /// while a damaged copy exists, a write of that content is a dedup hit that keeps it.
+    /// Removed blobs are reported in [`VerifyReport::removed`] and stay in
+    /// [`VerifyReport::corrupt`]: they are missing until a good copy comes back.
+    pub repair: bool,
 }
 
 /// Which tier `verify` reads.
@@ -44,6 +53,7 @@ impl Default for VerifyOptions {
             sample: None,
             parallelism: 2,
             tier: VerifyTier::Authoritative,
+            repair: false,
         }
     }
 }
@@ -95,6 +105,8 @@ pub struct VerifyReport {
     pub damaged_manifests: Vec<String>,
     /// Blobs no version references (removed by GC once past the grace period).
     pub orphans: Vec<BlobId>,
+    /// Corrupt blobs that [`VerifyOptions::repair`] removed.
+    pub removed: Vec<BlobId>,
 }
 
 impl VerifyReport {
@@ -112,13 +124,19 @@ impl Store {
         if options.tier == VerifyTier::Authoritative {
             if let Some(l2) = self.backend().authoritative() {
                 let direct = Store::new(l2, self.options().clone());
-                return Box::pin(direct.verify_here(options)).await;
+                return Box::pin(direct.verify_here(options, self.backend())).await;
             }
         }
-        self.verify_here(options).await
+        self.verify_here(options, self.backend()).await
     }
 
-    async fn verify_here(&self, options: &VerifyOptions) -> Result<VerifyReport> {
+    /// Verifies this store's backend; a repair deletes through `outer` (the store the
+    /// caller opened, so a cache in front drops its copies too).
+    async fn verify_here(
+        &self,
+        options: &VerifyOptions,
+        outer: &Arc<dyn ObjectBackend>,
+    ) -> Result<VerifyReport> {
         let backend = self.backend();
         let mut report = VerifyReport {
             tier: match backend.authoritative() {
@@ -199,6 +217,18 @@ impl Store {
         report.missing.sort();
         report.corrupt.sort();
         report.orphans.sort();
+        if options.repair {
+            for id in &report.corrupt {
+                let size = marks.blobs.get(id).copied().unwrap_or_default();
+                // A writer may have stored a good copy since: never delete that one.
+                if let Err(Error::Corrupt { .. }) = self.blobs().get_verified(id, size).await {
+                    let key = keys::blob(id);
+                    retried(|| outer.delete(&key)).await?;
+                    tracing::warn!(blob = %id, "verify --repair removed a corrupt blob");
+                    report.removed.push(*id);
+                }
+            }
+        }
         Ok(report)
     }
 }

@@ -8,7 +8,6 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{ProvideCredentials, Region};
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::Client;
 
 use super::config::S3Config;
@@ -66,7 +65,7 @@ pub(super) async fn build(
             Ok(Err(e)) => {
                 return Err(Error::PermissionDenied {
                     context: "loading AWS credentials".into(),
-                    message: DisplayErrorContext(&e).to_string(),
+                    message: super::errors::cause_chain(&e),
                 })
             }
             Err(_) => {

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::{BoxError, Error};
 
@@ -72,7 +72,7 @@ where
         }
         (None, _, Some(status)) => format!("HTTP {status}"),
         // No response: the chain of causes (connection refused, timed out...) is the message.
-        _ => DisplayErrorContext(&err).to_string(),
+        _ => cause_chain(&err),
     };
     Failure {
         kind,
@@ -194,6 +194,22 @@ impl Failure {
             },
         }
     }
+}
+
+/// An error and its causes as one line (`dispatch failure: io error: ... Connection
+/// refused`): the SDK's own context display ends in a debug dump of its structures.
+pub(super) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

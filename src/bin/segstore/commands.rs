@@ -2,63 +2,64 @@
 
 use std::io::Write;
 
-use segstore::{
-    Error, LocalStorage, Result, SegmentStorage, StorageBackend, StorageConfig, StoragePath, Store,
-};
+use segstore::{Error, LocalStorage, Result, SegmentStorage, StorageBackend, StoragePath, Store};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
+use crate::failure::Failure;
+use crate::open::{Access, Opened};
 use crate::{Cli, Command};
 
-/// Maps an error to the documented exit code.
-pub fn exit_code(e: &Error) -> u8 {
-    match e {
-        Error::NotFound { .. } => 3,
-        Error::InvalidPath { .. } | Error::OutOfRange { .. } | Error::InvalidConfig(_) => 4,
-        Error::Conflict { .. } | Error::GcInProgress { .. } | Error::Diverged { .. } => 5,
-        Error::Corrupt { .. } | Error::CorruptManifest { .. } => 6,
-        Error::Io { .. }
-        | Error::StorageFull { .. }
-        | Error::Backend { .. }
-        | Error::PermissionDenied { .. }
-        | Error::BucketNotFound { .. }
-        | Error::Unavailable { .. }
-        | Error::CommitOutcomeUnknown { .. }
-        | Error::ReferenceGone { .. }
-        | Error::Unsupported(_) => 7,
-        _ => 1,
+/// A collection that must exist for the command to mean anything.
+pub async fn require_collection(store: &Store, collection: &str) -> Result<(), Failure> {
+    if store.head(collection).await?.version == 0 {
+        return Err(Failure::Missing(format!(
+            "collection {collection:?} does not exist (`segstore ls` lists the collections)"
+        )));
     }
+    Ok(())
 }
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+pub async fn run(cli: Cli) -> Result<(), Failure> {
     if matches!(cli.command, Command::Demo) {
         return demo(&cli).await;
     }
     // Opens its own two stores.
     if let Command::Sync(args) = cli.command {
-        return crate::replicate::sync(args, cli.json).await;
+        return Ok(crate::replicate::sync(args, cli.json).await?);
     }
-    // The config file's [retention] and [gc] sections are the defaults of `gc`.
-    let mut gc_defaults = segstore::gc::GcOptions::default();
-    let store: Store = match &cli.config {
-        Some(path) => {
-            let config = StorageConfig::load(path)?;
-            gc_defaults = config.gc_options();
-            config.open_store().await?
-        }
-        None => LocalStorage::open(&cli.data_dir).await?.store().clone(),
+    let config = crate::open::resolve(&cli)?;
+    let access = match cli.command {
+        Command::Put { .. } | Command::Import { .. } => Access::Create,
+        _ => Access::Existing,
     };
+    let Opened { store, gc_defaults } =
+        crate::open::open(&config, access, cli.lock_timeout).await?;
     match cli.command {
         // Runs in its own store, before any store is opened (see `demo`).
         Command::Demo | Command::Sync(_) => Ok(()),
-        Command::Fork(args) => crate::replicate::fork(&store, args, cli.json).await,
-        Command::Snapshot { action } => crate::lifecycle::snapshot(&store, action, cli.json).await,
+        Command::Fork(args) => Ok(crate::replicate::fork(&store, args, cli.json).await?),
+        Command::Snapshot { action } => {
+            match &action {
+                crate::SnapshotAction::List { collection } => {
+                    require_collection(&store, collection).await?
+                }
+                crate::SnapshotAction::Restore { collection, .. } => {
+                    crate::interrupt::watch(&store, collection).await?
+                }
+                _ => {}
+            }
+            Ok(crate::lifecycle::snapshot(&store, action, cli.json).await?)
+        }
         Command::Diff {
             collection,
             from,
             to,
-        } => crate::lifecycle::diff(&store, &collection, &from, to.as_deref(), cli.json).await,
+        } => {
+            require_collection(&store, &collection).await?;
+            Ok(crate::lifecycle::diff(&store, &collection, &from, to.as_deref(), cli.json).await?)
+        }
         Command::Gc {
             dry_run,
             grace,
@@ -76,31 +77,54 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(t) = keep_within {
                 options.retention.keep_within = Some(t);
             }
-            crate::lifecycle::gc(&store, &options, cli.json).await
+            Ok(crate::lifecycle::gc(&store, &options, cli.json).await?)
         }
-        Command::Verify { sample } => crate::lifecycle::verify(&store, sample, cli.json).await,
-        Command::Stats => crate::lifecycle::stats(&store, cli.json).await,
+        Command::Verify { sample, repair } => {
+            Ok(crate::lifecycle::verify(&store, sample, repair, cli.json).await?)
+        }
+        Command::Stats => Ok(crate::lifecycle::stats(&store, cli.json).await?),
         Command::Export {
             collection,
             dest,
             snapshot,
-        } => crate::lifecycle::export(&store, &collection, &dest, snapshot, cli.json).await,
+        } => {
+            require_collection(&store, &collection).await?;
+            Ok(crate::lifecycle::export(&store, &collection, &dest, snapshot, cli.json).await?)
+        }
         Command::Import {
             collection,
             source,
             rename: Some(name),
-        } => crate::replicate::import_as(&store, &collection, &source, &name, cli.json).await,
+        } => {
+            crate::interrupt::watch(&store, &name).await?;
+            Ok(crate::replicate::import_as(&store, &collection, &source, &name, cli.json).await?)
+        }
         Command::Import {
             collection, source, ..
-        } => crate::lifecycle::import(&store, &collection, &source, cli.json).await,
+        } => {
+            crate::interrupt::watch(&store, &collection).await?;
+            Ok(crate::lifecycle::import(&store, &collection, &source, cli.json).await?)
+        }
         Command::Put { path, file } => {
             let path: StoragePath = path.parse()?;
+            crate::interrupt::watch(&store, &path.collection).await?;
             let info = match file.filter(|f| f.as_os_str() != "-") {
                 Some(f) => {
+                    let opening = || format!("opening input file {}", f.display());
                     let file = tokio::fs::File::open(&f)
                         .await
-                        .map_err(|e| Error::io(format!("opening {}", f.display()), e))?;
-                    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                        .map_err(|e| Failure::local(opening(), e))?;
+                    let meta = file
+                        .metadata()
+                        .await
+                        .map_err(|e| Failure::local(opening(), e))?;
+                    if meta.is_dir() {
+                        return Err(Failure::local(
+                            opening(),
+                            std::io::Error::other("it is a directory"),
+                        ));
+                    }
+                    let len = meta.len();
                     let bar = crate::lifecycle::bytes_bar(cli.json, len, "storing");
                     let info = store.write_stream(&path, bar.wrap_async_read(file)).await;
                     bar.finish_and_clear();
@@ -130,22 +154,45 @@ pub async fn run(cli: Cli) -> Result<()> {
             let data = store.read_bytes(&path).await;
             spinner.finish_and_clear();
             let data = data?;
-            match output {
-                Some(out) => tokio::fs::write(&out, &data)
-                    .await
-                    .map_err(|e| Error::io(format!("writing {}", out.display()), e)),
+            match output.filter(|o| o.as_os_str() != "-") {
+                Some(out) => {
+                    tokio::fs::write(&out, &data)
+                        .await
+                        .map_err(|e| Failure::local(format!("writing {}", out.display()), e))?;
+                    if cli.json {
+                        println!(
+                            "{}",
+                            json!({"path": path.to_string(), "size": data.len(), "output": out.display().to_string()})
+                        );
+                    }
+                    Ok(())
+                }
                 None => {
                     let mut stdout = tokio::io::stdout();
-                    stdout
-                        .write_all(&data)
-                        .await
+                    let written = stdout.write_all(&data).await;
+                    written
                         .and(stdout.flush().await)
-                        .map_err(|e| Error::io("writing to stdout", e))
+                        .map_err(|e| Failure::local("writing to stdout", e))
                 }
             }
         }
-        Command::Ls { prefix } => {
+        Command::Ls { prefix: None } => {
+            let names = store.collections().await?;
+            let mut out = std::io::stdout().lock();
+            if cli.json {
+                let _ = writeln!(out, "{}", json!(names));
+            } else {
+                for n in names {
+                    let _ = writeln!(out, "{n}");
+                }
+            }
+            Ok(())
+        }
+        Command::Ls {
+            prefix: Some(prefix),
+        } => {
             let prefix = parse_prefix(&prefix)?;
+            require_collection(&store, &prefix.collection).await?;
             let paths = SegmentStorage::list(&store, &prefix).await?;
             let mut out = std::io::stdout().lock();
             if cli.json {
@@ -160,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Mv { from, to } => {
             let (from, to): (StoragePath, StoragePath) = (from.parse()?, to.parse()?);
+            crate::interrupt::watch(&store, &from.collection).await?;
             let info = Store::rename(&store, &from, &to).await?;
             report(
                 cli.json,
@@ -170,6 +218,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Rm { path } => {
             let path: StoragePath = path.parse()?;
+            crate::interrupt::watch(&store, &path.collection).await?;
             let info = Store::delete(&store, &path).await?;
             report(
                 cli.json,
@@ -183,6 +232,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Log { collection, limit } => {
+            require_collection(&store, &collection).await?;
             let head = store.head(&collection).await?;
             let mut out = std::io::stdout().lock();
             let mut rows = Vec::new();
@@ -191,7 +241,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 match store.root_at(&collection, v).await {
                     Ok(root) => rows.push(root),
                     Err(Error::NotFound { .. }) => break, // removed by retention
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             }
             if cli.json {
@@ -251,10 +301,11 @@ const DEMO_DIR: &str = "segstore-demo";
 
 /// The demo runs in a store of its own, so that its GC and retention touch nothing else;
 /// nobody else uses that store, so its GC may start deleting after a second.
-async fn demo(cli: &Cli) -> Result<()> {
-    if cli.config.is_some() {
-        return Err(Error::InvalidConfig(format!(
-            "the demo runs in its own store ./{DEMO_DIR} and takes no --config"
+async fn demo(cli: &Cli) -> Result<(), Failure> {
+    if cli.config.is_some() || cli.data_dir.is_some() {
+        return Err(Failure::Usage(format!(
+            "the demo runs in a store of its own, ./{DEMO_DIR}, and touches no other: it \
+             takes no --config or --data-dir"
         )));
     }
     let options = segstore::StoreOptions {
@@ -263,6 +314,9 @@ async fn demo(cli: &Cli) -> Result<()> {
         ..segstore::StoreOptions::default()
     };
     let local = LocalStorage::open_with(DEMO_DIR, options).await?;
-    let location = format!("its own store {}", local.root().display());
-    crate::demo::run(local.store(), &location, cli.json).await
+    let location = format!(
+        "its own store {} (it touches no other store)",
+        local.root().display()
+    );
+    Ok(crate::demo::run(local.store(), &location, cli.json).await?)
 }

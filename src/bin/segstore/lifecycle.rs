@@ -7,12 +7,28 @@ use serde_json::json;
 use crate::commands::report;
 use crate::SnapshotAction;
 
-/// A version number or a snapshot name.
-fn target(s: &str) -> Target {
-    match s.parse::<u64>() {
-        Ok(v) => Target::Version(v),
-        Err(_) => Target::Snapshot(s.to_owned()),
+/// A snapshot name or a version number: `snapshot:NAME` and `version:N` say which; a
+/// bare name is a snapshot if `collection` has one of that name (so a numeric snapshot
+/// name is never shadowed by a version number), else a version number if it is one.
+pub async fn target(store: &Store, collection: &str, s: &str) -> Result<Target> {
+    if let Some(name) = s.strip_prefix("snapshot:") {
+        return Ok(Target::Snapshot(name.to_owned()));
     }
+    if let Some(v) = s.strip_prefix("version:") {
+        return v
+            .parse()
+            .map(Target::Version)
+            .map_err(|_| Error::invalid_path(s, "version: must be followed by a version number"));
+    }
+    let Ok(v) = s.parse::<u64>() else {
+        return Ok(Target::Snapshot(s.to_owned()));
+    };
+    let snapshots = store.snapshots(collection).await?;
+    Ok(if snapshots.iter().any(|snap| snap.name == s) {
+        Target::Snapshot(s.to_owned())
+    } else {
+        Target::Version(v)
+    })
 }
 
 fn when(ms: u64) -> String {
@@ -74,7 +90,9 @@ pub async fn snapshot(store: &Store, action: SnapshotAction, json: bool) -> Resu
             collection,
             target: t,
         } => {
-            let info = store.restore(&collection, &target(&t)).await?;
+            let info = store
+                .restore(&collection, &target(store, &collection, &t).await?)
+                .await?;
             report(
                 json,
                 json!({"version": info.version, "changed": info.created}),
@@ -97,10 +115,11 @@ pub async fn diff(
     json: bool,
 ) -> Result<()> {
     let to = match to {
-        Some(t) => target(t),
+        Some(t) => target(store, collection, t).await?,
         None => Target::Version(store.head(collection).await?.version),
     };
-    let d = store.diff(collection, &target(from), &to).await?;
+    let from = target(store, collection, from).await?;
+    let d = store.diff(collection, &from, &to).await?;
     if json {
         let names =
             |l: &[segstore::DiffEntry]| l.iter().map(|e| e.path.to_string()).collect::<Vec<_>>();
@@ -152,16 +171,12 @@ pub async fn gc(store: &Store, options: &GcOptions, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()> {
-    if sample.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
-        return Err(Error::InvalidConfig(
-            "--sample must be between 0.0 and 1.0".into(),
-        ));
-    }
+pub async fn verify(store: &Store, sample: Option<f64>, repair: bool, json: bool) -> Result<()> {
     let spinner = progress(json, "verifying blobs");
     let r = store
         .verify(&VerifyOptions {
             sample,
+            repair,
             ..VerifyOptions::default()
         })
         .await;
@@ -174,7 +189,7 @@ pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()
             "healthy": r.is_healthy(), "tier": r.tier, "versions": r.versions, "blobs_referenced": r.blobs_referenced,
             "blobs_checked": r.blobs_checked, "bytes_checked": r.bytes_checked,
             "missing": hex(&r.missing), "corrupt": hex(&r.corrupt), "orphans": hex(&r.orphans),
-            "damaged_manifests": r.damaged_manifests,
+            "damaged_manifests": r.damaged_manifests, "removed": hex(&r.removed),
         }),
         &format!(
             "{}: {} versions, {} of {} blobs checked ({} bytes); {} missing, {} corrupt, {} damaged manifests, {} orphans; checked {}",
@@ -190,6 +205,14 @@ pub async fn verify(store: &Store, sample: Option<f64>, json: bool) -> Result<()
         }
         for id in &r.corrupt {
             println!("corrupt {id}");
+        }
+        if !r.removed.is_empty() {
+            println!(
+                "removed {} corrupt blobs: they are missing until a good copy comes back. Write \
+                 the same content again (segstore put; from a backup: import it into a \
+                 scratch store and get the files from there), then run verify again",
+                r.removed.len()
+            );
         }
     }
     if r.is_healthy() {

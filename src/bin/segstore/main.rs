@@ -1,11 +1,13 @@
 //! The `segstore` command line: a thin layer over the library.
 //!
-//! Exit codes (see README): 0 success, 1 other error, 2 usage error, 3 not found,
-//! 4 invalid path or input, 5 conflict, 6 corrupt data, 7 storage or backend failure.
+//! Exit codes: see [`failure`] and the README.
 
 mod commands;
 mod demo;
+mod failure;
+mod interrupt;
 mod lifecycle;
+mod open;
 mod replicate;
 
 use std::path::PathBuf;
@@ -21,18 +23,27 @@ pub struct Cli {
     #[arg(long, global = true, env = "SEGSTORE_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Directory of the local store, when no config file is given.
-    #[arg(
-        long,
-        global = true,
-        default_value = "./segstore-data",
-        env = "SEGSTORE_DATA_DIR"
-    )]
-    pub data_dir: PathBuf,
+    /// Directory of the local store, when no config file is given (default
+    /// `./segstore-data`, or `SEGSTORE_DATA_DIR`).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
 
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (errors too, on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// How long to wait for a cache directory another segstore command holds.
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+
+    /// Print the causes of an error too, and log at `info` (unless `--log-level`).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Log messages at this level and above to stderr: error, warn (default), info, debug
+    /// or trace.
+    #[arg(long, global = true, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -41,7 +52,7 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show segstore working end to end on the local store: write, rename, read, list.
+    /// Show segstore working end to end, in a store of its own (`./segstore-demo`).
     Demo,
     /// Store a file at a path (`collection/backend/[shard/]segment`), from a file or stdin.
     Put {
@@ -54,14 +65,15 @@ pub enum Command {
     Get {
         /// Path to read.
         path: String,
-        /// Output file.
+        /// Output file; `-` is stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// List paths under a prefix (`collection/backend[/shard[/segment-prefix]]`).
+    /// List the collections, or the paths under a prefix
+    /// (`collection/backend[/shard[/segment-prefix]]`).
     Ls {
-        /// The prefix.
-        prefix: String,
+        /// The prefix; without one, the collections.
+        prefix: Option<String>,
     },
     /// Rename a file atomically, replacing the target.
     Mv {
@@ -110,8 +122,12 @@ pub enum Command {
     /// Check that every referenced blob exists and matches its hash.
     Verify {
         /// Check only this fraction of blobs (0.0 to 1.0).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_fraction)]
         sample: Option<f64>,
+        /// Remove corrupt blobs, so that writing the same content again (or importing a
+        /// backup under another collection name) stores a good copy.
+        #[arg(long)]
+        repair: bool,
     },
     /// Logical against physical bytes, blob and version counts.
     Stats,
@@ -201,6 +217,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// A fraction from 0.0 to 1.0.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a number from 0.0 to 1.0")),
+    }
+}
+
 /// A time in milliseconds since the epoch, as RFC 3339 (`millis` keeps the milliseconds),
 /// or as a plain count when it is beyond what RFC 3339 can spell (after the year 9999, from
 /// a far expiry or a manifest another program wrote).
@@ -216,6 +240,18 @@ pub fn timestamp(ms: u64, millis: bool) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (json, verbose) = (cli.json, cli.verbose);
+    let level = match cli.log_level.as_deref() {
+        Some(l) => l.parse().unwrap_or(tracing::Level::WARN),
+        None if verbose => tracing::Level::INFO,
+        None => tracing::Level::WARN,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -226,16 +262,34 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("segstore: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            ExitCode::from(commands::exit_code(&e))
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = commands::run(cli) => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
         }
-    }
+    });
+    let code = match outcome {
+        Some(Ok(())) => 0,
+        Some(Err(f)) if f.is_broken_pipe() => 0,
+        Some(Err(f)) => {
+            failure::print(&f, json, verbose);
+            f.exit_code()
+        }
+        None => {
+            // The command's work was dropped above: uploads removed their temp files.
+            let message = runtime.block_on(interrupt::report());
+            if json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": {"code": 130, "kind": "interrupted", "message": message, "causes": []}})
+                );
+            } else {
+                eprintln!("segstore: {message}");
+            }
+            130
+        }
+    };
+    // Blocking tasks still running (a read of stdin) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    ExitCode::from(code)
 }
