@@ -204,8 +204,8 @@ impl Store {
         Ok(())
     }
 
-    /// Creates the imported roots, oldest first, the first one within the deadline of the
-    /// foreign references. On failure, removes those it created: an import is all or
+    /// Creates the imported roots, oldest first, each one before the deadline of what it
+    /// references. On failure, removes those it created: an import is all or
     /// nothing (a crash part way can leave older versions of the source, never a mix).
     async fn write_imported_roots(
         &self,
@@ -215,32 +215,19 @@ impl Store {
         began: Stamp,
     ) -> Result<u64> {
         let dest = self.backend().as_ref();
-        // Objects that were already here, or that this import wrote longer ago than the
-        // stall window, may be swept by a GC meanwhile: they are foreign references of the
-        // first root, confirmed under the GC protocol right before it is written.
         let clock = self.clock();
-        let limit = self.options().max_writer_stall;
-        let references: Vec<Reference> = copied
-            .iter()
-            .filter(|c| c.published.is_none_or(|t| t.elapsed(clock) > limit))
-            .map(|c| Reference::Object {
-                key: c.key.clone(),
-                why: "imported content",
-            })
-            .collect();
+        // Every root must be sent before any GC run may delete what it references: within
+        // the stall window of the objects this import wrote, and of the window in which the
+        // others (already here, or written longer ago) were confirmed. A root that would
+        // come later waits for a new confirmation.
+        let mut checked = false;
+        let mut deadline: Option<Stamp> = None;
         let mut created: Vec<ObjectKey> = Vec::new();
         let result: Result<()> = async {
-            for (i, (key, bytes)) in roots.into_iter().enumerate() {
-                if i == 0 && !references.is_empty() {
-                    // The first root is the commit point of the import.
-                    loop {
-                        let deadline = self
-                            .confirm_references(collection, &references, began)
-                            .await?;
-                        if Stamp::now(self.clock()) < deadline {
-                            break;
-                        }
-                    }
+            for (key, bytes) in roots {
+                if !checked || deadline.is_some_and(|d| Stamp::now(clock) >= d) {
+                    deadline = self.import_deadline(collection, copied, began).await?;
+                    checked = true;
                 }
                 match dest.put_if_absent(&key, bytes).await? {
                     PutOutcome::Created => created.push(key),
@@ -266,6 +253,50 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// The time by which the roots of an import must be sent (`None`: no bound, nothing
+    /// copied), after confirming, under the GC protocol, every object that is not this
+    /// import's fresh upload.
+    async fn import_deadline(
+        &self,
+        collection: &str,
+        copied: &[Copied],
+        began: Stamp,
+    ) -> Result<Option<Stamp>> {
+        let clock = self.clock();
+        let opts = self.options();
+        let window = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+        let mut deadline: Option<Stamp> = None;
+        let mut lower = |d: Stamp| deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        let mut references = Vec::new();
+        for c in copied {
+            match c.published.filter(|t| t.elapsed(clock) < window) {
+                Some(at) => lower(at.later_by(window)),
+                None => references.push(match &c.rewrite {
+                    Some(bytes) => Reference::Rewrite {
+                        key: c.key.clone(),
+                        bytes: bytes.clone(),
+                    },
+                    None => Reference::Object {
+                        key: c.key.clone(),
+                        why: "imported content",
+                    },
+                }),
+            }
+        }
+        if !references.is_empty() {
+            loop {
+                let confirmed = self
+                    .confirm_references(collection, &references, began)
+                    .await?;
+                if Stamp::now(clock) < confirmed {
+                    lower(confirmed);
+                    break;
+                }
+            }
+        }
+        Ok(deadline)
     }
 
     /// Exports to a directory (created if missing).
@@ -354,6 +385,8 @@ struct Copied {
     key: ObjectKey,
     /// When this import published it; `None` if the destination already had it.
     published: Option<Stamp>,
+    /// The bytes of a tree node the destination already had, to store it again.
+    rewrite: Option<bytes::Bytes>,
 }
 
 /// Copies every blob (verified) and tree node that `marks` names, before any root, and
@@ -381,6 +414,7 @@ async fn copy_content(
         copied.push(Copied {
             key: keys::blob(&id),
             published,
+            rewrite: None,
         });
     }
     for id in &marks.trees {
@@ -393,11 +427,22 @@ async fn copy_content(
             return Err(Error::hash_mismatch(&key, id, actual));
         }
         let at = Stamp::now(clock);
-        dest.put(&key, bytes).await?;
+        // Created only if absent: a node already here may be garbage a GC run is sweeping
+        // right now, so it is stored again once no run may be deleting (a foreign
+        // reference that the import can rewrite itself).
+        let outcome = dest.put_if_absent(&key, bytes.clone()).await?;
         report.trees += 1;
-        copied.push(Copied {
-            key,
-            published: Some(at),
+        copied.push(match outcome {
+            PutOutcome::Created => Copied {
+                key,
+                published: Some(at),
+                rewrite: None,
+            },
+            PutOutcome::AlreadyExists => Copied {
+                key,
+                published: None,
+                rewrite: Some(bytes),
+            },
         });
     }
     Ok(copied)

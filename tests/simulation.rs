@@ -1501,3 +1501,68 @@ async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
         "the pinned version 2 is still there"
     );
 }
+
+/// Found by the long simulation run (seed 3361 of the schedules before the stager's keep
+/// alive): a retention run's read of `_boundary` was answered after its lease had run out;
+/// another run meanwhile raised the boundary and deleted the versions below it; the late
+/// run then wrote its own, lower boundary, so a deleted version stood at or above the
+/// boundary. A retention run now writes the boundary and deletes only while it holds its
+/// lease, checked right before each request.
+#[tokio::test(start_paused = true)]
+async fn a_retention_run_past_its_lease_cannot_lower_the_boundary() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    let backend = quiet_backend(&clock);
+    let late = Store::new(Arc::new(backend.clone()), options(&clock));
+    let other = Store::new(Arc::new(backend.clone()), options(&clock));
+    for i in 0..4u8 {
+        other
+            .write_bytes(&p("a"), Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    // The late run knows the collection already: its next boundary read is retention's.
+    late.head(COLLECTION).await.unwrap();
+    backend.stall_next.lock().unwrap().push((
+        format!("op:get:{}", keys::boundary(COLLECTION)),
+        Duration::from_secs(70 * 60),
+    ));
+    let policy = RetentionPolicy {
+        keep_last: Some(1),
+        keep_within: None,
+    };
+    let l = late.clone();
+    let pol = policy.clone();
+    let stalled = tokio::spawn(async move { l.apply_retention(COLLECTION, &pol, false).await });
+    tokio::time::sleep(Duration::from_secs(65 * 60)).await;
+    for i in 4..6u8 {
+        other
+            .write_bytes(&p("a"), Bytes::from(vec![i]))
+            .await
+            .unwrap();
+    }
+    let fresh = other
+        .apply_retention(COLLECTION, &policy, false)
+        .await
+        .unwrap();
+    assert!(fresh.deleted.contains(&4), "{fresh:?}");
+    let late_report = stalled.await.unwrap();
+    let expects: Vec<Expect> = (0..6u8)
+        .map(|i| Expect {
+            collection: COLLECTION.into(),
+            version: u64::from(i) + 1,
+            path: "a".into(),
+            bytes: Some(Bytes::from(vec![i])),
+            what: "write",
+        })
+        .collect();
+    check(&backend.inner, &clock, false, &expects)
+        .await
+        .unwrap();
+    assert!(
+        late_report.is_err(),
+        "the late run stopped: {late_report:?}"
+    );
+}

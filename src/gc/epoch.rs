@@ -231,6 +231,12 @@ impl Run {
             .unwrap_or_default()
     }
 
+    /// True while the run still holds its lease, with the margin for request flight time
+    /// left: retention writes the boundary and deletes versions and pins only then.
+    pub(crate) fn holds_lease(&self, clock: &dyn Clock) -> bool {
+        self.store_now(clock) + self.margin < at_ms(self.record.deletes_until_ms)
+    }
+
     /// True while the run may still delete: inside its window, with the margin for
     /// request flight time left at the end.
     pub(crate) fn may_delete(&self, clock: &dyn Clock) -> bool {

@@ -135,11 +135,11 @@ impl Store {
     ) -> Result<RetentionReport> {
         if dry_run {
             let now = self.backend().now().await?;
-            return self.retention_at(collection, policy, now, true).await;
+            return self.retention_at(collection, policy, now, true, None).await;
         }
         let run = self.claim_gc_epoch().await?;
         let result = self
-            .retention_at(collection, policy, run.started(), false)
+            .retention_at(collection, policy, run.started(), false, Some(&run))
             .await;
         epoch::finish(self.backend().as_ref(), self.epochs(), &run).await;
         result
@@ -172,7 +172,19 @@ impl Store {
         policy: &RetentionPolicy,
         now: SystemTime,
         dry_run: bool,
+        run: Option<&Run>,
     ) -> Result<RetentionReport> {
+        // Every write is fenced by the lease, checked right before the request: a run whose
+        // answers came late may have been overtaken by the next run, and a boundary it
+        // computed from an old reading would lower the new one.
+        let fence = || match run {
+            Some(run) if !run.holds_lease(self.clock()) => Err(Error::Unavailable {
+                context: format!("retention of collection {collection:?}"),
+                message: "the run's lease (gc_lease) ran out; the next run goes on".into(),
+                source: None,
+            }),
+            _ => Ok(()),
+        };
         let mut report = RetentionReport::default();
         let latest = self.head(collection).await?.version;
         let now_ms = millis_since_epoch(now);
@@ -180,6 +192,7 @@ impl Store {
         for snap in self.snapshots(collection).await? {
             if snap.is_expired(now_ms) {
                 if !dry_run {
+                    fence()?;
                     self.backend()
                         .delete(&keys::pin(collection, &snap.name))
                         .await?;
@@ -219,7 +232,11 @@ impl Store {
             return Ok(report);
         }
         // Raise the boundary durably before deleting anything below it.
-        head::raise_boundary(self.backend().as_ref(), collection, boundary).await?;
+        let backend = self.backend().as_ref();
+        if head::read_boundary(backend, collection).await? < boundary {
+            fence()?;
+            head::write_boundary(backend, collection, boundary).await?;
+        }
         // A snapshot created before the boundary rose keeps its version: list them again.
         // (One created after it sees the raised boundary and undoes itself.)
         for snap in self.snapshots(collection).await? {
@@ -230,6 +247,7 @@ impl Store {
         }
         report.kept.sort_unstable();
         for &v in &report.deleted {
+            fence()?;
             self.backend()
                 .delete(&keys::manifest(collection, v))
                 .await?;
@@ -277,7 +295,13 @@ impl Store {
         for collection in self.collections().await? {
             report.collections += 1;
             let retention = self
-                .retention_at(&collection, &options.retention, started, options.dry_run)
+                .retention_at(
+                    &collection,
+                    &options.retention,
+                    started,
+                    options.dry_run,
+                    run,
+                )
                 .await?;
             report.versions_deleted += retention.deleted.len() as u64;
             report.snapshots_expired += retention.expired_snapshots.len() as u64;

@@ -145,6 +145,16 @@ pub async fn raise_boundary(
     if read_boundary(backend, collection).await? >= version {
         return Ok(());
     }
+    write_boundary(backend, collection, version).await
+}
+
+/// Writes the retention boundary. Only a run holding its GC lease may, right after reading
+/// a lower one (see [`raise_boundary`]).
+pub async fn write_boundary(
+    backend: &dyn ObjectBackend,
+    collection: &str,
+    version: u64,
+) -> Result<()> {
     backend
         .put(
             &keys::boundary(collection),
