@@ -36,8 +36,8 @@ pub enum Fault {
     /// Forward requests carrying `If-None-Match` to the server, wait for its answer, then
     /// close the client's connection without passing the answer on.
     LoseConditionalPutAnswers,
-    /// Holds the next `n` requests carrying `If-None-Match` without an answer until the
-    /// client gives up, then applies them at the server: a request delayed in the network
+    /// Holds the next `n` creates of a manifest (requests carrying `If-None-Match`; blobs
+    /// and tree nodes are created that way too) without an answer until the client gives up, then applies them at the server: a request delayed in the network
     /// that lands after the client stopped waiting.
     DelayConditionalPuts(usize),
     /// Injects a random [`FaultKind`] into each request with probability `rate` (requests
@@ -321,7 +321,7 @@ enum Apply {
     AfterHangUp,
 }
 
-fn choose(fault: &Mutex<Fault>, conditional: bool) -> Action {
+fn choose(fault: &Mutex<Fault>, conditional: bool, manifest: bool) -> Action {
     let mut fault = fault.lock().unwrap();
     match &mut *fault {
         Fault::ConflictOnConditionalPut(left) if conditional && *left > 0 => {
@@ -329,7 +329,7 @@ fn choose(fault: &Mutex<Fault>, conditional: bool) -> Action {
             Action::Conflict
         }
         Fault::LoseConditionalPutAnswers if conditional => Action::LoseAnswer,
-        Fault::DelayConditionalPuts(left) if conditional && *left > 0 => {
+        Fault::DelayConditionalPuts(left) if conditional && manifest && *left > 0 => {
             *left -= 1;
             Action::Delay
         }
@@ -421,7 +421,11 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             shared.counters.requests.fetch_add(1, Ordering::Relaxed);
             let conditional = request.has_header("if-none-match");
             let is_head = request.head.first().is_some_and(|l| l.starts_with("HEAD "));
-            match choose(&shared.fault, conditional) {
+            let manifest = request
+                .head
+                .first()
+                .is_some_and(|l| l.contains("/manifests/"));
+            match choose(&shared.fault, conditional, manifest) {
                 Action::Forward => upstream_writer.write_all(&request.to_bytes(None, &[]))?,
                 Action::Pause(pause) => {
                     thread::sleep(pause);
