@@ -1139,9 +1139,7 @@ fn a_seed_replays() {
 /// its blob.
 #[tokio::test(start_paused = true)]
 async fn a_blob_whose_delete_failed_keeps_its_outboard() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    ));
+    let clock = virtual_clock();
     let backend = SimBackend {
         inner: MemoryBackend::with_clock(clock.clone()),
         outboards: true,
@@ -1203,9 +1201,7 @@ async fn a_blob_whose_delete_failed_keeps_its_outboard() {
 /// window is a deadline for the commit point.
 #[tokio::test(start_paused = true)]
 async fn a_commit_stalled_past_its_uploads_window_confirms_them() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    ));
+    let clock = virtual_clock();
     let backend = SimBackend {
         inner: MemoryBackend::with_clock(clock.clone()),
         outboards: false,
@@ -1259,6 +1255,13 @@ async fn a_commit_stalled_past_its_uploads_window_confirms_them() {
     check(&backend.inner, &clock, false, &[]).await.unwrap();
 }
 
+/// The virtual clock of one test, on the paused tokio runtime.
+fn virtual_clock() -> Arc<dyn Clock> {
+    Arc::new(TokioClock::new(
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ))
+}
+
 fn quiet_backend(clock: &Arc<dyn Clock>) -> SimBackend {
     SimBackend {
         inner: MemoryBackend::with_clock(clock.clone()),
@@ -1282,9 +1285,7 @@ fn quiet_backend(clock: &Arc<dyn Clock>) -> SimBackend {
 /// past it the nodes are stored again.
 #[tokio::test(start_paused = true)]
 async fn a_commit_whose_node_upload_answered_late_stores_its_nodes_again() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    ));
+    let clock = virtual_clock();
     let backend = quiet_backend(&clock);
     let writer = Store::new(Arc::new(backend.clone()), options(&clock));
     let gc = Store::new(Arc::new(backend.clone()), options(&clock));
@@ -1330,9 +1331,7 @@ async fn a_commit_whose_node_upload_answered_late_stores_its_nodes_again() {
 /// stored again once no run may be deleting, before the commit point.
 #[tokio::test(start_paused = true)]
 async fn a_node_stored_again_while_gc_sweeps_it_is_not_lost() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    ));
+    let clock = virtual_clock();
     let backend = quiet_backend(&clock);
     let writer = Store::new(Arc::new(backend.clone()), options(&clock));
     let gc = Store::new(Arc::new(backend.clone()), options(&clock));
@@ -1399,9 +1398,7 @@ async fn a_node_stored_again_while_gc_sweeps_it_is_not_lost() {
 /// attempt was late again and the commit never ended.)
 #[tokio::test(start_paused = true)]
 async fn a_late_attempt_stores_its_own_nodes_again_and_lands() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    ));
+    let clock = virtual_clock();
     let backend = quiet_backend(&clock);
     let writer = Store::new(Arc::new(backend.clone()), options(&clock));
     backend
@@ -1437,9 +1434,7 @@ async fn a_late_attempt_stores_its_own_nodes_again_and_lands() {
 /// before it: a re-creation; after it: it was visible).
 #[tokio::test(start_paused = true)]
 async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    ));
+    let clock = virtual_clock();
     let backend = quiet_backend(&clock);
     let writer = Store::new(Arc::new(backend.clone()), options(&clock));
     let other = Store::new(Arc::new(backend.clone()), options(&clock));
@@ -1510,9 +1505,7 @@ async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
 /// lease, checked right before each request.
 #[tokio::test(start_paused = true)]
 async fn a_retention_run_past_its_lease_cannot_lower_the_boundary() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    ));
+    let clock = virtual_clock();
     let backend = quiet_backend(&clock);
     let late = Store::new(Arc::new(backend.clone()), options(&clock));
     let other = Store::new(Arc::new(backend.clone()), options(&clock));
