@@ -471,11 +471,56 @@ struct World {
     model: Shared,
     /// Import sources: each holds one collection `imp<k>`.
     sources: Vec<MemoryBackend>,
+    /// Which actors' stores commit with `lean_commits` (see [`LeanCommits`]).
+    lean: LeanCommits,
+    /// Stores opened so far, so that each actor's choice is fixed by the seed.
+    stores: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Which actors commit with `StoreOptions::lean_commits`: `SEGSTORE_SIM_LEAN=0` none,
+/// `=1` all; by default each actor's store by the seed, so that processes with either
+/// setting share the store in most schedules.
+#[derive(Clone, Copy, Debug)]
+enum LeanCommits {
+    Off,
+    On,
+    Mixed(u64),
+}
+
+impl LeanCommits {
+    fn for_seed(seed: u64) -> Self {
+        match env("SEGSTORE_SIM_LEAN") {
+            Some(0) => LeanCommits::Off,
+            Some(_) => LeanCommits::On,
+            None => LeanCommits::Mixed(seed),
+        }
+    }
+
+    fn for_store(self, k: u64) -> bool {
+        match self {
+            LeanCommits::Off => false,
+            LeanCommits::On => true,
+            // A fixed mix of the seed and the store's number (splitmix64's finaliser).
+            LeanCommits::Mixed(seed) => {
+                let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                (z ^ (z >> 31)) & 1 == 1
+            }
+        }
+    }
 }
 
 impl World {
     fn store(&self) -> Store {
-        Store::new(self.tier.clone(), options(&self.clock))
+        let k = self
+            .stores
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let options = StoreOptions {
+            lean_commits: self.lean.for_store(k),
+            ..options(&self.clock)
+        };
+        Store::new(self.tier.clone(), options)
     }
 
     fn log(&self, actor: &str, msg: String) {
@@ -983,6 +1028,8 @@ fn run_world(seed: u64, cached: bool) -> Outcome {
             clock: clock.clone(),
             model: model.clone(),
             sources: Vec::new(),
+            lean: LeanCommits::for_seed(seed),
+            stores: Arc::default(),
         };
         for _ in 0..rng.random_range(1..4) {
             let path = PATHS[rng.random_range(0..PATHS.len())];
