@@ -138,7 +138,7 @@ async fn warm_writer(raw: Arc<dyn ObjectBackend>) -> (CountingBackend, Store) {
     warm_writer_with(raw, lean()).await
 }
 
-/// The options the commit budgets are met with (`lean_commits` is not the default yet).
+/// The options the commit budgets are met with (`lean_commits`, the default, stated).
 fn lean() -> StoreOptions {
     StoreOptions {
         lean_commits: true,

@@ -90,8 +90,9 @@ pub struct StoreOptions {
     /// Commits with fewer requests: a commit builds on a head this process confirmed
     /// within `version_min_age` without probing (a lost race is detected by the
     /// create-only root), and a shard that fits in one page is written as one object
-    /// (format: kind 6, `docs/FORMAT.md`). Off by default while an open finding of the
-    /// lifecycle simulation with it on is examined (`docs/RELIABILITY.md`).
+    /// (format: kind 6, `docs/FORMAT.md`). On by default; off gives the probing commit
+    /// of earlier versions (one HEAD more per commit) and shard node + page objects that
+    /// readers older than single-page shards can read.
     pub lean_commits: bool,
     /// Where time comes from: the system clock, or virtual time in tests.
     pub clock: Arc<dyn Clock>,
@@ -117,7 +118,7 @@ impl Default for StoreOptions {
             gc_lease: DEFAULT_GC_LEASE,
             clock_margin: DEFAULT_CLOCK_MARGIN,
             read_freshness: Freshness::default(),
-            lean_commits: false,
+            lean_commits: true,
             clock: clock::system(),
             shared: None,
             single_writer: false,
