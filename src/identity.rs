@@ -111,7 +111,8 @@ impl SharedSettings {
 
     /// Checks that the settings are safe together: `gc_grace` must exceed
     /// `max_writer_stall + freshen_after + clock_margin` (a staged blob outlives any
-    /// commit that may still reference it), and `gc_lease` must exceed `gc_delete_delay`.
+    /// commit that may still reference it), `gc_lease` must exceed `gc_delete_delay`, and
+    /// `gc_delete_delay` must exceed `clock_margin`.
     pub fn validate(&self) -> Result<()> {
         let needed = self.max_writer_stall + self.freshen_after + self.clock_margin;
         if self.gc_grace <= needed {
@@ -127,7 +128,7 @@ impl SharedSettings {
                 self.gc_lease, self.gc_delete_delay
             )));
         }
-        Ok(())
+        check_delete_delay(self.gc_delete_delay, self.clock_margin)
     }
 
     /// Reconciles a process's `options` with these (the store's) settings: refuses options
@@ -194,8 +195,9 @@ impl SharedSettings {
                 });
             }
         }
-        // A larger margin only makes this process more careful.
+        // A larger margin only makes this process more careful, up to the delete delay.
         out.clock_margin = out.clock_margin.max(self.clock_margin);
+        check_delete_delay(out.gc_delete_delay, out.clock_margin)?;
         for (setting, value, default, store) in fields {
             if *value == default {
                 *value = store;
@@ -503,6 +505,19 @@ mod millis {
     }
 }
 
+/// A commit that references objects it did not write confirms them within the delete
+/// delay less the margin (`docs/ARCHITECTURE.md`, "GC protocol"): with no room left it could
+/// never commit, and would wait for ever.
+fn check_delete_delay(delay: Duration, margin: Duration) -> Result<()> {
+    if delay <= margin {
+        return Err(Error::InvalidConfig(format!(
+            "gc_delete_delay ({delay:?}) must exceed clock_margin ({margin:?}): commits that \
+             reference earlier objects confirm them within the difference"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +548,29 @@ mod tests {
             ..SharedSettings::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    /// With a delete delay no longer than the clock margin, a commit confirming a dedup
+    /// hit, a restore or a staged file found no room to commit in and waited for ever.
+    #[test]
+    fn a_delete_delay_within_the_clock_margin_is_refused() {
+        let s = SharedSettings {
+            gc_delete_delay: Duration::from_secs(10),
+            clock_margin: Duration::from_secs(10),
+            ..SharedSettings::default()
+        };
+        let err = s.validate().unwrap_err();
+        assert!(err.to_string().contains("gc_delete_delay"), "{err}");
+        // A process whose larger margin would leave no room is refused at open.
+        let store = SharedSettings::default();
+        let options = StoreOptions {
+            clock_margin: store.gc_delete_delay,
+            ..StoreOptions::default()
+        };
+        assert!(matches!(
+            store.reconcile(&options),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 
     #[test]
