@@ -255,6 +255,8 @@ struct Model {
     trace: Vec<String>,
     /// Contents written so far (for dedup of old content).
     pool: Vec<Bytes>,
+    /// Contents of the pool drawn again: whoever drew them first shares them with others.
+    shared: Vec<Bytes>,
     violation: Option<String>,
 }
 
@@ -571,6 +573,7 @@ impl World {
                 .then(|| m.pool[rng.random_range(0..m.pool.len())].clone())
         };
         if let Some(b) = pool_pick {
+            self.model.lock().unwrap().shared.push(b.clone());
             return (b, false);
         }
         let len = match rng.random_range(0..10) {
@@ -584,8 +587,12 @@ impl World {
                 .map(|i| seed ^ (i % 251) as u8 ^ (i / 4093) as u8)
                 .collect::<Vec<_>>(),
         );
-        self.model.lock().unwrap().pool.push(b.clone());
-        (b, true)
+        // Two draws can make the same bytes (same length and seed byte): then they are
+        // not new, and a write of them is a dedup hit that may wait for a GC run.
+        let mut m = self.model.lock().unwrap();
+        let fresh = !m.pool.contains(&b);
+        m.pool.push(b.clone());
+        (b, fresh)
     }
 }
 
@@ -664,7 +671,10 @@ async fn writer(w: World, mut rng: StdRng, steps: usize) {
                 w.log("writer", format!("{what} {path}: {}", short(&e)));
                 // Liveness: new content, nothing shared with anyone, a backend that never
                 // fails: nothing may refuse this write (however slow its stream was).
-                if fresh && w.healthy() && !matches!(e, Error::Conflict { .. }) {
+                // New when drawn, but another actor may have drawn and written it since:
+                // then this write is a dedup hit of that upload and may wait for GC.
+                let shared = w.model.lock().unwrap().shared.contains(&data);
+                if fresh && !shared && w.healthy() && !matches!(e, Error::Conflict { .. }) {
                     w.violation(format!(
                         "a {what} of new content ({} B) failed on a healthy backend: {e}",
                         data.len()
