@@ -111,8 +111,8 @@ impl SharedSettings {
 
     /// Checks that the settings are safe together: `gc_grace` must exceed
     /// `max_writer_stall + freshen_after + clock_margin` (a staged blob outlives any
-    /// commit that may still reference it), `gc_lease` must exceed `gc_delete_delay`, and
-    /// `gc_delete_delay` must exceed `clock_margin`.
+    /// commit that may still reference it), `gc_delete_delay` must exceed `clock_margin`,
+    /// and `gc_lease` must exceed `gc_delete_delay + clock_margin`.
     pub fn validate(&self) -> Result<()> {
         let needed = self.max_writer_stall + self.freshen_after + self.clock_margin;
         if self.gc_grace <= needed {
@@ -122,13 +122,7 @@ impl SharedSettings {
                 self.gc_grace, self.max_writer_stall, self.freshen_after, self.clock_margin
             )));
         }
-        if self.gc_lease <= self.gc_delete_delay {
-            return Err(Error::InvalidConfig(format!(
-                "gc_lease ({:?}) must exceed gc_delete_delay ({:?})",
-                self.gc_lease, self.gc_delete_delay
-            )));
-        }
-        check_delete_delay(self.gc_delete_delay, self.clock_margin)
+        check_windows(self.gc_delete_delay, self.gc_lease, self.clock_margin)
     }
 
     /// Reconciles a process's `options` with these (the store's) settings: refuses options
@@ -197,7 +191,7 @@ impl SharedSettings {
         }
         // A larger margin only makes this process more careful, up to the delete delay.
         out.clock_margin = out.clock_margin.max(self.clock_margin);
-        check_delete_delay(out.gc_delete_delay, out.clock_margin)?;
+        check_windows(out.gc_delete_delay, out.gc_lease, out.clock_margin)?;
         for (setting, value, default, store) in fields {
             if *value == default {
                 *value = store;
@@ -505,14 +499,21 @@ mod millis {
     }
 }
 
-/// A commit that references objects it did not write confirms them within the delete
-/// delay less the margin (`docs/ARCHITECTURE.md`, "GC protocol"): with no room left it could
-/// never commit, and would wait for ever.
-fn check_delete_delay(delay: Duration, margin: Duration) -> Result<()> {
+/// The GC run's deletion window `[T0 + delay, T0 + lease - margin)` must be open, and a
+/// commit that references objects it did not write confirms them within `delay - margin`
+/// (`docs/ARCHITECTURE.md`, "GC protocol"): with no room left it could never commit, and
+/// would wait for ever.
+fn check_windows(delay: Duration, lease: Duration, margin: Duration) -> Result<()> {
     if delay <= margin {
         return Err(Error::InvalidConfig(format!(
             "gc_delete_delay ({delay:?}) must exceed clock_margin ({margin:?}): commits that \
              reference earlier objects confirm them within the difference"
+        )));
+    }
+    if lease <= delay + margin {
+        return Err(Error::InvalidConfig(format!(
+            "gc_lease ({lease:?}) must exceed gc_delete_delay + clock_margin \
+             ({delay:?} + {margin:?})"
         )));
     }
     Ok(())
