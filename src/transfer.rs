@@ -166,7 +166,8 @@ impl Store {
             }
             encoded.push((key, bytes));
         }
-        head::raise_boundary(dest, collection, run_start).await?;
+        // A new collection: no retention run raises its boundary meanwhile.
+        head::raise_boundary(dest, collection, run_start, || Ok(())).await?;
         let written = self
             .write_imported_roots(collection, encoded, &copied, began)
             .await;

@@ -233,10 +233,7 @@ impl Store {
         }
         // Raise the boundary durably before deleting anything below it.
         let backend = self.backend().as_ref();
-        if head::read_boundary(backend, collection).await? < boundary {
-            fence()?;
-            head::write_boundary(backend, collection, boundary).await?;
-        }
+        head::raise_boundary(backend, collection, boundary, &fence).await?;
         // A snapshot created before the boundary rose keeps its version: list them again.
         // (One created after it sees the raised boundary and undoes itself.)
         for snap in self.snapshots(collection).await? {

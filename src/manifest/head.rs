@@ -137,24 +137,21 @@ pub async fn read_boundary(backend: &dyn ObjectBackend, collection: &str) -> Res
 
 /// Raises the retention boundary to `version` (never lowers it). Durable on return, and
 /// must be called before any version below `version` is deleted.
+///
+/// The write is a plain overwrite after a read, so only one writer at a time may raise a
+/// collection's boundary: a GC run holding its lease (`fence` fails once the lease is
+/// gone, checked right before the write), or an import into a collection nobody else
+/// writes yet.
 pub async fn raise_boundary(
     backend: &dyn ObjectBackend,
     collection: &str,
     version: u64,
+    fence: impl Fn() -> Result<()>,
 ) -> Result<()> {
     if read_boundary(backend, collection).await? >= version {
         return Ok(());
     }
-    write_boundary(backend, collection, version).await
-}
-
-/// Writes the retention boundary. Only a run holding its GC lease may, right after reading
-/// a lower one (see [`raise_boundary`]).
-pub async fn write_boundary(
-    backend: &dyn ObjectBackend,
-    collection: &str,
-    version: u64,
-) -> Result<()> {
+    fence()?;
     backend
         .put(
             &keys::boundary(collection),
