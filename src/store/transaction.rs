@@ -167,7 +167,8 @@ impl Transaction {
         &self.ops
     }
 
-    fn check(&self, path: &StoragePath) -> Result<()> {
+    /// Refuses a path this transaction cannot record (invalid, or of another collection).
+    pub(crate) fn check(&self, path: &StoragePath) -> Result<()> {
         path.validate()?;
         if path.collection != self.collection {
             return Err(Error::invalid_path(
@@ -221,6 +222,12 @@ impl Transaction {
             to: to.clone(),
         });
         Ok(())
+    }
+
+    /// The recorded operations and the version they started from, for a caller that
+    /// commits them together with other changes (a shard's Tantivy files).
+    pub(crate) fn into_parts(self) -> (Vec<Op>, Arc<ManifestRoot>) {
+        (self.ops, self.base)
     }
 
     /// Commits every recorded operation as one new version.
