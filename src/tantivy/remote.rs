@@ -23,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{Bytes, BytesMut};
 use quick_cache::Weighter;
 
+use super::hotcache::HotFile;
 use super::shared::Origin;
 use crate::blob::outboard::{Outboard, GROUP, OUTBOARD_MIN};
 use crate::error::{Error, Result};
@@ -105,6 +106,8 @@ pub(crate) struct RemoteFile {
     cache: Arc<BlockCache>,
     layout: OnceLock<Layout>,
     origin: Option<Origin>,
+    /// Ranges of this blob from a hotcache, served before anything else.
+    hot: Option<Arc<HotFile>>,
 }
 
 /// The blocks `range` (non-empty) touches, first and last.
@@ -141,6 +144,7 @@ impl RemoteFile {
             cache,
             layout: OnceLock::new(),
             origin: None,
+            hot: None,
         }
     }
 
@@ -150,8 +154,18 @@ impl RemoteFile {
         self
     }
 
-    /// `range` (in bounds, non-empty) if the cache holds all of it: no I/O, no waiting.
+    /// Serves ranges from `hot`, this blob's part of a hotcache (see the `hotcache` module).
+    pub(crate) fn with_hot(mut self, hot: Option<Arc<HotFile>>) -> Self {
+        self.hot = hot.filter(|h| h.size == self.size);
+        self
+    }
+
+    /// `range` (in bounds, non-empty) if the hotcache or the block cache holds all of it:
+    /// no I/O, no waiting.
     pub(crate) fn cached(&self, range: &Range<u64>) -> Option<Bytes> {
+        if let Some(bytes) = self.hot.as_ref().and_then(|hot| hot.get(range)) {
+            return Some(bytes);
+        }
         let layout = match self.layout.get() {
             Some(layout) => layout,
             // Another handle on the same blob may have learnt it already.
