@@ -361,7 +361,7 @@ impl Directory for TantivyStorageAdapter {
     fn watch(&self, callback: WatchCallback) -> tantivy::Result<WatchHandle> {
         let handle = self.shared.watcher.subscribe(callback);
         if self.shared.watcher.start_polling() {
-            watch::Pollable::poll(self.shared.as_ref());
+            self.shared.watch_baseline();
             watch::spawn_poller(
                 Arc::downgrade(&self.shared),
                 self.shared.options.watch_interval,

@@ -9,8 +9,10 @@ use std::{fmt, io};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tantivy::directory::error::{DeleteError, OpenReadError, OpenWriteError};
-use tantivy::directory::{FileHandle, OwnedBytes, WatchCallback, WatchHandle, WritePtr};
+use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
+use tantivy::directory::{
+    DirectoryLock, FileHandle, Lock, OwnedBytes, WatchCallback, WatchHandle, WritePtr,
+};
 use tantivy::{Directory, HasLen, Index, ReloadPolicy};
 
 use super::hotcache::{self, Hotcache, RANGE_CAP};
@@ -154,6 +156,12 @@ impl Directory for Recorder {
 
     fn sync_directory(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn acquire_lock(&self, _lock: &Lock) -> Result<DirectoryLock, LockError> {
+        // The reader's meta lock keeps tantivy's GC from deleting files being opened; the
+        // reference open runs inside the commit, before any deletes of it can land.
+        Ok(DirectoryLock::from(Box::new(())))
     }
 
     fn watch(&self, _callback: WatchCallback) -> tantivy::Result<WatchHandle> {

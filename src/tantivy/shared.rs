@@ -547,6 +547,23 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The watcher's baseline, as the read freshness mode allows: in bounded mode a head
+    /// the store confirmed lately (the open that just read `meta.json`) costs no request.
+    pub(super) fn watch_baseline(&self) {
+        let (store, path) = (self.store.clone(), self.path(META_FILE));
+        let read = runtime::run(async move {
+            let root = store.head(&path.collection).await?;
+            let entry = store.trees().lookup(&root, &path).await?;
+            Ok((root, entry))
+        });
+        match read {
+            Ok((root, meta)) => self.watcher.observe(root.version, meta.map(|m| m.id)),
+            Err(e) => tracing::warn!("watching {}/{}: {e}", self.collection, self.shard),
+        }
+    }
+}
+
 impl watch::Pollable for Shared {
     fn poll(&self) {
         // The watcher polls on its own schedule: it asks the store now, whatever the
