@@ -111,19 +111,26 @@ fn cold_reader_gets_the_same_results_with_and_without_a_hotcache() {
 fn damaged_or_stale_hotcache_falls_back_to_the_files() {
     let raw = memory();
     write_index(&raw, true);
-    let (good_open, expected) = cold_read(&raw);
     let store = block(store_on(&raw));
-    let good = block(store.read_bytes(&hot_path())).unwrap();
-
-    // Stale: the hotcache of an earlier version (another meta.json), put back in place
-    // after one more commit.
+    let old = block(store.read_bytes(&hot_path())).unwrap();
+    // One more commit (a new meta.json, so a new hotcache).
     {
         let adapter = adapter_on(store.clone(), true);
         let index = Index::open(adapter).unwrap();
+        let (_, fields) = schema();
         let mut writer: IndexWriter = index.writer_with_num_threads(1, 50_000_000).unwrap();
+        add_docs(&writer, &fields, DOCS..DOCS + 1);
         writer.commit().unwrap();
+        let ids = index.searchable_segment_ids().unwrap();
+        writer.merge(&ids).wait().unwrap();
+        writer.wait_merging_threads().unwrap();
     }
-    block(store.write_bytes(&hot_path(), good.clone())).unwrap();
+    let (good_open, expected) = cold_read(&raw);
+    let good = block(store.read_bytes(&hot_path())).unwrap();
+    assert_ne!(good, old);
+
+    // Stale: the hotcache of an earlier version (another meta.json) put back in place.
+    block(store.write_bytes(&hot_path(), old)).unwrap();
     let (stale_open, hits) = cold_read(&raw);
     assert_eq!(hits, expected);
     assert!(stale_open.total() > good_open.total(), "{stale_open:?}");
