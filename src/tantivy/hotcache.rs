@@ -41,6 +41,9 @@ const HEADER: usize = 4 + 1 + 32 + 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HotFile {
     pub(crate) size: u64,
+    /// The blob's outboard (`docs/FORMAT.md`, section 7), for big files: checked against the
+    /// blob id by whoever uses it, like one fetched from the store.
+    pub(crate) outboard: Option<Bytes>,
     /// Sorted, disjoint, non-empty, within `size`.
     ranges: Vec<(u64, Bytes)>,
 }
@@ -81,11 +84,15 @@ impl Hotcache {
     }
 }
 
-/// Builds a hotcache from recorded reads: (blob id, file size, offset, bytes read).
-/// Overlapping and nearby reads of a file are merged (their bytes must agree, since they
-/// come from one immutable blob); ranges over [`RANGE_CAP`] and past [`TOTAL_CAP`] are left
-/// out.
-pub(crate) fn build(meta: BlobId, reads: &[(BlobId, u64, u64, Bytes)]) -> Hotcache {
+/// Builds a hotcache from recorded reads: (blob id, file size, offset, bytes read), and
+/// the encoded outboards of the big files read. Overlapping and adjacent reads of a file
+/// are merged (their bytes agree: they come from one immutable blob); ranges over
+/// [`RANGE_CAP`] and past [`TOTAL_CAP`] are left out.
+pub(crate) fn build(
+    meta: BlobId,
+    reads: &[(BlobId, u64, u64, Bytes)],
+    outboards: &HashMap<BlobId, Bytes>,
+) -> Hotcache {
     let mut by_file: HashMap<BlobId, (u64, Vec<(u64, Bytes)>)> = HashMap::new();
     for (id, size, start, bytes) in reads {
         let end = start + bytes.len() as u64;
@@ -128,8 +135,16 @@ pub(crate) fn build(meta: BlobId, reads: &[(BlobId, u64, u64, Bytes)]) -> Hotcac
             total += len;
             ranges.push((start, buf.freeze()));
         }
-        if !ranges.is_empty() {
-            files.insert(id, Arc::new(HotFile { size, ranges }));
+        let outboard = outboards.get(&id).cloned();
+        if !ranges.is_empty() || outboard.is_some() {
+            files.insert(
+                id,
+                Arc::new(HotFile {
+                    size,
+                    outboard,
+                    ranges,
+                }),
+            );
         }
     }
     Hotcache { meta, files }
@@ -149,6 +164,9 @@ pub(crate) fn encode(cache: &Hotcache) -> Bytes {
         let file = &cache.files[id];
         out.put_slice(id.as_bytes());
         out.put_u64_le(file.size);
+        let outboard = file.outboard.clone().unwrap_or_default();
+        out.put_u32_le(outboard.len() as u32);
+        out.put_slice(&outboard);
         out.put_u32_le(file.ranges.len() as u32);
         for (start, bytes) in &file.ranges {
             out.put_u64_le(*start);
@@ -229,6 +247,9 @@ pub(crate) fn decode(data: &Bytes) -> Result<Hotcache> {
     for _ in 0..count {
         let id = c.id()?;
         let size = c.u64()?;
+        let outboard_len = c.u32()? as usize;
+        let outboard_range = c.take(outboard_len)?;
+        let outboard = (outboard_len > 0).then(|| body_bytes.slice(outboard_range));
         let n = c.u32()?;
         let mut ranges: Vec<(u64, Bytes)> = Vec::new();
         let mut end = 0u64;
@@ -243,7 +264,12 @@ pub(crate) fn decode(data: &Bytes) -> Result<Hotcache> {
             ranges.push((start, body_bytes.slice(r)));
             end = stop;
         }
-        if files.insert(id, Arc::new(HotFile { size, ranges })).is_some() {
+        let file = HotFile {
+            size,
+            outboard,
+            ranges,
+        };
+        if files.insert(id, Arc::new(file)).is_some() {
             return Err(corrupt("a file listed twice"));
         }
     }
@@ -268,7 +294,8 @@ mod tests {
             (id(2), 100, 2, Bytes::from_static(b"adXY")),
             (id(1), 3, 0, Bytes::from_static(b"abc")),
         ];
-        build(id(9), &reads)
+        let outboards = HashMap::from([(id(2), Bytes::from_static(b"OB"))]);
+        build(id(9), &reads, &outboards)
     }
 
     #[test]
@@ -281,6 +308,8 @@ mod tests {
         assert_eq!(f.get(&(5..7)), None, "a gap is not cached");
         assert_eq!(f.whole(), None);
         assert_eq!(&cache.file(&id(1), 3).unwrap().whole().unwrap()[..], b"abc");
+        assert_eq!(f.outboard.as_deref(), Some(&b"OB"[..]));
+        assert_eq!(cache.file(&id(1), 3).unwrap().outboard, None);
         assert!(cache.file(&id(1), 4).is_none(), "the size is part of the binding");
     }
 
@@ -296,12 +325,15 @@ mod tests {
         golden.extend_from_slice(&2u32.to_le_bytes());
         golden.extend_from_slice(&[1; 32]);
         golden.extend_from_slice(&3u64.to_le_bytes());
+        golden.extend_from_slice(&0u32.to_le_bytes());
         golden.extend_from_slice(&1u32.to_le_bytes());
         golden.extend_from_slice(&0u64.to_le_bytes());
         golden.extend_from_slice(&3u32.to_le_bytes());
         golden.extend_from_slice(b"abc");
         golden.extend_from_slice(&[2; 32]);
         golden.extend_from_slice(&100u64.to_le_bytes());
+        golden.extend_from_slice(&2u32.to_le_bytes());
+        golden.extend_from_slice(b"OB");
         golden.extend_from_slice(&2u32.to_le_bytes());
         golden.extend_from_slice(&0u64.to_le_bytes());
         golden.extend_from_slice(&6u32.to_le_bytes());

@@ -194,5 +194,9 @@ pub(crate) fn record(shared: &Arc<Shared>, meta: BlobId) -> tantivy::Result<Hotc
     }
     drop(searcher);
     let reads = recorder.reads.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(hotcache::build(meta, &reads))
+    let outboards = reads
+        .iter()
+        .filter_map(|(id, ..)| Some((*id, shared.remote_cache.outboard(id)?)))
+        .collect();
+    Ok(hotcache::build(meta, &reads, &outboards))
 }

@@ -90,6 +90,14 @@ impl BlockCache {
         }
     }
 
+    /// The encoded outboard of blob `id`, if one was fetched and is still kept.
+    pub(crate) fn outboard(&self, id: &BlobId) -> Option<Bytes> {
+        match self.layouts.get(id)? {
+            Layout::Outboard(ob) => Some(ob.encode()),
+            Layout::Whole => None,
+        }
+    }
+
     fn insert(&self, key: Key, value: Bytes) {
         // Empty values would weigh nothing and never be evicted.
         if !value.is_empty() {
@@ -202,6 +210,10 @@ impl RemoteFile {
             Layout::Whole
         } else if let Some(layout) = self.cache.layouts.get(&self.id) {
             layout
+        } else if let Some(ob) = self.hot_outboard() {
+            let layout = Layout::Outboard(Arc::new(ob));
+            self.cache.layouts.insert(self.id, layout.clone());
+            layout
         } else {
             let layout = match self.store.blobs().outboard(&self.id).await? {
                 Some(ob) if ob.size() == self.size => Layout::Outboard(Arc::new(ob)),
@@ -218,6 +230,15 @@ impl RemoteFile {
             layout
         };
         Ok(self.layout.get_or_init(|| layout).clone())
+    }
+
+    /// The outboard the hotcache holds for this blob, if it checks out against the blob id
+    /// and size (otherwise it is ignored and the store's is fetched).
+    fn hot_outboard(&self) -> Option<Outboard> {
+        let bytes = self.hot.as_ref()?.outboard.clone()?;
+        Outboard::decode(&self.id, bytes)
+            .ok()
+            .filter(|ob| ob.size() == self.size)
     }
 
     /// Reads `range` (in bounds), verified; from the cache when it can.
