@@ -458,7 +458,11 @@ fn tantivy_cold_open_and_first_query() {
         }
         let key = segstore::keys::ObjectKey::new(request.key.clone()).unwrap();
         let size = rt.block_on(s3.head(&key)).unwrap().unwrap().size;
-        assert!(size <= 1024 * 1024, "whole GET of {} ({size} bytes)", request.key);
+        assert!(
+            size <= 1024 * 1024,
+            "whole GET of {} ({size} bytes)",
+            request.key
+        );
     }
 }
 

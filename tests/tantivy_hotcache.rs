@@ -48,8 +48,11 @@ fn adapter_on(store: Store, hotcache: bool) -> TantivyStorageAdapter {
 /// Writes the corpus in two commits (with a delete), merges everything into one segment
 /// and lets tantivy collect its garbage (which deletes files the hotcache of the
 /// earlier commits covered).
-fn write_index(raw: &Arc<dyn ObjectBackend>, hotcache: bool) {
-    let adapter = adapter_on(block(store_on(raw)), hotcache);
+/// Returns the requests the writer sent.
+fn write_index(raw: &Arc<dyn ObjectBackend>, hotcache: bool) -> RequestCounts {
+    let counting: CountingBackend = CountingBackend::new(raw.clone());
+    let counted: Arc<dyn ObjectBackend> = Arc::new(counting.clone());
+    let adapter = adapter_on(block(store_on(&counted)), hotcache);
     let (schema, fields) = schema();
     let index = Index::create(adapter, schema, IndexSettings::default()).expect("create");
     let mut writer: IndexWriter = index.writer_with_num_threads(1, 50_000_000).unwrap();
@@ -62,6 +65,7 @@ fn write_index(raw: &Arc<dyn ObjectBackend>, hotcache: bool) {
     writer.merge(&ids).wait().unwrap();
     writer.garbage_collect_files().wait().unwrap();
     writer.wait_merging_threads().unwrap();
+    counting.snapshot()
 }
 
 /// A cold process: requests of the open (`Index::open` and a reader) and every query's hits.
@@ -87,8 +91,10 @@ fn memory() -> Arc<dyn ObjectBackend> {
 #[test]
 fn cold_reader_gets_the_same_results_with_and_without_a_hotcache() {
     let (with, without) = (memory(), memory());
-    write_index(&with, true);
-    write_index(&without, false);
+    let hot_writes = write_index(&with, true);
+    let plain_writes = write_index(&without, false);
+    // What the hotcache costs the writer: its reference opens' reads and the hotcache blobs.
+    println!("writer with hotcache {hot_writes:?}, without {plain_writes:?}");
     assert!(block(block(store_on(&with)).entry(&hot_path()))
         .unwrap()
         .is_some());

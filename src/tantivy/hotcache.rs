@@ -30,9 +30,10 @@ pub(crate) const HOTCACHE_FILE: &str = ".segstore-hotcache";
 const MAGIC: &[u8; 4] = b"SGHC";
 /// The format version this code writes and reads.
 const VERSION: u8 = 1;
-/// A single range larger than this is left out (it is read from the file itself).
+/// A single range (or outboard) larger than this is left out (read from the store instead).
 pub(crate) const RANGE_CAP: u64 = 1024 * 1024;
-/// Ranges are added until their bytes reach this total; the rest are left out.
+/// Ranges and outboards are added until their bytes reach this total; the rest are left
+/// out.
 pub(crate) const TOTAL_CAP: u64 = 4 * 1024 * 1024;
 /// Size of the fixed header: magic, version, meta.json id, file count.
 const HEADER: usize = 4 + 1 + 32 + 4;
@@ -51,7 +52,9 @@ pub(crate) struct HotFile {
 impl HotFile {
     /// `range` (non-empty) if one cached range holds all of it.
     pub(crate) fn get(&self, range: &Range<u64>) -> Option<Bytes> {
-        let i = self.ranges.partition_point(|(start, _)| *start <= range.start);
+        let i = self
+            .ranges
+            .partition_point(|(start, _)| *start <= range.start);
         let (start, bytes) = self.ranges.get(i.checked_sub(1)?)?;
         let end = start + bytes.len() as u64;
         (range.end <= end)
@@ -60,7 +63,8 @@ impl HotFile {
 
     /// The whole file, if cached.
     pub(crate) fn whole(&self) -> Option<Bytes> {
-        self.get(&(0..self.size)).or_else(|| (self.size == 0).then(Bytes::new))
+        self.get(&(0..self.size))
+            .or_else(|| (self.size == 0).then(Bytes::new))
     }
 }
 
@@ -135,7 +139,12 @@ pub(crate) fn build(
             total += len;
             ranges.push((start, buf.freeze()));
         }
-        let outboard = outboards.get(&id).cloned();
+        // Outboards count against the same caps (0.2% of a blob: a huge file's is left out).
+        let outboard = outboards
+            .get(&id)
+            .filter(|ob| ob.len() as u64 <= RANGE_CAP && total + ob.len() as u64 <= TOTAL_CAP)
+            .cloned();
+        total += outboard.as_ref().map_or(0, |ob| ob.len() as u64);
         if !ranges.is_empty() || outboard.is_some() {
             files.insert(
                 id,
@@ -206,12 +215,16 @@ impl Cursor<'_> {
 
     fn u32(&mut self) -> Result<u32> {
         let r = self.take(4)?;
-        Ok(u32::from_le_bytes(self.data[r].try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.data[r].try_into().expect("4 bytes"),
+        ))
     }
 
     fn u64(&mut self) -> Result<u64> {
         let r = self.take(8)?;
-        Ok(u64::from_le_bytes(self.data[r].try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.data[r].try_into().expect("8 bytes"),
+        ))
     }
 }
 
@@ -310,7 +323,10 @@ mod tests {
         assert_eq!(&cache.file(&id(1), 3).unwrap().whole().unwrap()[..], b"abc");
         assert_eq!(f.outboard.as_deref(), Some(&b"OB"[..]));
         assert_eq!(cache.file(&id(1), 3).unwrap().outboard, None);
-        assert!(cache.file(&id(1), 4).is_none(), "the size is part of the binding");
+        assert!(
+            cache.file(&id(1), 4).is_none(),
+            "the size is part of the binding"
+        );
     }
 
     #[test]

@@ -140,13 +140,7 @@ impl Directory for Recorder {
         let data = super::runtime::run(async move { store.read_entry(&entry).await })
             .map_err(|e| read_err(to_io(e)))?;
         // Bound to the hash of what was read: whole files need no other binding.
-        push(
-            &self.reads,
-            BlobId::of(&data),
-            data.len() as u64,
-            0,
-            &data,
-        );
+        push(&self.reads, BlobId::of(&data), data.len() as u64, 0, &data);
         Ok(data.to_vec())
     }
 

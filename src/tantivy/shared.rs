@@ -10,7 +10,7 @@ use std::thread::ThreadId;
 use bytes::Bytes;
 
 use super::handle::SegmentFileHandle;
-use super::hotcache::{self, Hotcache, HotFile, HOTCACHE_FILE};
+use super::hotcache::{self, HotFile, Hotcache, HOTCACHE_FILE};
 use super::remote::{BlockCache, RemoteFile};
 use super::{runtime, watch, TantivyAdapterOptions, META_FILE};
 use crate::error::{Error, Result};
