@@ -19,8 +19,11 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::shared::Shared;
+use super::{runtime, META_FILE};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
+use crate::manifest::ManifestRoot;
 
 /// The file name, in the shard next to tantivy's files. tantivy never lists a directory,
 /// only opens names it wrote (none starts with `.segstore`), and its garbage collection
@@ -290,6 +293,57 @@ pub(crate) fn decode(data: &Bytes) -> Result<Hotcache> {
         return Err(corrupt("trailing bytes"));
     }
     Ok(Hotcache { meta, files })
+}
+
+impl Shared {
+    /// Cached ranges of blob `id` in the hotcache loaded last, if it covers it. Any
+    /// version's hotcache will do: its ranges are bound to blob ids, not names.
+    pub(super) fn hot_file(&self, id: &BlobId, size: u64) -> Option<Arc<HotFile>> {
+        let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.as_ref()?.1.as_ref()?.file(id, size)
+    }
+
+    /// The hotcache of version `root`, loaded (one GET) the first time a committed read
+    /// comes from that version. Missing, stale (made for another `meta.json`) or damaged:
+    /// `None`, and reads go to the files.
+    pub(super) fn hot_for(&self, root: &Arc<ManifestRoot>) -> Option<Arc<Hotcache>> {
+        {
+            let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((version, hot)) = loaded.as_ref() {
+                if *version == root.version {
+                    return hot.clone();
+                }
+            }
+        }
+        let store = self.store.clone();
+        let (hot_path, meta_path) = (self.path(HOTCACHE_FILE), self.path(META_FILE));
+        let root2 = root.clone();
+        let found = runtime::run(async move {
+            let Some(hot) = store.trees().lookup(&root2, &hot_path).await? else {
+                return Ok(None);
+            };
+            let Some(meta) = store.trees().lookup(&root2, &meta_path).await? else {
+                return Ok(None);
+            };
+            if hot.size > TOTAL_CAP * 2 {
+                return Ok(None);
+            }
+            let data = store.read_entry(&hot).await?;
+            let cache = decode(&data)?;
+            Ok((cache.meta == meta.id).then_some(cache))
+        });
+        let hot = match found {
+            Ok(hot) => hot.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(collection = %self.collection, shard = %self.shard, error = %e,
+                    "ignoring the tantivy hotcache");
+                None
+            }
+        };
+        let mut loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
+        *loaded = Some((root.version, hot.clone()));
+        hot
+    }
 }
 
 #[cfg(test)]

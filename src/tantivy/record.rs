@@ -15,9 +15,11 @@ use tantivy::directory::{
 };
 use tantivy::{Directory, HasLen, Index, ReloadPolicy};
 
-use super::hotcache::{self, Hotcache, RANGE_CAP};
+use super::hotcache::{self, Hotcache, HOTCACHE_FILE, RANGE_CAP};
 use super::shared::{file_name, to_io, Shared};
+use crate::error::Error;
 use crate::hash::BlobId;
+use crate::manifest::FileEntry;
 
 /// Reads seen: (blob id, file size, offset, bytes).
 type Reads = Arc<Mutex<Vec<(BlobId, u64, u64, Bytes)>>>;
@@ -193,4 +195,34 @@ pub(crate) fn record(shared: &Arc<Shared>, meta: BlobId) -> tantivy::Result<Hotc
         .filter_map(|(id, ..)| Some((*id, shared.remote_cache.outboard(id)?)))
         .collect();
     Ok(hotcache::build(meta, &reads, &outboards))
+}
+
+impl Shared {
+    /// Before a `meta.json` commit (`meta` is its entry, already pending): records what a
+    /// reader of the new version reads at open and stages it as the hotcache, if hotcaches
+    /// are on for this adapter. A failure only costs the optimisation: it is logged, and an
+    /// older hotcache left in place names another `meta.json`, so readers ignore it.
+    pub(super) fn stage_hotcache(self: &Arc<Self>, meta: &FileEntry) {
+        let wanted = self
+            .options
+            .hotcache
+            .unwrap_or_else(|| self.store.backend().wants_outboards());
+        if !wanted {
+            return;
+        }
+        let built = record(self, meta.id)
+            .map_err(|e| Error::backend("recording the tantivy hotcache", e.to_string()))
+            .and_then(|cache| self.stage(&hotcache::encode(&cache)));
+        match built {
+            Ok(entry) => {
+                self.lock_state()
+                    .pending
+                    .insert(HOTCACHE_FILE.to_owned(), Some(entry));
+            }
+            Err(e) => {
+                tracing::warn!(collection = %self.collection, shard = %self.shard, error = %e,
+                    "could not write the tantivy hotcache");
+            }
+        }
+    }
 }

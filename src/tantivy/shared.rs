@@ -10,7 +10,7 @@ use std::thread::ThreadId;
 use bytes::Bytes;
 
 use super::handle::SegmentFileHandle;
-use super::hotcache::{self, HotFile, Hotcache, HOTCACHE_FILE};
+use super::hotcache::Hotcache;
 use super::remote::{BlockCache, RemoteFile};
 use super::{runtime, watch, TantivyAdapterOptions, META_FILE};
 use crate::error::{Error, Result};
@@ -263,83 +263,6 @@ impl Shared {
             state.base = Some(root);
             state.base_at = None;
             state.rebase = false;
-        }
-    }
-
-    /// Cached ranges of blob `id` in the hotcache loaded last, if it covers it. Any
-    /// version's hotcache will do: its ranges are bound to blob ids, not names.
-    pub(super) fn hot_file(&self, id: &crate::hash::BlobId, size: u64) -> Option<Arc<HotFile>> {
-        let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
-        loaded.as_ref()?.1.as_ref()?.file(id, size)
-    }
-
-    /// The hotcache of version `root`, loaded (one GET) the first time a committed read
-    /// comes from that version. Missing, stale (made for another `meta.json`) or damaged:
-    /// `None`, and reads go to the files.
-    pub(super) fn hot_for(&self, root: &Arc<ManifestRoot>) -> Option<Arc<Hotcache>> {
-        {
-            let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((version, hot)) = loaded.as_ref() {
-                if *version == root.version {
-                    return hot.clone();
-                }
-            }
-        }
-        let store = self.store.clone();
-        let (hot_path, meta_path) = (self.path(HOTCACHE_FILE), self.path(META_FILE));
-        let root2 = root.clone();
-        let found = runtime::run(async move {
-            let Some(hot) = store.trees().lookup(&root2, &hot_path).await? else {
-                return Ok(None);
-            };
-            let Some(meta) = store.trees().lookup(&root2, &meta_path).await? else {
-                return Ok(None);
-            };
-            if hot.size > hotcache::TOTAL_CAP * 2 {
-                return Ok(None);
-            }
-            let data = store.read_entry(&hot).await?;
-            let cache = hotcache::decode(&data)?;
-            Ok((cache.meta == meta.id).then_some(cache))
-        });
-        let hot = match found {
-            Ok(hot) => hot.map(Arc::new),
-            Err(e) => {
-                tracing::warn!(collection = %self.collection, shard = %self.shard, error = %e,
-                    "ignoring the tantivy hotcache");
-                None
-            }
-        };
-        let mut loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
-        *loaded = Some((root.version, hot.clone()));
-        hot
-    }
-
-    /// Before a `meta.json` commit (`meta` is its entry, already pending): records what a
-    /// reader of the new version reads at open and stages it as the hotcache, if hotcaches
-    /// are on for this adapter. A failure only costs the optimisation: it is logged, and an
-    /// older hotcache left in place names another `meta.json`, so readers ignore it.
-    pub(super) fn stage_hotcache(self: &Arc<Self>, meta: &FileEntry) {
-        let wanted = self
-            .options
-            .hotcache
-            .unwrap_or_else(|| self.store.backend().wants_outboards());
-        if !wanted {
-            return;
-        }
-        let built = super::record::record(self, meta.id)
-            .map_err(|e| Error::backend("recording the tantivy hotcache", e.to_string()))
-            .and_then(|cache| self.stage(&hotcache::encode(&cache)));
-        match built {
-            Ok(entry) => {
-                self.lock_state()
-                    .pending
-                    .insert(HOTCACHE_FILE.to_owned(), Some(entry));
-            }
-            Err(e) => {
-                tracing::warn!(collection = %self.collection, shard = %self.shard, error = %e,
-                    "could not write the tantivy hotcache");
-            }
         }
     }
 
