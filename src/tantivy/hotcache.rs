@@ -318,6 +318,11 @@ impl Shared {
         let store = self.store.clone();
         let (hot_path, meta_path) = (self.path(HOTCACHE_FILE), self.path(META_FILE));
         let root2 = root.clone();
+        let written = self
+            .written_hotcache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let found = runtime::run(async move {
             let Some(hot) = store.trees().lookup(&root2, &hot_path).await? else {
                 return Ok(None);
@@ -325,15 +330,16 @@ impl Shared {
             let Some(meta) = store.trees().lookup(&root2, &meta_path).await? else {
                 return Ok(None);
             };
-            if hot.size > TOTAL_CAP * 2 {
-                return Ok(None);
-            }
-            let data = store.read_entry(&hot).await?;
-            let cache = decode(&data)?;
+            // The one this adapter wrote needs no GET (the ids are of the same bytes).
+            let cache = match written.filter(|(id, _)| *id == hot.id) {
+                Some((_, cache)) => cache,
+                None if hot.size > TOTAL_CAP * 2 => return Ok(None),
+                None => Arc::new(decode(&store.read_entry(&hot).await?)?),
+            };
             Ok((cache.meta == meta.id).then_some(cache))
         });
         let hot = match found {
-            Ok(hot) => hot.map(Arc::new),
+            Ok(hot) => hot,
             Err(e) => {
                 tracing::warn!(collection = %self.collection, shard = %self.shard, error = %e,
                     "ignoring the tantivy hotcache");

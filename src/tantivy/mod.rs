@@ -145,6 +145,7 @@ impl TantivyStorageAdapter {
                 watcher: watch::Watcher::default(),
                 remote_cache: Arc::new(remote::BlockCache::new(options.remote_cache_bytes)),
                 hotcache: Mutex::new(None),
+                written_hotcache: Mutex::new(None),
                 options,
                 mode,
             }),

@@ -212,9 +212,13 @@ impl Shared {
         }
         let built = record(self, meta.id)
             .map_err(|e| Error::backend("recording the tantivy hotcache", e.to_string()))
-            .and_then(|cache| self.stage(&hotcache::encode(&cache)));
+            .and_then(|cache| Ok((self.stage(&hotcache::encode(&cache))?, cache)));
         match built {
-            Ok(entry) => {
+            Ok((entry, cache)) => {
+                *self
+                    .written_hotcache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some((entry.id, Arc::new(cache)));
                 self.lock_state()
                     .pending
                     .insert(HOTCACHE_FILE.to_owned(), Some(entry));

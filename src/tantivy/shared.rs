@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     /// The hotcache of the latest version a committed read came from: that version, and
     /// the hotcache if it had a valid one.
     pub(super) hotcache: Mutex<Option<(u64, Option<Arc<Hotcache>>)>>,
+    /// The hotcache this adapter staged last, and its blob id: its own reader reloads
+    /// need not fetch it back.
+    pub(super) written_hotcache: Mutex<Option<(crate::hash::BlobId, Arc<Hotcache>)>>,
 }
 
 #[derive(Default)]
