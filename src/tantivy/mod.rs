@@ -13,6 +13,8 @@
 //! - Reads are zero-copy slices of the stored blob where the store has it locally (a
 //!   memory mapping on local disk and in the cache's L1). On plain S3 a file is read lazily
 //!   by verified range, through a bounded block cache shared by the adapter's handles.
+//! - On a remote store each `meta.json` commit also writes a hotcache, what a reader reads
+//!   at open (see the `hotcache` and `record` modules): a cold reader opens from it.
 //! - Locks are in-process; watching polls the manifest head.
 
 mod handle;
