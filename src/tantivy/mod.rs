@@ -13,10 +13,14 @@
 //! - Reads are zero-copy slices of the stored blob where the store has it locally (a
 //!   memory mapping on local disk and in the cache's L1). On plain S3 a file is read lazily
 //!   by verified range, through a bounded block cache shared by the adapter's handles.
+//! - On a remote store each `meta.json` commit also writes a hotcache, what a reader reads
+//!   at open (see the `hotcache` and `record` modules): a cold reader opens from it.
 //! - Locks are in-process; watching polls the manifest head.
 
 mod handle;
+mod hotcache;
 mod lock;
+mod record;
 mod remote;
 pub(crate) mod runtime;
 mod shard;
@@ -61,6 +65,11 @@ pub struct TantivyAdapterOptions {
     /// local copy (plain S3): 64 KiB blocks and small whole files, shared by all of the
     /// adapter's open files. Not used on local disk or the cached tier, which map files.
     pub remote_cache_bytes: u64,
+    /// Whether each `meta.json` commit also writes a hotcache (`.segstore-hotcache`: the
+    /// bytes a reader reads at open, so that a cold reader on S3 opens from one object).
+    /// `None` (the default): when the store's backend is remote (it wants outboards).
+    /// Readers always use a valid hotcache when there is one.
+    pub hotcache: Option<bool>,
 }
 
 /// Default for [`TantivyAdapterOptions::remote_cache_bytes`]: 32 MiB.
@@ -71,6 +80,7 @@ impl Default for TantivyAdapterOptions {
         TantivyAdapterOptions {
             watch_interval: Duration::from_millis(500),
             remote_cache_bytes: DEFAULT_REMOTE_CACHE_BYTES,
+            hotcache: None,
         }
     }
 }
@@ -136,6 +146,8 @@ impl TantivyStorageAdapter {
                 kept_alive: Mutex::new(None),
                 watcher: watch::Watcher::default(),
                 remote_cache: Arc::new(remote::BlockCache::new(options.remote_cache_bytes)),
+                hotcache: Mutex::new(None),
+                written_hotcache: Mutex::new(None),
                 options,
                 mode,
             }),
@@ -269,14 +281,19 @@ impl Directory for TantivyStorageAdapter {
                     .shared
                     .committed(&name)
                     .map_err(|e| read_err(to_io(e)))?;
+                // A valid hotcache of this version may hold the whole file (one GET for
+                // all of a cold open's small reads).
+                let hotcache = self.shared.hot_for(&root);
+                let hot = entry
+                    .as_ref()
+                    .filter(|e| e.inline.is_none())
+                    .zip(hotcache)
+                    .and_then(|(e, hot)| hot.file(&e.id, e.size)?.whole());
                 if name == META_FILE {
-                    let mut state = self.shared.lock_state();
-                    state.set_view(root.clone());
-                    if state.base.is_none() || state.rebase {
-                        state.base = Some(root);
-                        state.base_at = None;
-                        state.rebase = false;
-                    }
+                    self.shared.note_meta_read(root);
+                }
+                if let Some(whole) = hot {
+                    return Ok(whole.to_vec());
                 }
                 entry
             }
@@ -301,8 +318,12 @@ impl Directory for TantivyStorageAdapter {
         let result = match name.as_str() {
             // In a shard, everything waits for the shard's transaction.
             _ if self.shared.mode.holds() => Ok(()),
-            // The commit point: everything pending goes into one version.
-            META_FILE => self.shared.commit(&|_, _| true),
+            // The commit point: everything pending goes into one version, with a hotcache
+            // of that version.
+            META_FILE => {
+                self.shared.stage_hotcache(&entry);
+                self.shared.commit(&|_, _| true)
+            }
             // Rewritten on every new file: stays pending, unless a garbage collection just
             // deleted files, whose deletes it then commits.
             MANAGED_FILE if has_deletes => {
@@ -343,7 +364,7 @@ impl Directory for TantivyStorageAdapter {
     fn watch(&self, callback: WatchCallback) -> tantivy::Result<WatchHandle> {
         let handle = self.shared.watcher.subscribe(callback);
         if self.shared.watcher.start_polling() {
-            watch::Pollable::poll(self.shared.as_ref());
+            self.shared.watch_baseline();
             watch::spawn_poller(
                 Arc::downgrade(&self.shared),
                 self.shared.options.watch_interval,

@@ -23,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{Bytes, BytesMut};
 use quick_cache::Weighter;
 
+use super::hotcache::HotFile;
 use super::shared::Origin;
 use crate::blob::outboard::{Outboard, GROUP, OUTBOARD_MIN};
 use crate::error::{Error, Result};
@@ -89,6 +90,14 @@ impl BlockCache {
         }
     }
 
+    /// The encoded outboard of blob `id`, if one was fetched and is still kept.
+    pub(crate) fn outboard(&self, id: &BlobId) -> Option<Bytes> {
+        match self.layouts.get(id)? {
+            Layout::Outboard(ob) => Some(ob.encode()),
+            Layout::Whole => None,
+        }
+    }
+
     fn insert(&self, key: Key, value: Bytes) {
         // Empty values would weigh nothing and never be evicted.
         if !value.is_empty() {
@@ -105,6 +114,8 @@ pub(crate) struct RemoteFile {
     cache: Arc<BlockCache>,
     layout: OnceLock<Layout>,
     origin: Option<Origin>,
+    /// Ranges of this blob from a hotcache, served before anything else.
+    hot: Option<Arc<HotFile>>,
 }
 
 /// The blocks `range` (non-empty) touches, first and last.
@@ -141,6 +152,7 @@ impl RemoteFile {
             cache,
             layout: OnceLock::new(),
             origin: None,
+            hot: None,
         }
     }
 
@@ -150,8 +162,18 @@ impl RemoteFile {
         self
     }
 
-    /// `range` (in bounds, non-empty) if the cache holds all of it: no I/O, no waiting.
+    /// Serves ranges from `hot`, this blob's part of a hotcache (see the `hotcache` module).
+    pub(crate) fn with_hot(mut self, hot: Option<Arc<HotFile>>) -> Self {
+        self.hot = hot.filter(|h| h.size == self.size);
+        self
+    }
+
+    /// `range` (in bounds, non-empty) if the hotcache or the block cache holds all of it:
+    /// no I/O, no waiting.
     pub(crate) fn cached(&self, range: &Range<u64>) -> Option<Bytes> {
+        if let Some(bytes) = self.hot.as_ref().and_then(|hot| hot.get(range)) {
+            return Some(bytes);
+        }
         let layout = match self.layout.get() {
             Some(layout) => layout,
             // Another handle on the same blob may have learnt it already.
@@ -188,6 +210,10 @@ impl RemoteFile {
             Layout::Whole
         } else if let Some(layout) = self.cache.layouts.get(&self.id) {
             layout
+        } else if let Some(ob) = self.hot_outboard() {
+            let layout = Layout::Outboard(Arc::new(ob));
+            self.cache.layouts.insert(self.id, layout.clone());
+            layout
         } else {
             let layout = match self.store.blobs().outboard(&self.id).await? {
                 Some(ob) if ob.size() == self.size => Layout::Outboard(Arc::new(ob)),
@@ -204,6 +230,15 @@ impl RemoteFile {
             layout
         };
         Ok(self.layout.get_or_init(|| layout).clone())
+    }
+
+    /// The outboard the hotcache holds for this blob, if it checks out against the blob id
+    /// and size (otherwise it is ignored and the store's is fetched).
+    fn hot_outboard(&self) -> Option<Outboard> {
+        let bytes = self.hot.as_ref()?.outboard.clone()?;
+        Outboard::decode(&self.id, bytes)
+            .ok()
+            .filter(|ob| ob.size() == self.size)
     }
 
     /// Reads `range` (in bounds), verified; from the cache when it can.

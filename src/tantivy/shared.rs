@@ -10,6 +10,7 @@ use std::thread::ThreadId;
 use bytes::Bytes;
 
 use super::handle::SegmentFileHandle;
+use super::hotcache::Hotcache;
 use super::remote::{BlockCache, RemoteFile};
 use super::{runtime, watch, TantivyAdapterOptions, META_FILE};
 use crate::error::{Error, Result};
@@ -35,6 +36,12 @@ pub(crate) struct Shared {
     pub(super) remote_cache: Arc<BlockCache>,
     /// Whether commits are the adapter's own, held for a shard transaction, or impossible.
     pub(super) mode: super::Mode,
+    /// The hotcache of the latest version a committed read came from: that version, and
+    /// the hotcache if it had a valid one.
+    pub(super) hotcache: Mutex<Option<(u64, Option<Arc<Hotcache>>)>>,
+    /// The hotcache this adapter staged last, and its blob id: its own reader reloads
+    /// need not fetch it back.
+    pub(super) written_hotcache: Mutex<Option<(crate::hash::BlobId, Arc<Hotcache>)>>,
 }
 
 #[derive(Default)]
@@ -245,8 +252,21 @@ impl Shared {
             version,
         };
         let remote = RemoteFile::new(self.store.clone(), id, size, self.remote_cache.clone())
-            .with_origin(origin);
+            .with_origin(origin)
+            .with_hot(self.hot_file(&id, size));
         Ok(SegmentFileHandle::remote(name.to_owned(), len, remote))
+    }
+
+    /// A committed read of `meta.json` came from `root`: it becomes the thread's view, and
+    /// the base if there is none yet or a new index writer is loading it.
+    pub(super) fn note_meta_read(&self, root: Arc<ManifestRoot>) {
+        let mut state = self.lock_state();
+        state.set_view(root.clone());
+        if state.base.is_none() || state.rebase {
+            state.base = Some(root);
+            state.base_at = None;
+            state.rebase = false;
+        }
     }
 
     pub(super) fn stage(&self, data: &[u8]) -> Result<FileEntry> {
@@ -450,6 +470,23 @@ impl Shared {
             }
         }
         Ok(())
+    }
+}
+
+impl Shared {
+    /// The watcher's baseline, as the read freshness mode allows: in bounded mode a head
+    /// the store confirmed lately (the open that just read `meta.json`) costs no request.
+    pub(super) fn watch_baseline(&self) {
+        let (store, path) = (self.store.clone(), self.path(META_FILE));
+        let read = runtime::run(async move {
+            let root = store.head(&path.collection).await?;
+            let entry = store.trees().lookup(&root, &path).await?;
+            Ok((root, entry))
+        });
+        match read {
+            Ok((root, meta)) => self.watcher.observe(root.version, meta.map(|m| m.id)),
+            Err(e) => tracing::warn!("watching {}/{}: {e}", self.collection, self.shard),
+        }
     }
 }
 

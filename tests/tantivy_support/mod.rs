@@ -175,8 +175,14 @@ pub fn differential_run_long(
     writer.delete_term(tantivy::Term::from_field_u64(fields.id, 7));
     writer.commit().expect("commit 2");
     drop(writer);
+    run_queries(&index, n)
+}
+
+/// Runs [`QUERIES`] on a fresh reader of `index`: the ranked hits of each, up to `n`.
+pub fn run_queries(index: &Index, n: u64) -> Vec<Hits> {
+    let (schema, fields) = schema();
     let searcher = index.reader().expect("reader").searcher();
-    let parser = QueryParser::for_index(&index, vec![fields.title, fields.body]);
+    let parser = QueryParser::for_index(index, vec![fields.title, fields.body]);
     QUERIES
         .iter()
         .map(|q| {
