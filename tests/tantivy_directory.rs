@@ -463,7 +463,15 @@ fn committed_meta(memory: &MemoryBackend) -> Vec<u8> {
 /// works either way.
 #[test]
 fn a_commit_reports_failure_only_when_it_did_not_land() {
+    // Lean commits (the default): the shard object and the root.
     let (points, unknown) = commit_fault_points(StoreOptions::default());
+    assert!(points >= 2, "only {points} operations in a commit");
+    assert_eq!(unknown, 0);
+    // Probing commits: the head probe, the page, the shard node and the root.
+    let (points, unknown) = commit_fault_points(StoreOptions {
+        lean_commits: false,
+        ..StoreOptions::default()
+    });
     assert!(points > 3, "only {points} operations in a commit");
     assert_eq!(unknown, 0);
     // Every commit reads the retention boundary after creating its version, where a
