@@ -1616,3 +1616,70 @@ async fn a_retention_run_past_its_lease_cannot_lower_the_boundary() {
         "the late run stopped: {late_report:?}"
     );
 }
+
+/// Found by the long simulation run (seed 33282): a GC run read the store's time, then
+/// its read of the latest epoch was answered two hours late, and it created its epoch
+/// record with that old start. Writers reading the record saw a lease long over and no
+/// run; the run measured its lease from when the late answer came, went on deleting, and
+/// swept a blob a writer had just confirmed and committed. A run now reads the store's
+/// time right before it creates its record, and starts its own clock before that read.
+#[tokio::test(start_paused = true)]
+async fn a_gc_run_whose_epoch_read_answered_late_keeps_to_its_lease() {
+    let clock = virtual_clock();
+    let backend = quiet_backend(&clock);
+    let writer = Store::new(Arc::new(backend.clone()), options(&clock));
+    let gc = Store::new(Arc::new(backend.clone()), options(&clock));
+    let old = Bytes::from(vec![7u8; 9_000]);
+    writer.write_bytes(&p("a"), old.clone()).await.unwrap();
+    let entry = writer.entry(&p("a")).await.unwrap().unwrap();
+    writer
+        .write_bytes(&p("a"), Bytes::from(vec![8u8; 9_000]))
+        .await
+        .unwrap();
+    // The first content is unreferenced now, and older than the grace period.
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    backend.stall_next.lock().unwrap().extend([
+        (
+            "op:list:gc/epochs/".to_owned(),
+            Duration::from_secs(2 * 3600),
+        ),
+        // The run's look at the blob right before deleting it answers late.
+        (
+            format!("op:head:{}", keys::blob(&entry.id)),
+            Duration::from_secs(10 * 60),
+        ),
+    ]);
+    let keep_latest = GcOptions {
+        retention: RetentionPolicy {
+            keep_last: Some(1),
+            keep_within: None,
+        },
+        ..GcOptions::default()
+    };
+    let run = tokio::spawn(async move { gc.gc(&keep_latest).await });
+    // The run's record exists now, and its sweep is waiting for that answer.
+    tokio::time::sleep(Duration::from_secs(2 * 3600 + 3 * 60)).await;
+    let mut tx = writer.transaction(COLLECTION).await.unwrap();
+    tx.put_entry(&p("b"), entry).unwrap();
+    let committed = tx.commit().await;
+    let report = run.await.unwrap();
+    let mut expects = vec![Expect {
+        collection: COLLECTION.into(),
+        version: 2,
+        path: "a".into(),
+        bytes: Some(Bytes::from(vec![8u8; 9_000])),
+        what: "write",
+    }];
+    if let Ok(info) = &committed {
+        expects.push(Expect {
+            collection: COLLECTION.into(),
+            version: info.version,
+            path: "b".into(),
+            bytes: Some(old),
+            what: "put_entry",
+        });
+    }
+    check(&backend.inner, &clock, false, &expects)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; commit {committed:?}; gc {report:?}"));
+}

@@ -257,8 +257,13 @@ pub(crate) async fn claim(
     margin: Duration,
 ) -> Result<Run> {
     for _ in 0..8 {
-        let now = backend.now().await?;
         let latest = latest(backend, tracker).await?;
+        // The run's clock starts before the store time is read, and the record is sent
+        // right after: a late answer in between (the epoch read above, answered hours late)
+        // would give the record a start long past, so that writers saw its lease over while
+        // the run, timing its lease from the late answer, went on deleting.
+        let claimed = Stamp::now(clock);
+        let now = backend.now().await?;
         if let Some((record, done)) = &latest {
             if !done && now < at_ms(record.deletes_until_ms) {
                 return Err(Error::GcInProgress {
@@ -275,7 +280,11 @@ pub(crate) async fn claim(
             deletes_from_ms: started_ms.saturating_add(millis(delete_delay)),
             deletes_until_ms: started_ms.saturating_add(millis(lease)),
         };
-        let claimed = Stamp::now(clock);
+        if claimed.elapsed(clock) > margin / 2 {
+            // The store's clock answered slowly: a start that old could let the run delete
+            // before writers that read no record yet expect (`started + delete_delay`).
+            continue;
+        }
         let bytes = encode(Kind::GcEpoch, &record)?;
         let outcome = backend.put_if_absent(&keys::gc_epoch(epoch), bytes).await;
         match outcome {
@@ -301,7 +310,7 @@ pub(crate) async fn claim(
     }
     Err(Error::backend(
         "claiming a GC epoch",
-        "lost the race for the next epoch too many times",
+        "lost the race for the next epoch, or read the store's time too slowly, too many times",
     ))
 }
 
