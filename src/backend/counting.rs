@@ -19,7 +19,7 @@
 //! counting.reset();
 //! store.write_bytes(&path, "{}".into()).await.unwrap();
 //! let counts = counting.snapshot();
-//! assert_eq!(counts.put_if_absent, 3); // the two new tree nodes, then the commit point
+//! assert_eq!(counts.put_if_absent, 2); // the single-page shard object, then the commit point
 //! # });
 //! # fn tokio_test_run(f: impl std::future::Future<Output = ()>) {
 //! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)

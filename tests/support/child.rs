@@ -121,19 +121,37 @@ impl Running {
     /// Waits for the child's `READY` line. Panics if the child exits or stays silent for
     /// `limit`.
     pub fn wait_ready(&mut self, limit: Duration) {
+        self.wait_for("READY", limit, |line| line.ends_with(READY));
+    }
+
+    /// Waits until the child acknowledged its first commit, so that a kill after it
+    /// cannot find a child still starting on a loaded machine.
+    pub fn wait_first_ack(&mut self, limit: Duration) {
+        if !acks(&self.seen.join("\n")).is_empty() {
+            return;
+        }
+        self.wait_for("a first ACK", limit, |line| line.contains(ACK));
+    }
+
+    fn wait_for(&mut self, what: &str, limit: Duration, found: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.ends_with(READY) => return,
+                Ok(line) if found(&line) => {
+                    if line.contains(ACK) {
+                        self.seen.push(line);
+                    }
+                    return;
+                }
                 Ok(line) => self.seen.push(line),
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = self.child.kill();
-                    panic!("child not ready within {limit:?}");
+                    panic!("child printed no {what} within {limit:?}");
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().expect("waiting for the child");
-                    panic!("child exited before it was ready: {status}");
+                    panic!("child exited before its {what}: {status}");
                 }
             }
         }
