@@ -8,7 +8,9 @@ mod failure;
 mod interrupt;
 mod lifecycle;
 mod open;
+mod read;
 mod replicate;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 /// Content-addressed, crash-safe storage for search-engine segment files.
 #[derive(Debug, Parser)]
-#[command(name = "segstore", version, about)]
+#[command(name = "segstore", version, about, after_help = EXAMPLES)]
 pub struct Cli {
     /// A TOML config file (see README); without one, the store is local in `--data-dir`.
     #[arg(long, global = true, env = "SEGSTORE_CONFIG")]
@@ -49,31 +51,68 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Examples shown by `segstore --help`.
+const EXAMPLES: &str = "Examples:
+  segstore put products/tantivy/seg1.idx seg1.idx    store one file (a new version)
+  segstore put -r index/ products/tantivy            a whole directory as one commit
+  segstore ls -l products                            files with sizes at the latest version
+  segstore get products/tantivy/meta.json --snapshot nightly
+  segstore diff products 41 42                       what changed between two versions
+  segstore gc --dry-run                              what GC would delete
+  segstore --json log products                       machine-readable history
+  segstore completions bash > /etc/bash_completion.d/segstore
+";
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show segstore working end to end, in a store of its own (`./segstore-demo`).
     Demo,
-    /// Store a file at a path (`collection/backend/[shard/]segment`), from a file or stdin.
+    /// Store a file at a path (`collection/backend/[shard/]segment`), from a file or stdin;
+    /// with `-r DIR PREFIX`, every file of a directory as one commit.
     Put {
-        /// Target path.
+        /// Target path; with `-r`, the directory to upload.
         path: String,
-        /// Source file; `-` or nothing reads stdin.
+        /// Source file; `-` or nothing reads stdin. With `-r`, the prefix
+        /// `collection/backend[/shard]` (subdirectories of DIR become shards).
         file: Option<PathBuf>,
+        /// Upload the directory PATH under the prefix FILE, as one atomic commit; symbolic
+        /// links and special files are refused.
+        #[arg(short = 'r', long)]
+        recursive: bool,
     },
-    /// Print a file to stdout, or write it to `--output`.
+    /// Print a file to stdout, or write it to `--output` (alias `cat`).
+    #[command(visible_alias = "cat")]
     Get {
         /// Path to read.
         path: String,
         /// Output file; `-` is stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        at: read::At,
     },
     /// List the collections, or the paths under a prefix
-    /// (`collection/backend[/shard[/segment-prefix]]`).
+    /// (`collection[/backend[/shard[/segment-prefix]]]`).
     Ls {
         /// The prefix; without one, the collections.
         prefix: Option<String>,
+        /// Long listing: sizes and hashes of files; files, bytes and version of collections.
+        #[arg(short, long)]
+        long: bool,
+        /// Without a prefix: every file of every collection.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        #[command(flatten)]
+        at: read::At,
+    },
+    /// Logical and deduplicated bytes per collection, or of one prefix.
+    Du {
+        /// The prefix (`collection[/backend[/shard[/segment-prefix]]]`); without one, every
+        /// collection.
+        prefix: Option<String>,
+        #[command(flatten)]
+        at: read::At,
     },
     /// Rename a file atomically, replacing the target.
     Mv {
@@ -82,10 +121,18 @@ pub enum Command {
         /// Target path.
         to: String,
     },
-    /// Delete a file (deleting a missing file succeeds).
+    /// Delete a file (deleting a missing file succeeds); with `-r --yes`, every file under
+    /// a prefix or of a whole collection, as one commit (earlier versions stay until
+    /// retention and GC remove them).
     Rm {
-        /// Path to delete.
+        /// Path to delete; with `-r`, a prefix or a collection name.
         path: String,
+        /// Delete every file under the prefix.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Confirm `-r` (without it, `rm -r` says what it would delete and exits 2).
+        #[arg(long)]
+        yes: bool,
     },
     /// Manage snapshots (named pins of a version).
     Snapshot {
@@ -156,14 +203,34 @@ pub enum Command {
     Sync(replicate::SyncArgs),
     /// Create a collection sharing every object of a version of another (zero copy).
     Fork(replicate::ForkArgs),
-    /// Show a collection's version history, newest first.
+    /// Show a collection's retained versions, newest first, with their snapshots.
     Log {
         /// The collection.
         collection: String,
-        /// How many versions to show.
+        /// How many versions to show, newest first (`0` shows none, as in git).
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: u64,
+        /// Show every retained version.
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
+    /// Print a shell completion script to stdout
+    /// (`segstore completions bash > /etc/bash_completion.d/segstore`).
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+/// Shells that `segstore completions` writes a script for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 /// Snapshot subcommands.
