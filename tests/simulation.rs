@@ -1168,6 +1168,7 @@ async fn a_blob_whose_delete_failed_keeps_its_outboard() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1243,6 +1244,7 @@ async fn a_commit_stalled_past_its_uploads_window_confirms_them() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1306,6 +1308,7 @@ async fn a_commit_whose_node_upload_answered_late_stores_its_nodes_again() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1356,6 +1359,7 @@ async fn a_node_stored_again_while_gc_sweeps_it_is_not_lost() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1465,6 +1469,7 @@ async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
     let policy = RetentionPolicy {
         keep_last: Some(1),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     let retention = other
         .apply_retention(COLLECTION, &policy, false)
@@ -1525,6 +1530,7 @@ async fn a_retention_run_past_its_lease_cannot_lower_the_boundary() {
     let policy = RetentionPolicy {
         keep_last: Some(1),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     let l = late.clone();
     let pol = policy.clone();

@@ -73,6 +73,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             grace,
             keep_last,
             keep_within,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
         } => {
             let mut options = gc_defaults;
             options.dry_run = dry_run;
@@ -84,6 +87,16 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             if let Some(t) = keep_within {
                 options.retention.keep_within = Some(t);
+            }
+            let r = &mut options.retention;
+            for (flag, field) in [
+                (keep_daily, &mut r.keep_daily),
+                (keep_weekly, &mut r.keep_weekly),
+                (keep_monthly, &mut r.keep_monthly),
+            ] {
+                if flag.is_some() {
+                    *field = flag;
+                }
             }
             Ok(crate::lifecycle::gc(&store, &options, cli.json).await?)
         }

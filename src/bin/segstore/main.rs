@@ -53,13 +53,13 @@ pub struct Cli {
 
 /// Examples shown by `segstore --help`.
 const EXAMPLES: &str = "Examples:
-  segstore put products/tantivy/seg1.idx seg1.idx    store one file (a new version)
-  segstore put -r index/ products/tantivy            a whole directory as one commit
-  segstore ls -l products                            files with sizes at the latest version
+  segstore put products/tantivy/seg1.idx seg1.idx   one file, as a new version
+  segstore put -r index/ products/tantivy           a directory as one commit
+  segstore ls -l products                           files with sizes
   segstore get products/tantivy/meta.json --snapshot nightly
-  segstore diff products 41 42                       what changed between two versions
-  segstore gc --dry-run                              what GC would delete
-  segstore --json log products                       machine-readable history
+  segstore diff products 41 42                      changes between versions
+  segstore gc --dry-run                             what GC would delete, why
+  segstore --json log products                      machine-readable history
   segstore completions bash > /etc/bash_completion.d/segstore
 ";
 
@@ -68,8 +68,10 @@ const EXAMPLES: &str = "Examples:
 pub enum Command {
     /// Show segstore working end to end, in a store of its own (`./segstore-demo`).
     Demo,
-    /// Store a file at a path (`collection/backend/[shard/]segment`), from a file or stdin;
-    /// with `-r DIR PREFIX`, every file of a directory as one commit.
+    /// Store a file, or with `-r` a whole directory as one commit.
+    ///
+    /// `put PATH [FILE]` stores FILE (or stdin) at PATH (`collection/backend/[shard/]segment`);
+    /// `put -r DIR PREFIX` stores every file of DIR under PREFIX as one atomic commit.
     Put {
         /// Target path; with `-r`, the directory to upload.
         path: String,
@@ -92,8 +94,9 @@ pub enum Command {
         #[command(flatten)]
         at: read::At,
     },
-    /// List the collections, or the paths under a prefix
-    /// (`collection[/backend[/shard[/segment-prefix]]]`).
+    /// List the collections, or the files under a prefix.
+    ///
+    /// The prefix is `collection[/backend[/shard[/segment-prefix]]]`.
     Ls {
         /// The prefix; without one, the collections.
         prefix: Option<String>,
@@ -121,9 +124,10 @@ pub enum Command {
         /// Target path.
         to: String,
     },
-    /// Delete a file (deleting a missing file succeeds); with `-r --yes`, every file under
-    /// a prefix or of a whole collection, as one commit (earlier versions stay until
-    /// retention and GC remove them).
+    /// Delete a file, or with `-r --yes` every file under a prefix or of a collection.
+    ///
+    /// Deleting a missing file succeeds. `rm -r` deletes as one commit; earlier versions stay
+    /// until retention and GC remove them (`snapshot restore` brings them back).
     Rm {
         /// Path to delete; with `-r`, a prefix or a collection name.
         path: String,
@@ -150,7 +154,7 @@ pub enum Command {
     },
     /// Apply retention and delete unreferenced blobs older than the grace period.
     Gc {
-        /// Report what would be deleted; delete nothing.
+        /// Report what would be deleted and why each kept version is kept; delete nothing.
         #[arg(long)]
         dry_run: bool,
         /// Keep unreferenced objects younger than this (e.g. `1h`, `90m`). Default: the
@@ -165,6 +169,16 @@ pub enum Command {
         /// `[retention] keep_within`, else 24h.
         #[arg(long, value_parser = parse_duration)]
         keep_within: Option<std::time::Duration>,
+        /// Also keep the newest version of each of the last N days (UTC), as restic does.
+        /// Default: the config file's `[retention] keep_daily`, else none.
+        #[arg(long)]
+        keep_daily: Option<u64>,
+        /// Also keep the newest version of each of the last N weeks (Monday to Sunday).
+        #[arg(long)]
+        keep_weekly: Option<u64>,
+        /// Also keep the newest version of each of the last N months.
+        #[arg(long)]
+        keep_monthly: Option<u64>,
     },
     /// Check that every referenced blob exists and matches its hash.
     Verify {
@@ -214,8 +228,9 @@ pub enum Command {
         #[arg(long, conflicts_with = "limit")]
         all: bool,
     },
-    /// Print a shell completion script to stdout
-    /// (`segstore completions bash > /etc/bash_completion.d/segstore`).
+    /// Print a shell completion script to stdout.
+    ///
+    /// For example `segstore completions bash > /etc/bash_completion.d/segstore`.
     Completions {
         /// The shell.
         shell: Shell,
