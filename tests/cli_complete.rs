@@ -322,3 +322,42 @@ fn gc_dry_run_says_what_would_go_and_why_the_rest_stays() {
     let kept = &r["retention"]["c"]["kept"];
     assert!(kept[2]["reasons"].to_string().contains("keep_daily"), "{r}");
 }
+
+#[test]
+fn put_records_a_message_and_metadata_that_log_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    put(cwd, "c/tantivy/f", b"plain");
+    write(cwd, "input", b"noted");
+    let args = [
+        "put",
+        "c/tantivy/f",
+        "input",
+        "-m",
+        "nightly reindex",
+        "--meta",
+        "ticket=OPS-7",
+        "--meta",
+        "host=a",
+    ];
+    ok(&args, cwd);
+    write(cwd, "idx/a", b"a");
+    ok(&["put", "-r", "idx", "c/tantivy", "-m", "bulk"], cwd);
+    let log = json(&["log", "c", "--all"], cwd);
+    assert_eq!(log[0]["message"], "bulk", "{log}");
+    assert_eq!(log[1]["message"], "nightly reindex", "{log}");
+    assert_eq!(log[1]["meta"]["ticket"], "OPS-7", "{log}");
+    assert_eq!(log[1]["meta"]["host"], "a", "{log}");
+    assert!(log[2]["message"].is_null(), "{log}");
+    let text = ok(&["log", "c"], cwd);
+    assert!(
+        text.contains("    nightly reindex\n    host=a\n    ticket=OPS-7"),
+        "{text}"
+    );
+    // The note survives a sync to another store.
+    ok(&["sync", "--from", "segstore-data", "--to", "copy"], cwd);
+    let copied = json(&["--data-dir", "copy", "log", "c", "--all"], cwd);
+    assert_eq!(copied[0]["message"], "bulk", "{copied}");
+    let bad = run(&["put", "c/tantivy/f", "input", "--meta", "novalue"], cwd);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}

@@ -130,7 +130,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             path,
             file,
             recursive: true,
+            message,
+            meta,
         } => {
+            let note = crate::upload::note(message, meta);
             let Some(prefix) = file else {
                 return Err(Failure::Usage(
                     "put -r needs a directory and a prefix: `segstore put -r DIR collection/backend`"
@@ -138,9 +141,17 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 ));
             };
             let prefix = prefix.to_string_lossy().into_owned();
-            crate::upload::put_dir(&store, std::path::Path::new(&path), &prefix, cli.json).await
+            let dir = std::path::Path::new(&path);
+            crate::upload::put_dir(&store, dir, &prefix, note, cli.json).await
         }
-        Command::Put { path, file, .. } => {
+        Command::Put {
+            path,
+            file,
+            message,
+            meta,
+            ..
+        } => {
+            let note = crate::upload::note(message, meta);
             let path: StoragePath = path.parse()?;
             crate::interrupt::watch(&store, &path.collection).await?;
             let info = match file.filter(|f| f.as_os_str() != "-") {
@@ -161,13 +172,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     let len = meta.len();
                     let bar = crate::lifecycle::bytes_bar(cli.json, len, "storing");
-                    let info = store.write_stream(&path, bar.wrap_async_read(file)).await;
+                    let info =
+                        crate::upload::write(&store, &path, bar.wrap_async_read(file), note).await;
                     bar.finish_and_clear();
                     info?
                 }
                 None => {
                     let spinner = crate::lifecycle::progress(cli.json, "storing stdin");
-                    let info = store.write_stream(&path, tokio::io::stdin()).await;
+                    let info = crate::upload::write(&store, &path, tokio::io::stdin(), note).await;
                     spinner.finish_and_clear();
                     info?
                 }

@@ -82,6 +82,12 @@ pub enum Command {
         /// links and special files are refused.
         #[arg(short = 'r', long)]
         recursive: bool,
+        /// A message recorded with the new version (shown by `log`).
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Metadata recorded with the new version; repeat for more keys.
+        #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+        meta: Vec<(String, String)>,
     },
     /// Print a file to stdout, or write it to `--output` (alias `cat`).
     #[command(visible_alias = "cat")]
@@ -297,6 +303,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{s:?} is longer than the limit of 100000 years"));
     }
     Ok(d)
+}
+
+/// `KEY=VALUE` of `put --meta`.
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// A fraction from 0.0 to 1.0.

@@ -364,7 +364,7 @@ pub async fn log(
     if json {
         let items: Vec<_> = rows
             .iter()
-            .map(|r| json!({"version": r.version, "timestamp_ms": r.timestamp_ms, "files": r.file_count(), "bytes": r.total_bytes(), "commit_id": r.commit_id.to_string(), "snapshots": pins.get(&r.version).unwrap_or(&none)}))
+            .map(|r| json!({"version": r.version, "timestamp_ms": r.timestamp_ms, "files": r.file_count(), "bytes": r.total_bytes(), "commit_id": r.commit_id.to_string(), "snapshots": pins.get(&r.version).unwrap_or(&none), "message": r.note.as_ref().map(|n| &n.message), "meta": r.note.as_ref().map(|n| &n.meta)}))
             .collect();
         let _ = writeln!(out, "{}", json!(items));
     } else {
@@ -382,6 +382,14 @@ pub async fn log(
                 r.total_bytes(),
                 r.commit_id
             );
+            if let Some(note) = &r.note {
+                for line in note.message.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+                for (k, v) in &note.meta {
+                    let _ = writeln!(out, "    {k}={v}");
+                }
+            }
         }
     }
     Ok(())

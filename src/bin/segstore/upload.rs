@@ -4,12 +4,42 @@
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use segstore::manifest::CommitNote;
 use segstore::{StoragePath, Store};
 use serde_json::json;
 
 use crate::commands::{report, require_collection};
 use crate::failure::Failure;
 use crate::read::{entries, Prefix};
+
+/// The note of `put -m MSG --meta K=V`, if either was given.
+pub fn note(message: Option<String>, meta: Vec<(String, String)>) -> Option<CommitNote> {
+    if message.is_none() && meta.is_empty() {
+        return None;
+    }
+    Some(CommitNote {
+        message: message.unwrap_or_default(),
+        meta: meta.into_iter().collect(),
+    })
+}
+
+/// Stores `reader` at `path` as one commit, with `note` if given.
+pub async fn write<R: tokio::io::AsyncRead + Unpin + Send>(
+    store: &Store,
+    path: &StoragePath,
+    reader: R,
+    note: Option<CommitNote>,
+) -> segstore::Result<segstore::CommitInfo> {
+    let Some(note) = note else {
+        return store.write_stream(path, reader).await;
+    };
+    path.validate()?;
+    let mut txn = store.transaction(&path.collection).await?;
+    txn.set_note(note)?;
+    let entry = store.stage_stream(reader).await?;
+    txn.put_entry(path, entry)?;
+    txn.commit().await
+}
 
 /// A regular file found in the directory, and what identifies it.
 struct Found {
@@ -102,7 +132,13 @@ async fn open(found: &Found) -> Result<tokio::fs::File, Failure> {
 
 /// `put -r DIR PREFIX`: every regular file of `dir` under `prefix`
 /// (`collection/backend[/shard]`), streamed, committed as one version.
-pub async fn put_dir(store: &Store, dir: &Path, prefix: &str, json: bool) -> Result<(), Failure> {
+pub async fn put_dir(
+    store: &Store,
+    dir: &Path,
+    prefix: &str,
+    note: Option<CommitNote>,
+    json: bool,
+) -> Result<(), Failure> {
     let Prefix {
         collection,
         path: Some(base),
@@ -134,6 +170,9 @@ pub async fn put_dir(store: &Store, dir: &Path, prefix: &str, json: bool) -> Res
     let total: u64 = found.iter().map(|f| f.len).sum();
     let bar = crate::lifecycle::bytes_bar(json, total, "uploading");
     let mut txn = store.transaction(&collection).await?;
+    if let Some(note) = note {
+        txn.set_note(note)?;
+    }
     for f in &found {
         let file = open(f).await?;
         let entry = store.stage_stream(bar.wrap_async_read(file)).await;
