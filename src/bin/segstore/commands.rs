@@ -38,6 +38,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         return Ok(crate::replicate::sync(args, cli.json).await?);
     }
     let config = crate::open::resolve(&cli)?;
+    if matches!(cli.command, Command::Doctor) {
+        return crate::doctor::run(&config, cli.json).await;
+    }
     let access = match cli.command {
         Command::Put { .. } | Command::Import { .. } => Access::Create,
         _ => Access::Existing,
@@ -46,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         crate::open::open(&config, access, cli.lock_timeout).await?;
     match cli.command {
         // Runs in its own store, before any store is opened (see `demo`).
-        Command::Demo | Command::Sync(_) | Command::Completions { .. } => Ok(()),
+        Command::Demo | Command::Sync(_) | Command::Completions { .. } | Command::Doctor => Ok(()),
         Command::Fork(args) => Ok(crate::replicate::fork(&store, args, cli.json).await?),
         Command::Snapshot { action } => {
             match &action {

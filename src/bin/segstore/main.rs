@@ -4,6 +4,7 @@
 
 mod commands;
 mod demo;
+mod doctor;
 mod failure;
 mod interrupt;
 mod lifecycle;
@@ -234,6 +235,10 @@ pub enum Command {
         #[arg(long, conflicts_with = "limit")]
         all: bool,
     },
+    /// Check the store: connectivity, credentials, conditional writes, L1, clock skew.
+    ///
+    /// Each line is ok, warn or fail; exits 1 if any check fails. Writes nothing.
+    Doctor,
     /// Print a shell completion script to stdout.
     ///
     /// For example `segstore completions bash > /etc/bash_completion.d/segstore`.
