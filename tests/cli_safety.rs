@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::cli::{command, ok, run, run_env, stderr, tree};
+use support::cli::{command, ok, only_blob, run, run_env, stderr, tree};
 
 #[test]
 fn demo_touches_only_its_own_store_and_says_so() {
@@ -150,16 +150,6 @@ fn a_missing_collection_is_not_found() {
     assert!(!cwd.join("out.tar").exists() && !cwd.join("outdir").exists());
     // An existing collection with nothing under the prefix is just empty.
     assert_eq!(ok(&["ls", "c/tantivy/other"], cwd), "");
-}
-
-/// The only blob file of a store with one blob.
-fn only_blob(store: &Path) -> std::path::PathBuf {
-    let blobs: Vec<_> = tree(&store.join("blobs"))
-        .into_iter()
-        .filter(|(p, _)| !p.ends_with(".obao"))
-        .collect();
-    assert_eq!(blobs.len(), 1, "{blobs:?}");
-    store.join("blobs").join(&blobs[0].0)
 }
 
 #[test]

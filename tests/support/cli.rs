@@ -107,3 +107,13 @@ pub fn tree(dir: &Path) -> Vec<(String, u64)> {
     out.sort();
     out
 }
+
+/// The only blob file of a local store with one blob.
+pub fn only_blob(store: &Path) -> std::path::PathBuf {
+    let blobs: Vec<_> = tree(&store.join("blobs"))
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with(".obao"))
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    store.join("blobs").join(&blobs[0].0)
+}

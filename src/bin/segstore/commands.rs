@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Get { path, output, at } => {
-            crate::read::get(&store, &path, output, &at, cli.json).await
+            crate::fetch::get(&store, &path, output, &at, cli.json).await
         }
         Command::Ls {
             prefix,

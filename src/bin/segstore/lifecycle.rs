@@ -428,14 +428,16 @@ pub async fn import(
     Ok(())
 }
 
-/// A byte progress bar on stderr for a transfer of `len` bytes, hidden like [`progress`].
+/// A byte progress bar on stderr for a transfer of `len` bytes, hidden like [`progress`]:
+/// bytes, rate and ETA, the bar taking what the terminal's width leaves (so the line fits
+/// an 80-column terminal).
 pub fn bytes_bar(json: bool, len: u64, message: &str) -> indicatif::ProgressBar {
     if !show_progress(json) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     ) {
         bar.set_style(style);
     }

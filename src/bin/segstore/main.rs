@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod doctor;
 mod failure;
+mod fetch;
 mod interrupt;
 mod lifecycle;
 mod open;

@@ -1,5 +1,5 @@
-//! Reading subcommands: `get` (alias `cat`), `ls` and `du`, at the latest version or at
-//! `--version N` / `--snapshot NAME`.
+//! Reading subcommands: `ls`, `du` and `log`, at the latest version or at `--version N` /
+//! `--snapshot NAME` (`get` is in `fetch`).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -7,7 +7,6 @@ use std::io::Write;
 use segstore::manifest::{FileEntry, ManifestRoot};
 use segstore::{StorageBackend, StoragePath, Store, Target};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::commands::require_collection;
 use crate::failure::Failure;
@@ -24,7 +23,8 @@ pub struct At {
 }
 
 impl At {
-    fn target(&self) -> Option<Target> {
+    /// The version or snapshot named, if any.
+    pub fn target(&self) -> Option<Target> {
         match (&self.version, &self.snapshot) {
             (Some(v), _) => Some(Target::Version(*v)),
             (None, Some(s)) => Some(Target::Snapshot(s.clone())),
@@ -115,51 +115,6 @@ pub async fn entries(
     }
     out.sort_by_key(|(p, _)| p.to_string());
     Ok(out)
-}
-
-/// `get PATH [-o FILE]` at the latest version or at `at`.
-pub async fn get(
-    store: &Store,
-    path: &str,
-    output: Option<std::path::PathBuf>,
-    at: &At,
-    json: bool,
-) -> Result<(), Failure> {
-    let path: StoragePath = path.parse()?;
-    let bar = crate::lifecycle::progress(json, "reading and verifying");
-    let data = match at.target() {
-        None => store.read_bytes(&path).await,
-        Some(t) => {
-            require_collection(store, &path.collection).await?;
-            match store.view(&path.collection, &t).await {
-                Ok(view) => view.read_bytes(&path).await,
-                Err(e) => Err(e),
-            }
-        }
-    };
-    bar.finish_and_clear();
-    let data = data?;
-    match output.filter(|o| o.as_os_str() != "-") {
-        Some(out) => {
-            tokio::fs::write(&out, &data)
-                .await
-                .map_err(|e| Failure::local(format!("writing {}", out.display()), e))?;
-            if json {
-                println!(
-                    "{}",
-                    json!({"path": path.to_string(), "size": data.len(), "output": out.display().to_string()})
-                );
-            }
-            Ok(())
-        }
-        None => {
-            let mut stdout = tokio::io::stdout();
-            let written = stdout.write_all(&data).await;
-            written
-                .and(stdout.flush().await)
-                .map_err(|e| Failure::local("writing to stdout", e))
-        }
-    }
 }
 
 /// `ls [PREFIX] [-l] [-R]`.
