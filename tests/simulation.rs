@@ -789,6 +789,7 @@ async fn lifecycle(w: World, mut rng: StdRng, steps: usize, name: &'static str) 
                 let retention = RetentionPolicy {
                     keep_last: Some(rng.random_range(1..4)),
                     keep_within: None,
+                    ..RetentionPolicy::keep_all()
                 };
                 let opts = GcOptions {
                     retention,
@@ -809,6 +810,7 @@ async fn lifecycle(w: World, mut rng: StdRng, steps: usize, name: &'static str) 
                 let policy = RetentionPolicy {
                     keep_last: Some(rng.random_range(1..3)),
                     keep_within: None,
+                    ..RetentionPolicy::keep_all()
                 };
                 match maybe_crash(&mut rng, store.apply_retention(COLLECTION, &policy, false)).await
                 {

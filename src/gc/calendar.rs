@@ -35,6 +35,9 @@ fn month(day: i64) -> i64 {
     y * 12 + m - 1
 }
 
+/// A rule's count, its period of a day, and the reason it gives.
+type Rule = (Option<u64>, fn(i64) -> i64, KeepReason);
+
 /// The versions the calendar rules of `policy` keep, each with the rules that keep it.
 /// `versions` are `(number, stored at)`; the newest version of a period is the one with
 /// the highest number.
@@ -44,8 +47,8 @@ pub(crate) fn keeps(
 ) -> BTreeMap<u64, Vec<KeepReason>> {
     let mut out: BTreeMap<u64, Vec<KeepReason>> = BTreeMap::new();
     let mut newest_first: Vec<(u64, i64)> = versions.iter().map(|&(v, t)| (v, day(t))).collect();
-    newest_first.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-    let rules: [(Option<u64>, fn(i64) -> i64, KeepReason); 3] = [
+    newest_first.sort_unstable_by_key(|&(v, _)| std::cmp::Reverse(v));
+    let rules: [Rule; 3] = [
         (policy.keep_daily, |d| d, KeepReason::Daily),
         (policy.keep_weekly, week, KeepReason::Weekly),
         (policy.keep_monthly, month, KeepReason::Monthly),
