@@ -339,13 +339,16 @@ pub async fn stats(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A spinner on stderr for long operations, hidden for JSON output or when stderr is not
-/// a terminal.
+/// A spinner with the elapsed time on stderr, for long operations the library reports no
+/// progress of; hidden for JSON output or when stderr is not a terminal.
 pub fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
     if !show_progress(json) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
     bar.set_message(message.to_owned());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
