@@ -361,3 +361,70 @@ fn put_records_a_message_and_metadata_that_log_shows() {
     let bad = run(&["put", "c/tantivy/f", "input", "--meta", "novalue"], cwd);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 }
+
+/// Regression: `log` stopped at the first version retention had removed, hiding older
+/// versions a snapshot (or a calendar rule) keeps: after retention removed versions 2-4
+/// (3 days old), `log` showed only version 5, not the pinned version 1.
+#[test]
+fn log_shows_versions_kept_below_a_gap_and_gc_applies_keep_daily() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    for i in 1..=5 {
+        put(cwd, "c/tantivy/f", format!("content {i}").as_bytes());
+    }
+    ok(&["snapshot", "create", "c", "pin", "--version", "1"], cwd);
+    // Versions 1-4 were stored 3 days ago (the local store's clock is the file mtime).
+    for v in 1..=4 {
+        let manifest = cwd.join(format!("segstore-data/manifests/c/{v:020}"));
+        let touched = std::process::Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(&manifest)
+            .status()
+            .unwrap();
+        assert!(touched.success(), "{}", manifest.display());
+    }
+    let args = [
+        "gc",
+        "--keep-last",
+        "1",
+        "--keep-within",
+        "1h",
+        "--keep-daily",
+        "2",
+    ];
+    let dry = json(&[&args[..], &["--dry-run"]].concat(), cwd);
+    assert_eq!(
+        dry["retention"]["c"]["deleted"],
+        serde_json::json!([2, 3]),
+        "{dry}"
+    );
+    let r = json(&args, cwd);
+    assert_eq!(r["versions_deleted"], 2, "{r}");
+    let kept = &r["retention"]["c"]["kept"];
+    assert_eq!(
+        kept[0]["reasons"],
+        serde_json::json!(["snapshot:pin"]),
+        "{r}"
+    );
+    assert_eq!(kept[1]["reasons"], serde_json::json!(["keep_daily"]), "{r}");
+    let log = json(&["log", "c", "--all"], cwd);
+    let versions: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].clone())
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            serde_json::json!(5),
+            serde_json::json!(4),
+            serde_json::json!(1)
+        ]
+    );
+    assert_eq!(log[2]["snapshots"], serde_json::json!(["pin"]), "{log}");
+    assert_eq!(
+        ok(&["get", "c/tantivy/f", "--version", "4"], cwd),
+        "content 4"
+    );
+}
