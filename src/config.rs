@@ -23,6 +23,7 @@
 //! [retention]
 //! keep_last = 20
 //! keep_within = "24h"
+//! # keep_daily = 7     # the newest version of each of the last 7 days (also weekly, monthly)
 //!
 //! [gc]
 //! grace = "1h"
@@ -137,6 +138,15 @@ pub struct RetentionSection {
     /// Keep versions younger than this (`"24h"`).
     #[serde(default, deserialize_with = "optional_duration")]
     pub keep_within: Option<Duration>,
+    /// Keep the newest version of each of the last N days.
+    #[serde(default)]
+    pub keep_daily: Option<u64>,
+    /// Keep the newest version of each of the last N weeks.
+    #[serde(default)]
+    pub keep_weekly: Option<u64>,
+    /// Keep the newest version of each of the last N months.
+    #[serde(default)]
+    pub keep_monthly: Option<u64>,
 }
 
 impl Default for RetentionSection {
@@ -145,6 +155,9 @@ impl Default for RetentionSection {
         RetentionSection {
             keep_last: d.keep_last,
             keep_within: d.keep_within,
+            keep_daily: d.keep_daily,
+            keep_weekly: d.keep_weekly,
+            keep_monthly: d.keep_monthly,
         }
     }
 }
@@ -367,6 +380,9 @@ impl StorageConfig {
             retention: RetentionPolicy {
                 keep_last: self.retention.keep_last,
                 keep_within: self.retention.keep_within,
+                keep_daily: self.retention.keep_daily,
+                keep_weekly: self.retention.keep_weekly,
+                keep_monthly: self.retention.keep_monthly,
             },
             grace: self.gc.grace,
             dry_run: false,

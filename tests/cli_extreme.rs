@@ -151,7 +151,18 @@ fn every_subcommand_survives_extreme_arguments() {
             add(&[&o("mv"), p, &o("c/tantivy/s/h")]);
             add(&[&o("mv"), &o("c/tantivy/s/g"), p]);
             add(&[&o("rm"), p]);
+            add(&[&o("rm"), &o("-r"), p]);
+            add(&[&o("ls"), &o("-l"), p]);
+            add(&[&o("du"), p]);
+            add(&[&o("put"), &o("-r"), &o("."), p]);
         }
+        add(&[&o("put"), &o("-r"), name, &o("c/tantivy")]);
+        add(&[&o("get"), &o("c/tantivy/s/f"), &o("--snapshot"), name]);
+        add(&[&o("ls"), &o("c"), &o("--snapshot"), name]);
+        add(&[&o("put"), &o("c/tantivy/s/m"), &o("f"), &o("-m"), name]);
+        let mut meta = name.clone();
+        meta.push("=v");
+        add(&[&o("put"), &o("c/tantivy/s/m"), &o("f"), &o("--meta"), &meta]);
         add(&[&o("snapshot"), &o("create"), &o("c"), name]);
         add(&[&o("snapshot"), &o("create"), name, &o("s")]);
         add(&[&o("snapshot"), &o("list"), name]);
@@ -185,6 +196,11 @@ fn every_subcommand_survives_extreme_arguments() {
         add(&[&o("snapshot"), &o("restore"), &o("c"), &o(n)]);
         add(&[&o("diff"), &o("c"), &o(n), &o(n)]);
         add(&[&o("gc"), &o("--dry-run"), &o("--keep-last"), &o(n)]);
+        add(&[&o("get"), &o("c/tantivy/s/f"), &o("--version"), &o(n)]);
+        add(&[&o("du"), &o("c"), &o("--version"), &o(n)]);
+        for rule in ["--keep-daily", "--keep-weekly", "--keep-monthly"] {
+            add(&[&o("gc"), &o("--dry-run"), &o(rule), &o(n)]);
+        }
     }
     for d in durations {
         add(&[&o("gc"), &o("--dry-run"), &o("--grace"), &o(d)]);
@@ -216,6 +232,12 @@ fn every_subcommand_survives_extreme_arguments() {
     add(&[&o("--json"), &o("log"), &o("c")]);
     add(&[&o("snapshot"), &o("list"), &o("c")]);
     add(&[&o("gc")]);
+    add(&[&o("doctor")]);
+    add(&[&o("--json"), &o("doctor")]);
+    add(&[&o("completions"), &o("bash")]);
+    add(&[&o("completions"), &o("powershell")]);
+    add(&[&o("ls"), &o("-l"), &o("-R")]);
+    add(&[&o("--json"), &o("du")]);
 
     for args in &cases {
         no_panic(args, cwd);

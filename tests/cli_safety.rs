@@ -3,66 +3,12 @@
 //! missing collections are "not found", corrupt blobs can be repaired, interrupted commands
 //! leave nothing behind, and concurrent commands share a cache directory.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn command(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_segstore"));
-    cmd.args(args).current_dir(cwd);
-    for var in segstore::config::ENV_VARS
-        .iter()
-        .chain(&["SEGSTORE_CONFIG"])
-    {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn run_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
-    command(args, cwd, env).output().expect("run segstore")
-}
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    run_env(args, cwd, &[])
-}
-
-fn ok(args: &[&str], cwd: &Path) -> String {
-    let out = run(args, cwd);
-    assert!(
-        out.status.success(),
-        "segstore {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Every file under `dir` with its size, sorted: a fingerprint of a store.
-fn tree(dir: &Path) -> Vec<(String, u64)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let len = e.metadata().unwrap().len();
-                out.push((p.strip_prefix(root).unwrap().display().to_string(), len));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
+use support::cli::{command, ok, only_blob, run, run_env, stderr, tree};
 
 #[test]
 fn demo_touches_only_its_own_store_and_says_so() {
@@ -204,16 +150,6 @@ fn a_missing_collection_is_not_found() {
     assert!(!cwd.join("out.tar").exists() && !cwd.join("outdir").exists());
     // An existing collection with nothing under the prefix is just empty.
     assert_eq!(ok(&["ls", "c/tantivy/other"], cwd), "");
-}
-
-/// The only blob file of a store with one blob.
-fn only_blob(store: &Path) -> std::path::PathBuf {
-    let blobs: Vec<_> = tree(&store.join("blobs"))
-        .into_iter()
-        .filter(|(p, _)| !p.ends_with(".obao"))
-        .collect();
-    assert_eq!(blobs.len(), 1, "{blobs:?}");
-    store.join("blobs").join(&blobs[0].0)
 }
 
 #[test]

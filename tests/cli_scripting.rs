@@ -2,43 +2,9 @@
 //! JSON on stderr, exit codes that mean what the README says, messages without internal
 //! keys or SDK dumps, `-v` and `--log-level` for details.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod support;
 
-fn run_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_segstore"));
-    cmd.args(args).current_dir(cwd);
-    for var in segstore::config::ENV_VARS
-        .iter()
-        .chain(&["SEGSTORE_CONFIG"])
-    {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run segstore")
-}
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    run_env(args, cwd, &[])
-}
-
-fn ok(args: &[&str], cwd: &Path) -> String {
-    let out = run(args, cwd);
-    assert!(
-        out.status.success(),
-        "segstore {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::cli::{ok, run, run_env, stderr};
 
 #[test]
 fn every_command_prints_json() {

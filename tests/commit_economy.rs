@@ -171,6 +171,7 @@ async fn gc_keeps_what_a_single_page_shard_references() {
             retention: RetentionPolicy {
                 keep_last: Some(1),
                 keep_within: None,
+                ..RetentionPolicy::keep_all()
             },
             grace: Duration::from_millis(300),
             dry_run: false,

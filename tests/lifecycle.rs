@@ -171,6 +171,7 @@ async fn retention_keeps_last_n_and_pins_and_raises_the_boundary() {
     let policy = RetentionPolicy {
         keep_last: Some(4),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     let dry = store.apply_retention("c", &policy, true).await.unwrap();
     assert_eq!(dry.deleted, vec![1, 2, 4, 5, 6]);
@@ -287,6 +288,7 @@ async fn a_stalled_writer_cannot_resurrect_a_deleted_version() {
     let policy = RetentionPolicy {
         keep_last: Some(3),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     let retention = other.apply_retention("c", &policy, false).await.unwrap();
     assert!(retention.deleted.contains(&2));
@@ -317,6 +319,7 @@ async fn gc_removes_unreferenced_blobs_after_the_grace_period_only() {
     let opts = fast_gc(RetentionPolicy {
         keep_last: Some(1),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     });
     // Too young: nothing deleted yet, but the orphan is counted.
     let young = store.gc(&opts).await.unwrap();
@@ -454,6 +457,7 @@ async fn gc_racing_writers_never_deletes_a_referenced_blob() {
             let opts = fast_gc(RetentionPolicy {
                 keep_last: Some(1),
                 keep_within: None,
+                ..RetentionPolicy::keep_all()
             });
             let mut deleted = 0;
             for _ in 0..8 {

@@ -157,6 +157,7 @@ fn keep_latest() -> RetentionPolicy {
     RetentionPolicy {
         keep_last: Some(1),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     }
 }
 
@@ -465,6 +466,7 @@ async fn a_stale_listing_cannot_hide_a_commit() {
     let policy = RetentionPolicy {
         keep_last: Some(2),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     let report = gc.apply_retention("c", &policy, false).await.unwrap();
     assert_eq!(report.deleted, vec![1, 2, 4, 5, 6, 7, 8]);
@@ -497,6 +499,7 @@ async fn concurrent_retention_runs_are_refused() {
             let policy = RetentionPolicy {
                 keep_last: Some(5),
                 keep_within: None,
+                ..RetentionPolicy::keep_all()
             };
             let r = second.apply_retention("c", &policy, false).await;
             *seen.lock().unwrap() = Some(r.map(|_| ()));
@@ -505,6 +508,7 @@ async fn concurrent_retention_runs_are_refused() {
     let policy = RetentionPolicy {
         keep_last: Some(2),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     gc.apply_retention("c", &policy, false).await.unwrap();
     let second = refused.lock().unwrap().take().unwrap();

@@ -844,6 +844,7 @@ async fn lifecycle(w: World, mut rng: StdRng, steps: usize, name: &'static str) 
                 let retention = RetentionPolicy {
                     keep_last: Some(rng.random_range(1..4)),
                     keep_within: None,
+                    ..RetentionPolicy::keep_all()
                 };
                 let opts = GcOptions {
                     retention,
@@ -864,6 +865,7 @@ async fn lifecycle(w: World, mut rng: StdRng, steps: usize, name: &'static str) 
                 let policy = RetentionPolicy {
                     keep_last: Some(rng.random_range(1..3)),
                     keep_within: None,
+                    ..RetentionPolicy::keep_all()
                 };
                 match maybe_crash(&mut rng, store.apply_retention(COLLECTION, &policy, false)).await
                 {
@@ -1225,6 +1227,7 @@ async fn a_blob_whose_delete_failed_keeps_its_outboard() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1300,6 +1303,7 @@ async fn a_commit_stalled_past_its_uploads_window_confirms_them() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1363,6 +1367,7 @@ async fn a_commit_whose_node_upload_answered_late_stores_its_nodes_again() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1413,6 +1418,7 @@ async fn a_node_stored_again_while_gc_sweeps_it_is_not_lost() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };
@@ -1522,6 +1528,7 @@ async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
     let policy = RetentionPolicy {
         keep_last: Some(1),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     let retention = other
         .apply_retention(COLLECTION, &policy, false)
@@ -1582,6 +1589,7 @@ async fn a_retention_run_past_its_lease_cannot_lower_the_boundary() {
     let policy = RetentionPolicy {
         keep_last: Some(1),
         keep_within: None,
+        ..RetentionPolicy::keep_all()
     };
     let l = late.clone();
     let pol = policy.clone();
@@ -1653,6 +1661,7 @@ async fn a_gc_run_whose_epoch_read_answered_late_keeps_to_its_lease() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     };

@@ -268,6 +268,7 @@ fn keep_latest() -> GcOptions {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         ..GcOptions::default()
     }

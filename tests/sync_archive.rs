@@ -1,35 +1,15 @@
 //! Export archives are streamed: compressed by extension (`.tar.zst`, `.tar.gz`), to and
 //! from stdin/stdout (`-`), and never staged in `$TMPDIR`.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use support::cli::assert_ok;
 
 fn run(script: &str, dir: &Path, tmp: &Path) -> Output {
-    let bin = Path::new(env!("CARGO_BIN_EXE_segstore")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new("bash")
-        .args(["-euo", "pipefail", "-c", script])
-        .current_dir(dir)
-        .env("PATH", path)
-        .env("TMPDIR", tmp)
-        .env_remove("SEGSTORE_CONFIG")
-        .env_remove("SEGSTORE_DATA_DIR")
-        .output()
-        .unwrap()
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::cli::script(script, dir, &[("TMPDIR", tmp.to_str().unwrap())])
 }
 
 #[test]

@@ -1,8 +1,12 @@
 //! `segstore sync` and `segstore fork` through the real binary: the recipes of
 //! `docs/OPERATIONS.md` run as written, and the diverged-destination exit code.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use support::cli::assert_ok;
 
 /// The shell block after `<!-- recipe: NAME` in `docs/OPERATIONS.md`.
 fn recipe(name: &str) -> String {
@@ -18,32 +22,8 @@ fn recipe(name: &str) -> String {
     rest[open..open + close].to_owned()
 }
 
-/// Runs `script` with bash (`-e`), `segstore` on the `PATH`, in `dir`.
 fn run(script: &str, dir: &Path) -> Output {
-    let bin = Path::new(env!("CARGO_BIN_EXE_segstore")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    Command::new("bash")
-        .args(["-euo", "pipefail", "-c", script])
-        .current_dir(dir)
-        .env("PATH", path)
-        .env_remove("SEGSTORE_CONFIG")
-        .env_remove("SEGSTORE_DATA_DIR")
-        .output()
-        .unwrap()
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::cli::script(script, dir, &[])
 }
 
 #[test]

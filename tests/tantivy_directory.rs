@@ -620,6 +620,7 @@ fn a_file_of_an_expired_version_is_version_expired_not_corrupt() {
         retention: RetentionPolicy {
             keep_last: Some(1),
             keep_within: None,
+            ..RetentionPolicy::keep_all()
         },
         grace: Duration::from_millis(510),
         dry_run: false,

@@ -176,6 +176,7 @@ async fn lifecycle_step(inner: MemoryBackend, world: Arc<World>, step: Step) -> 
                 retention: RetentionPolicy {
                     keep_last: Some(keep),
                     keep_within: None,
+                    ..RetentionPolicy::keep_all()
                 },
                 ..GcOptions::default()
             };

@@ -1,7 +1,8 @@
 //! Retention and garbage collection.
 //!
 //! **Retention** decides which manifest versions to keep: the newest `keep_last`, those
-//! younger than `keep_within`, every pinned one, and always the latest. It first raises the
+//! younger than `keep_within`, every pinned one, the newest of each of the last
+//! `keep_daily` days (`keep_weekly` weeks, `keep_monthly` months), and always the latest. It first raises the
 //! collection's boundary (so a stalled writer cannot resurrect a deleted version number),
 //! then deletes the rest.
 //!
@@ -11,8 +12,10 @@
 //! re-reference old objects check that window before their commit point. The protocol and
 //! why it is safe are in `docs/ARCHITECTURE.md`, "GC protocol".
 
+mod calendar;
 pub(crate) mod epoch;
 mod mark;
+mod policy;
 mod stats;
 mod verify;
 
@@ -27,36 +30,9 @@ use crate::store::Store;
 use epoch::Run;
 
 pub use mark::Marks;
+pub use policy::{KeepReason, RetentionPolicy};
 pub use stats::{CollectionStats, StoreStats};
 pub use verify::{VerifyOptions, VerifyReport, VerifyTier};
-
-/// Which manifest versions to keep. A version is kept if any rule keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    /// Keep the newest N versions (at least 1 is always kept).
-    pub keep_last: Option<u64>,
-    /// Keep versions younger than this.
-    pub keep_within: Option<Duration>,
-}
-
-impl Default for RetentionPolicy {
-    fn default() -> Self {
-        RetentionPolicy {
-            keep_last: Some(20),
-            keep_within: Some(Duration::from_secs(24 * 3600)),
-        }
-    }
-}
-
-impl RetentionPolicy {
-    /// Keeps every version.
-    pub fn keep_all() -> Self {
-        RetentionPolicy {
-            keep_last: None,
-            keep_within: None,
-        }
-    }
-}
 
 /// Settings of a GC run.
 #[derive(Debug, Clone)]
@@ -93,6 +69,8 @@ pub struct RetentionReport {
     pub deleted: Vec<u64>,
     /// Expired snapshots removed.
     pub expired_snapshots: Vec<String>,
+    /// Why each kept version is kept (every rule that keeps it).
+    pub reasons: BTreeMap<u64, Vec<KeepReason>>,
 }
 
 /// What a GC run did (or would do).
@@ -122,6 +100,8 @@ pub struct GcReport {
     pub young_unreferenced: u64,
     /// Objects that could not be deleted; the next run retries them.
     pub failures: Vec<String>,
+    /// What retention did (or would do) to each collection.
+    pub retention: BTreeMap<String, RetentionReport>,
 }
 
 impl Store {
@@ -188,7 +168,7 @@ impl Store {
         let mut report = RetentionReport::default();
         let latest = self.head(collection).await?.version;
         let now_ms = millis_since_epoch(now);
-        let mut pinned = HashSet::new();
+        let mut pinned: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for snap in self.snapshots(collection).await? {
             if snap.is_expired(now_ms) {
                 if !dry_run {
@@ -199,7 +179,7 @@ impl Store {
                 }
                 report.expired_snapshots.push(snap.name);
             } else {
-                pinned.insert(snap.version);
+                pinned.entry(snap.version).or_default().push(snap.name);
             }
         }
         let versions = self.versions(collection).await?;
@@ -208,22 +188,47 @@ impl Store {
         // the latest is kept. Versions younger than the probe trust window are always
         // kept, since idle readers may still probe forward through them.
         let mut boundary = latest.max(1);
+        let mut reasons: BTreeMap<u64, Vec<KeepReason>> = BTreeMap::new();
         for &(v, modified) in versions.iter().rev() {
             let by_count = policy
                 .keep_last
                 .is_none_or(|n| v.saturating_add(n.max(1)) > latest);
             let by_age = policy.keep_within.is_some_and(|t| age(modified) < t);
             let too_young = age(modified) < self.options().version_min_age;
-            let keep_all = policy.keep_last.is_none() && policy.keep_within.is_none();
-            if keep_all || (policy.keep_last.is_some() && by_count) || by_age || too_young {
-                boundary = boundary.min(v);
-            } else {
+            let keep_all = policy.keeps_all();
+            let rules = [
+                (keep_all, KeepReason::KeepAll),
+                (policy.keep_last.is_some() && by_count, KeepReason::Last),
+                (by_age, KeepReason::Within),
+                (too_young, KeepReason::MinAge),
+            ];
+            let why: Vec<KeepReason> = rules
+                .into_iter()
+                .filter_map(|(kept, r)| kept.then_some(r))
+                .collect();
+            if why.is_empty() {
                 break;
             }
+            boundary = boundary.min(v);
+            reasons.insert(v, why);
         }
+        // Calendar rules keep single versions below the boundary, as snapshots do.
+        let mut calendar = calendar::keeps(&versions, policy);
         for &(v, _) in &versions {
-            if v >= boundary || pinned.contains(&v) {
+            let mut why = Vec::new();
+            if v >= latest {
+                why.push(KeepReason::Latest);
+            }
+            if v >= boundary {
+                why.extend(reasons.remove(&v).unwrap_or_default());
+            }
+            for name in pinned.get(&v).into_iter().flatten() {
+                why.push(KeepReason::Snapshot(name.clone()));
+            }
+            why.extend(calendar.remove(&v).unwrap_or_default());
+            if v >= boundary || !why.is_empty() {
                 report.kept.push(v);
+                report.reasons.insert(v, why);
             } else {
                 report.deleted.push(v);
             }
@@ -240,6 +245,11 @@ impl Store {
             if !snap.is_expired(now_ms) && report.deleted.contains(&snap.version) {
                 report.deleted.retain(|&v| v != snap.version);
                 report.kept.push(snap.version);
+                report
+                    .reasons
+                    .entry(snap.version)
+                    .or_default()
+                    .push(KeepReason::Snapshot(snap.name));
             }
         }
         report.kept.sort_unstable();
@@ -303,13 +313,14 @@ impl Store {
             report.versions_deleted += retention.deleted.len() as u64;
             report.snapshots_expired += retention.expired_snapshots.len() as u64;
             let newest = retention.kept.last().copied().unwrap_or(0);
-            for v in retention.kept {
+            for &v in &retention.kept {
                 if let Some(root) = self.root_if_present(&collection, v).await? {
                     report.versions_kept += 1;
                     marks.add_root(self, &root).await?;
                 }
             }
-            seen.insert(collection, newest);
+            seen.insert(collection.clone(), newest);
+            report.retention.insert(collection, retention);
         }
         // No deletes before the run's window opens: a commit that confirmed its foreign
         // references before this run claimed its epoch has landed by then.

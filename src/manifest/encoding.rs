@@ -156,6 +156,29 @@ pub(crate) fn decode<T: DeserializeOwned + Consistent>(
     kind: Kind,
     bytes: &[u8],
 ) -> Result<T> {
+    let (value, rest) = decode_prefix::<T>(key, kind, bytes)?;
+    if !rest.is_empty() {
+        return Err(corrupt_at(
+            key,
+            format!("{} trailing bytes after payload", rest.len()),
+        ));
+    }
+    Ok(value)
+}
+
+fn corrupt_at(key: &str, reason: String) -> Error {
+    Error::CorruptManifest {
+        key: key.to_owned(),
+        reason,
+    }
+}
+
+/// Checks the envelope and decodes `T` from the start of its payload; returns the rest.
+fn decode_prefix<'a, T: DeserializeOwned + Consistent>(
+    key: &str,
+    kind: Kind,
+    bytes: &'a [u8],
+) -> Result<(T, &'a [u8])> {
     let corrupt = |reason: String| Error::CorruptManifest {
         key: key.to_owned(),
         reason,
@@ -184,26 +207,44 @@ pub(crate) fn decode<T: DeserializeOwned + Consistent>(
     }
     let (value, rest) = postcard::take_from_bytes::<T>(&body[HEADER_LEN..])
         .map_err(|e| corrupt(format!("undecodable payload: {e}")))?;
-    if !rest.is_empty() {
-        return Err(corrupt(format!(
-            "{} trailing bytes after payload",
-            rest.len()
-        )));
-    }
     value
         .check()
         .map_err(|reason| corrupt(format!("inconsistent: {reason}")))?;
-    Ok(value)
+    Ok((value, rest))
 }
 
 /// Encodes a manifest root.
+/// A root's [`CommitNote`](super::CommitNote), if any, follows its payload.
 pub fn encode_root(root: &ManifestRoot) -> Result<Bytes> {
-    encode(Kind::Root, root)
+    let encoding = |e: postcard::Error| Error::backend("encoding a manifest", e.to_string());
+    let out = postcard::to_extend(root, header(Kind::Root)).map_err(encoding)?;
+    let out = match &root.note {
+        None => out,
+        Some(note) => {
+            note.check().map_err(Error::InvalidConfig)?;
+            postcard::to_extend(note, out).map_err(encoding)?
+        }
+    };
+    Ok(seal(out))
 }
 
 /// Decodes a manifest root read from `key`.
 pub fn decode_root(key: &str, bytes: &[u8]) -> Result<ManifestRoot> {
-    decode(key, Kind::Root, bytes)
+    let (mut root, rest) = decode_prefix::<ManifestRoot>(key, Kind::Root, bytes)?;
+    if !rest.is_empty() {
+        let (note, after) = postcard::take_from_bytes::<super::CommitNote>(rest)
+            .map_err(|e| corrupt_at(key, format!("undecodable commit note: {e}")))?;
+        if !after.is_empty() {
+            return Err(corrupt_at(
+                key,
+                format!("{} trailing bytes after the commit note", after.len()),
+            ));
+        }
+        note.check()
+            .map_err(|r| corrupt_at(key, format!("inconsistent commit note: {r}")))?;
+        root.note = Some(note);
+    }
+    Ok(root)
 }
 
 pub(crate) fn encode_shard(node: &ShardNode) -> Result<Bytes> {

@@ -8,6 +8,7 @@
 
 pub(crate) mod encoding;
 pub mod head;
+mod note;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::hash::BlobId;
 use crate::path::StorageBackend;
 
 pub use encoding::{decode_root, decode_snapshot, encode_root, encode_snapshot, FORMAT_VERSION};
+pub use note::{CommitNote, MAX_NOTE_BYTES};
 
 /// Files up to this size are stored inside the manifest page instead of as blobs: it saves
 /// a request per small file (`meta.json`, `.del` files) on object stores.
@@ -119,6 +121,10 @@ pub struct ManifestRoot {
     pub timestamp_ms: u64,
     /// One entry per non-empty (backend, shard).
     pub shards: BTreeMap<ShardKey, ShardRef>,
+    /// The commit's message and metadata, if it was given any. Encoded after the other
+    /// fields, only when present (see `encode_root`).
+    #[serde(skip)]
+    pub note: Option<CommitNote>,
 }
 
 impl ManifestRoot {
@@ -130,6 +136,7 @@ impl ManifestRoot {
             commit_id: CommitId([0; 16]),
             timestamp_ms: 0,
             shards: BTreeMap::new(),
+            note: None,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
 use crate::manifest::tree::EncodedNode;
-use crate::manifest::{encode_root, head, CommitId, ManifestRoot, ShardKey, ShardRef};
+use crate::manifest::{encode_root, head, CommitId, CommitNote, ManifestRoot, ShardKey, ShardRef};
 
 /// What a commit should do to the latest version.
 pub(crate) enum Plan {
@@ -120,6 +120,16 @@ impl Store {
     }
 
     pub(crate) async fn commit_plan(&self, collection: &str, plan: Plan) -> Result<CommitInfo> {
+        self.commit_plan_noted(collection, plan, None).await
+    }
+
+    /// [`commit_plan`](Self::commit_plan), recording `note` with the new version.
+    pub(crate) async fn commit_plan_noted(
+        &self,
+        collection: &str,
+        plan: Plan,
+        note: Option<CommitNote>,
+    ) -> Result<CommitInfo> {
         let c = self.collection(collection)?;
         let _serialised = c.commit_lock.lock().await;
         let commit_id = CommitId::random();
@@ -184,6 +194,7 @@ impl Store {
                 commit_id,
                 timestamp_ms: self.now_ms(),
                 shards,
+                note: note.clone(),
             };
             // References to objects this commit did not just write: confirmed under the GC
             // protocol, with a deadline for the commit point.

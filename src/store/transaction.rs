@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::{CommitInfo, Plan, Store};
 use crate::error::{Error, Result};
 use crate::manifest::tree::{Changes, Trees};
-use crate::manifest::{FileEntry, ManifestRoot, ShardKey};
+use crate::manifest::{CommitNote, FileEntry, ManifestRoot, ShardKey};
 use crate::path::StoragePath;
 
 /// One change inside a commit.
@@ -145,6 +145,7 @@ pub struct Transaction {
     collection: String,
     base: Arc<ManifestRoot>,
     ops: Vec<Op>,
+    note: Option<CommitNote>,
 }
 
 impl Transaction {
@@ -154,6 +155,7 @@ impl Transaction {
             collection,
             base,
             ops: Vec::new(),
+            note: None,
         }
     }
 
@@ -225,9 +227,18 @@ impl Transaction {
     }
 
     /// The recorded operations and the version they started from, for a caller that
-    /// commits them together with other changes (a shard's Tantivy files).
+    /// commits them together with other changes (a shard's Tantivy files; a shard
+    /// transaction sets no note).
     pub(crate) fn into_parts(self) -> (Vec<Op>, Arc<ManifestRoot>) {
         (self.ops, self.base)
+    }
+
+    /// Records `note` (a message and metadata) with the version this transaction
+    /// commits. Fails with [`Error::InvalidConfig`] beyond the note's limits.
+    pub fn set_note(&mut self, note: CommitNote) -> Result<()> {
+        note.check().map_err(Error::InvalidConfig)?;
+        self.note = Some(note);
+        Ok(())
     }
 
     /// Commits every recorded operation as one new version.
@@ -236,6 +247,8 @@ impl Transaction {
             ops: self.ops,
             base: Some(self.base),
         };
-        self.store.commit_plan(&self.collection, plan).await
+        self.store
+            .commit_plan_noted(&self.collection, plan, self.note)
+            .await
     }
 }

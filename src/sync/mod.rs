@@ -184,7 +184,7 @@ impl Store {
             )
             .await?;
             let info = dest
-                .commit_plan(
+                .commit_plan_noted(
                     dest_name,
                     Plan::Adopt {
                         shards: root.shards.clone(),
@@ -192,6 +192,7 @@ impl Store {
                         own: sent.own,
                         expect_head: Some(current.version),
                     },
+                    root.note.clone(),
                 )
                 .await?;
             if info.created {

@@ -1,10 +1,7 @@
 //! One function per subcommand.
 
-use std::io::Write;
-
-use segstore::{Error, LocalStorage, Result, SegmentStorage, StorageBackend, StoragePath, Store};
+use segstore::{LocalStorage, Result, StoragePath, Store};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::failure::Failure;
 use crate::open::{Access, Opened};
@@ -22,6 +19,17 @@ pub async fn require_collection(store: &Store, collection: &str) -> Result<(), F
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        let generator = match shell {
+            crate::Shell::Bash => clap_complete::Shell::Bash,
+            crate::Shell::Zsh => clap_complete::Shell::Zsh,
+            crate::Shell::Fish => clap_complete::Shell::Fish,
+        };
+        let mut cmd = crate::Cli::command();
+        clap_complete::generate(generator, &mut cmd, "segstore", &mut std::io::stdout());
+        return Ok(());
+    }
     if matches!(cli.command, Command::Demo) {
         return demo(&cli).await;
     }
@@ -30,6 +38,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         return Ok(crate::replicate::sync(args, cli.json).await?);
     }
     let config = crate::open::resolve(&cli)?;
+    if matches!(cli.command, Command::Doctor) {
+        return crate::doctor::run(&config, cli.json).await;
+    }
     let access = match cli.command {
         Command::Put { .. } | Command::Import { .. } => Access::Create,
         _ => Access::Existing,
@@ -38,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         crate::open::open(&config, access, cli.lock_timeout).await?;
     match cli.command {
         // Runs in its own store, before any store is opened (see `demo`).
-        Command::Demo | Command::Sync(_) => Ok(()),
+        Command::Demo | Command::Sync(_) | Command::Completions { .. } | Command::Doctor => Ok(()),
         Command::Fork(args) => Ok(crate::replicate::fork(&store, args, cli.json).await?),
         Command::Snapshot { action } => {
             match &action {
@@ -65,6 +76,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             grace,
             keep_last,
             keep_within,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
         } => {
             let mut options = gc_defaults;
             options.dry_run = dry_run;
@@ -76,6 +90,16 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             if let Some(t) = keep_within {
                 options.retention.keep_within = Some(t);
+            }
+            let r = &mut options.retention;
+            for (flag, field) in [
+                (keep_daily, &mut r.keep_daily),
+                (keep_weekly, &mut r.keep_weekly),
+                (keep_monthly, &mut r.keep_monthly),
+            ] {
+                if flag.is_some() {
+                    *field = flag;
+                }
             }
             Ok(crate::lifecycle::gc(&store, &options, cli.json).await?)
         }
@@ -105,7 +129,32 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             crate::interrupt::watch(&store, &collection).await?;
             Ok(crate::lifecycle::import(&store, &collection, &source, cli.json).await?)
         }
-        Command::Put { path, file } => {
+        Command::Put {
+            path,
+            file,
+            recursive: true,
+            message,
+            meta,
+        } => {
+            let note = crate::upload::note(message, meta);
+            let Some(prefix) = file else {
+                return Err(Failure::Usage(
+                    "put -r needs a directory and a prefix: `segstore put -r DIR collection/backend`"
+                        .into(),
+                ));
+            };
+            let prefix = prefix.to_string_lossy().into_owned();
+            let dir = std::path::Path::new(&path);
+            crate::upload::put_dir(&store, dir, &prefix, note, cli.json).await
+        }
+        Command::Put {
+            path,
+            file,
+            message,
+            meta,
+            ..
+        } => {
+            let note = crate::upload::note(message, meta);
             let path: StoragePath = path.parse()?;
             crate::interrupt::watch(&store, &path.collection).await?;
             let info = match file.filter(|f| f.as_os_str() != "-") {
@@ -126,13 +175,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     let len = meta.len();
                     let bar = crate::lifecycle::bytes_bar(cli.json, len, "storing");
-                    let info = store.write_stream(&path, bar.wrap_async_read(file)).await;
+                    let info =
+                        crate::upload::write(&store, &path, bar.wrap_async_read(file), note).await;
                     bar.finish_and_clear();
                     info?
                 }
                 None => {
                     let spinner = crate::lifecycle::progress(cli.json, "storing stdin");
-                    let info = store.write_stream(&path, tokio::io::stdin()).await;
+                    let info = crate::upload::write(&store, &path, tokio::io::stdin(), note).await;
                     spinner.finish_and_clear();
                     info?
                 }
@@ -148,62 +198,17 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Get { path, output } => {
-            let path: StoragePath = path.parse()?;
-            let spinner = crate::lifecycle::progress(cli.json, "reading and verifying");
-            let data = store.read_bytes(&path).await;
-            spinner.finish_and_clear();
-            let data = data?;
-            match output.filter(|o| o.as_os_str() != "-") {
-                Some(out) => {
-                    tokio::fs::write(&out, &data)
-                        .await
-                        .map_err(|e| Failure::local(format!("writing {}", out.display()), e))?;
-                    if cli.json {
-                        println!(
-                            "{}",
-                            json!({"path": path.to_string(), "size": data.len(), "output": out.display().to_string()})
-                        );
-                    }
-                    Ok(())
-                }
-                None => {
-                    let mut stdout = tokio::io::stdout();
-                    let written = stdout.write_all(&data).await;
-                    written
-                        .and(stdout.flush().await)
-                        .map_err(|e| Failure::local("writing to stdout", e))
-                }
-            }
-        }
-        Command::Ls { prefix: None } => {
-            let names = store.collections().await?;
-            let mut out = std::io::stdout().lock();
-            if cli.json {
-                let _ = writeln!(out, "{}", json!(names));
-            } else {
-                for n in names {
-                    let _ = writeln!(out, "{n}");
-                }
-            }
-            Ok(())
+        Command::Get { path, output, at } => {
+            crate::fetch::get(&store, &path, output, &at, cli.json).await
         }
         Command::Ls {
-            prefix: Some(prefix),
-        } => {
-            let prefix = parse_prefix(&prefix)?;
-            require_collection(&store, &prefix.collection).await?;
-            let paths = SegmentStorage::list(&store, &prefix).await?;
-            let mut out = std::io::stdout().lock();
-            if cli.json {
-                let items: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-                let _ = writeln!(out, "{}", json!(items));
-            } else {
-                for p in paths {
-                    let _ = writeln!(out, "{p}");
-                }
-            }
-            Ok(())
+            prefix,
+            long,
+            recursive,
+            at,
+        } => crate::read::ls(&store, prefix.as_deref(), long, recursive, &at, cli.json).await,
+        Command::Du { prefix, at } => {
+            crate::read::du(&store, prefix.as_deref(), &at, cli.json).await
         }
         Command::Mv { from, to } => {
             let (from, to): (StoragePath, StoragePath) = (from.parse()?, to.parse()?);
@@ -216,7 +221,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Rm { path } => {
+        Command::Rm {
+            path,
+            recursive: true,
+            yes,
+        } => crate::upload::rm_prefix(&store, &path, yes, cli.json).await,
+        Command::Rm { path, .. } => {
             let path: StoragePath = path.parse()?;
             crate::interrupt::watch(&store, &path.collection).await?;
             let info = Store::delete(&store, &path).await?;
@@ -231,61 +241,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Log { collection, limit } => {
-            require_collection(&store, &collection).await?;
-            let head = store.head(&collection).await?;
-            let mut out = std::io::stdout().lock();
-            let mut rows = Vec::new();
-            let oldest = head.version.saturating_sub(limit.saturating_sub(1)).max(1);
-            for v in (oldest..=head.version).rev() {
-                match store.root_at(&collection, v).await {
-                    Ok(root) => rows.push(root),
-                    Err(Error::NotFound { .. }) => break, // removed by retention
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if cli.json {
-                let items: Vec<_> = rows
-                    .iter()
-                    .map(|r| json!({"version": r.version, "timestamp_ms": r.timestamp_ms, "files": r.file_count(), "bytes": r.total_bytes(), "commit_id": r.commit_id.to_string()}))
-                    .collect();
-                let _ = writeln!(out, "{}", json!(items));
-            } else {
-                for r in rows {
-                    let _ = writeln!(
-                        out,
-                        "version {:>6}  {}  {:>8} files  {:>12} bytes  commit {}",
-                        r.version,
-                        crate::timestamp(r.timestamp_ms, true),
-                        r.file_count(),
-                        r.total_bytes(),
-                        r.commit_id
-                    );
-                }
-            }
-            Ok(())
-        }
+        Command::Log {
+            collection,
+            limit,
+            all,
+        } => crate::read::log(&store, &collection, (!all).then_some(limit), cli.json).await,
     }
-}
-
-/// Parses a list prefix: `collection/backend`, `collection/backend/shard` or a full path
-/// whose last component is a segment prefix.
-fn parse_prefix(s: &str) -> Result<StoragePath> {
-    let parts: Vec<&str> = s.trim_end_matches('/').split('/').collect();
-    let backend = |b: &str| b.parse::<StorageBackend>();
-    let prefix = match parts.as_slice() {
-        [c, b] => StoragePath::unsharded(*c, backend(b)?, ""),
-        [c, b, shard] => StoragePath::new(*c, backend(b)?, *shard, ""),
-        [c, b, shard, seg] => StoragePath::new(*c, backend(b)?, *shard, *seg),
-        _ => {
-            return Err(Error::invalid_path(
-                s,
-                "expected collection/backend[/shard[/segment-prefix]]",
-            ))
-        }
-    };
-    prefix.validate_prefix()?;
-    Ok(prefix)
 }
 
 pub fn report(json: bool, value: serde_json::Value, text: &str) {

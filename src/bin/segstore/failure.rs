@@ -26,6 +26,8 @@ pub enum Failure {
     Busy(String),
     /// The store reported an error.
     Store(Error),
+    /// Some `doctor` checks failed (exit 1); each is printed on its own line.
+    Checks(String),
 }
 
 impl From<Error> for Failure {
@@ -37,7 +39,9 @@ impl From<Error> for Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(m) | Failure::Missing(m) | Failure::Busy(m) => f.write_str(m),
+            Failure::Usage(m) | Failure::Missing(m) | Failure::Busy(m) | Failure::Checks(m) => {
+                f.write_str(m)
+            }
             Failure::LocalFile { what, source } => write!(f, "{what}: {source}"),
             Failure::Store(Error::NotFound { path }) => match manifest_version(path) {
                 Some((collection, version)) => write!(
@@ -84,6 +88,7 @@ impl Failure {
             Failure::LocalFile { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 3,
             Failure::LocalFile { .. } => 4,
             Failure::Busy(_) => 5,
+            Failure::Checks(_) => 1,
             Failure::Store(e) => store_exit_code(e),
         }
     }

@@ -154,6 +154,7 @@ pub async fn gc(store: &Store, options: &GcOptions, json: bool) -> Result<()> {
             "blobs_referenced": r.blobs_referenced, "blobs_deleted": r.blobs_deleted,
             "bytes_freed": r.bytes_freed, "trees_deleted": r.trees_deleted,
             "young_unreferenced": r.young_unreferenced, "failures": r.failures,
+            "retention": retention_json(&r.retention),
         }),
         &format!(
             "{}{} blobs ({} bytes) and {} tree nodes {}; {} versions deleted, {} kept; {} young unreferenced objects kept{}",
@@ -168,7 +169,87 @@ pub async fn gc(store: &Store, options: &GcOptions, json: bool) -> Result<()> {
             if r.failures.is_empty() { String::new() } else { format!("; {} failures (retried next run)", r.failures.len()) },
         ),
     );
+    if r.dry_run && !json {
+        for (collection, ret) in &r.retention {
+            print!("{}", explain(collection, ret));
+        }
+    }
     Ok(())
+}
+
+/// Per collection: the versions deleted, and each kept version with its reasons.
+fn retention_json(
+    all: &std::collections::BTreeMap<String, segstore::gc::RetentionReport>,
+) -> serde_json::Value {
+    let per: serde_json::Map<String, serde_json::Value> = all
+        .iter()
+        .map(|(c, r)| {
+            let kept: Vec<_> = r
+                .kept
+                .iter()
+                .map(|v| {
+                    let why: Vec<String> = r
+                        .reasons
+                        .get(v)
+                        .into_iter()
+                        .flatten()
+                        .map(|w| w.to_string())
+                        .collect();
+                    json!({"version": v, "reasons": why})
+                })
+                .collect();
+            (
+                c.clone(),
+                json!({"deleted": r.deleted, "kept": kept, "expired_snapshots": r.expired_snapshots}),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(per)
+}
+
+/// `1-3, 5, 7-9`.
+fn ranges(versions: &[u64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < versions.len() {
+        let mut j = i;
+        while j + 1 < versions.len() && versions[j + 1] == versions[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            versions[i].to_string()
+        } else {
+            format!("{}-{}", versions[i], versions[j])
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
+/// The dry run's explanation of one collection's retention, one line per kept version.
+fn explain(collection: &str, r: &segstore::gc::RetentionReport) -> String {
+    let mut out = if r.deleted.is_empty() {
+        format!("{collection}: no version would be deleted\n")
+    } else {
+        format!(
+            "{collection}: would delete versions {} (no rule keeps them)\n",
+            ranges(&r.deleted)
+        )
+    };
+    for name in &r.expired_snapshots {
+        out.push_str(&format!("  would remove expired snapshot {name}\n"));
+    }
+    for v in &r.kept {
+        let why: Vec<String> = r
+            .reasons
+            .get(v)
+            .into_iter()
+            .flatten()
+            .map(|w| w.to_string())
+            .collect();
+        out.push_str(&format!("  keeps version {v}: {}\n", why.join(", ")));
+    }
+    out
 }
 
 pub async fn verify(store: &Store, sample: Option<f64>, repair: bool, json: bool) -> Result<()> {
@@ -258,13 +339,16 @@ pub async fn stats(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A spinner on stderr for long operations, hidden for JSON output or when stderr is not
-/// a terminal.
+/// A spinner with the elapsed time on stderr, for long operations the library reports no
+/// progress of; hidden for JSON output or when stderr is not a terminal.
 pub fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
     if !show_progress(json) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
     bar.set_message(message.to_owned());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
@@ -347,14 +431,16 @@ pub async fn import(
     Ok(())
 }
 
-/// A byte progress bar on stderr for a transfer of `len` bytes, hidden like [`progress`].
+/// A byte progress bar on stderr for a transfer of `len` bytes, hidden like [`progress`]:
+/// bytes, rate and ETA, the bar taking what the terminal's width leaves (so the line fits
+/// an 80-column terminal).
 pub fn bytes_bar(json: bool, len: u64, message: &str) -> indicatif::ProgressBar {
     if !show_progress(json) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     ) {
         bar.set_style(style);
     }

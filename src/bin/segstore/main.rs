@@ -4,11 +4,15 @@
 
 mod commands;
 mod demo;
+mod doctor;
 mod failure;
+mod fetch;
 mod interrupt;
 mod lifecycle;
 mod open;
+mod read;
 mod replicate;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +21,7 @@ use clap::{Parser, Subcommand};
 
 /// Content-addressed, crash-safe storage for search-engine segment files.
 #[derive(Debug, Parser)]
-#[command(name = "segstore", version, about)]
+#[command(name = "segstore", version, about, after_help = EXAMPLES)]
 pub struct Cli {
     /// A TOML config file (see README); without one, the store is local in `--data-dir`.
     #[arg(long, global = true, env = "SEGSTORE_CONFIG")]
@@ -49,31 +53,77 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Examples shown by `segstore --help`.
+const EXAMPLES: &str = "Examples:
+  segstore put products/tantivy/seg1.idx seg1.idx   one file, as a new version
+  segstore put -r index/ products/tantivy           a directory as one commit
+  segstore ls -l products                           files with sizes
+  segstore get products/tantivy/meta.json --snapshot nightly
+  segstore diff products 41 42                      changes between versions
+  segstore gc --dry-run                             what GC would delete, why
+  segstore --json log products                      machine-readable history
+  segstore completions bash > /etc/bash_completion.d/segstore
+";
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show segstore working end to end, in a store of its own (`./segstore-demo`).
     Demo,
-    /// Store a file at a path (`collection/backend/[shard/]segment`), from a file or stdin.
+    /// Store a file, or with `-r` a whole directory as one commit.
+    ///
+    /// `put PATH [FILE]` stores FILE (or stdin) at PATH (`collection/backend/[shard/]segment`);
+    /// `put -r DIR PREFIX` stores every file of DIR under PREFIX as one atomic commit.
     Put {
-        /// Target path.
+        /// Target path; with `-r`, the directory to upload.
         path: String,
-        /// Source file; `-` or nothing reads stdin.
+        /// Source file; `-` or nothing reads stdin. With `-r`, the prefix
+        /// `collection/backend[/shard]` (subdirectories of DIR become shards).
         file: Option<PathBuf>,
+        /// Upload the directory PATH under the prefix FILE, as one atomic commit; symbolic
+        /// links and special files are refused.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// A message recorded with the new version (shown by `log`).
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Metadata recorded with the new version; repeat for more keys.
+        #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+        meta: Vec<(String, String)>,
     },
-    /// Print a file to stdout, or write it to `--output`.
+    /// Print a file to stdout, or write it to `--output` (alias `cat`).
+    #[command(visible_alias = "cat")]
     Get {
         /// Path to read.
         path: String,
         /// Output file; `-` is stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        at: read::At,
     },
-    /// List the collections, or the paths under a prefix
-    /// (`collection/backend[/shard[/segment-prefix]]`).
+    /// List the collections, or the files under a prefix.
+    ///
+    /// The prefix is `collection[/backend[/shard[/segment-prefix]]]`.
     Ls {
         /// The prefix; without one, the collections.
         prefix: Option<String>,
+        /// Long listing: sizes and hashes of files; files, bytes and version of collections.
+        #[arg(short, long)]
+        long: bool,
+        /// Without a prefix: every file of every collection.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        #[command(flatten)]
+        at: read::At,
+    },
+    /// Logical and deduplicated bytes per collection, or of one prefix.
+    Du {
+        /// The prefix (`collection[/backend[/shard[/segment-prefix]]]`); without one, every
+        /// collection.
+        prefix: Option<String>,
+        #[command(flatten)]
+        at: read::At,
     },
     /// Rename a file atomically, replacing the target.
     Mv {
@@ -82,10 +132,19 @@ pub enum Command {
         /// Target path.
         to: String,
     },
-    /// Delete a file (deleting a missing file succeeds).
+    /// Delete a file, or with `-r --yes` every file under a prefix or of a collection.
+    ///
+    /// Deleting a missing file succeeds. `rm -r` deletes as one commit; earlier versions stay
+    /// until retention and GC remove them (`snapshot restore` brings them back).
     Rm {
-        /// Path to delete.
+        /// Path to delete; with `-r`, a prefix or a collection name.
         path: String,
+        /// Delete every file under the prefix.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Confirm `-r` (without it, `rm -r` says what it would delete and exits 2).
+        #[arg(long)]
+        yes: bool,
     },
     /// Manage snapshots (named pins of a version).
     Snapshot {
@@ -103,7 +162,7 @@ pub enum Command {
     },
     /// Apply retention and delete unreferenced blobs older than the grace period.
     Gc {
-        /// Report what would be deleted; delete nothing.
+        /// Report what would be deleted and why each kept version is kept; delete nothing.
         #[arg(long)]
         dry_run: bool,
         /// Keep unreferenced objects younger than this (e.g. `1h`, `90m`). Default: the
@@ -118,6 +177,16 @@ pub enum Command {
         /// `[retention] keep_within`, else 24h.
         #[arg(long, value_parser = parse_duration)]
         keep_within: Option<std::time::Duration>,
+        /// Also keep the newest version of each of the last N days (UTC), as restic does.
+        /// Default: the config file's `[retention] keep_daily`, else none.
+        #[arg(long)]
+        keep_daily: Option<u64>,
+        /// Also keep the newest version of each of the last N weeks (Monday to Sunday).
+        #[arg(long)]
+        keep_weekly: Option<u64>,
+        /// Also keep the newest version of each of the last N months.
+        #[arg(long)]
+        keep_monthly: Option<u64>,
     },
     /// Check that every referenced blob exists and matches its hash.
     Verify {
@@ -156,14 +225,39 @@ pub enum Command {
     Sync(replicate::SyncArgs),
     /// Create a collection sharing every object of a version of another (zero copy).
     Fork(replicate::ForkArgs),
-    /// Show a collection's version history, newest first.
+    /// Show a collection's retained versions, newest first, with their snapshots.
     Log {
         /// The collection.
         collection: String,
-        /// How many versions to show.
+        /// How many versions to show, newest first (`0` shows none, as in git).
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: u64,
+        /// Show every retained version.
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
+    /// Check the store: connectivity, credentials, conditional writes, L1, clock skew.
+    ///
+    /// Each line is ok, warn or fail; exits 1 if any check fails. Writes nothing.
+    Doctor,
+    /// Print a shell completion script to stdout.
+    ///
+    /// For example `segstore completions bash > /etc/bash_completion.d/segstore`.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+/// Shells that `segstore completions` writes a script for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 /// Snapshot subcommands.
@@ -215,6 +309,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{s:?} is longer than the limit of 100000 years"));
     }
     Ok(d)
+}
+
+/// `KEY=VALUE` of `put --meta`.
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// A fraction from 0.0 to 1.0.
