@@ -355,7 +355,7 @@ async fn cli_get_of_one_file() {
     assert_eq!(std::fs::read(dir.path().join("out.bin")).unwrap(), data);
     let requests = proxy.take_requests();
     println!("CLI get: {} requests {requests:#?}", requests.len());
-    // Budget: <= 4. The issue measured 14 (HeadBucket and identity read twice); 12 now.
+    // Budget: <= 4. The issue measured 14 (HeadBucket and identity read twice); 11 now.
     assert!(requests.len() <= CLI_GET_NOW, "{requests:?}");
     let identity_reads = requests
         .iter()
@@ -387,11 +387,11 @@ async fn cli_get_of_a_missing_store_creates_nothing() {
     );
 }
 
-/// Today's count of a CLI `get` (budget 4), kept as a regression guard until met. 12: one
+/// Today's count of a CLI `get` (budget 4), kept as a regression guard until met. 11: one
 /// `HeadBucket` and one identity read (the open refuses to create, so it needs no separate
-/// existence check; 14 before), then a cold head discovery (the `_latest` hint, probes, the
-/// retention boundary), the root, two tree nodes and the blob.
-const CLI_GET_NOW: usize = 12;
+/// existence check), a cold head discovery (the `_latest` hint, three probes, the retention
+/// boundary), the root, two tree nodes and the blob.
+const CLI_GET_NOW: usize = 11;
 
 /// The Tantivy rows: a cold process opens an index on S3 and runs one query.
 #[test]
