@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use super::references::Reference;
 use super::transaction::{self, Op};
-use super::{CommitInfo, Store};
+use super::{Collection, CommitInfo, Store};
 use crate::backend::PutOutcome;
 use crate::clock::Stamp;
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
-use crate::manifest::tree::EncodedNode;
+use crate::manifest::tree::{Changes, EncodedNode};
 use crate::manifest::{encode_root, head, CommitId, ManifestRoot, ShardKey, ShardRef};
 
 /// What a commit should do to the latest version.
@@ -41,6 +41,30 @@ pub(crate) enum Plan {
         own: Vec<(Reference, Stamp)>,
         expect_head: Option<u64>,
     },
+    /// The requests of several callers, on disjoint paths, as one version (see
+    /// [`group`](super::group)): each member's outcome is recorded in it.
+    Group(Vec<Member>),
+}
+
+/// One caller's request in a [`Plan::Group`], and its outcome in the last attempt.
+pub(crate) struct Member {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) base: Option<Arc<ManifestRoot>>,
+    /// Why this member is left out of the version (its own conflict or reference error).
+    pub(crate) failed: Option<Error>,
+    /// The head version, when this member's ops change nothing on it.
+    pub(crate) unchanged_at: Option<u64>,
+}
+
+impl Member {
+    pub(crate) fn new(ops: Vec<Op>, base: Option<Arc<ManifestRoot>>) -> Self {
+        Member {
+            ops,
+            base,
+            failed: None,
+            unchanged_at: None,
+        }
+    }
 }
 
 pub(crate) enum Attempt {
@@ -72,7 +96,7 @@ impl Store {
                 }
             }
         }
-        self.commit_plan(collection, Plan::Ops { ops, base }).await
+        self.commit_grouped(collection, ops, base).await
     }
 
     /// The foreign references of `plan` (see [`references`](super::references)), and the
@@ -81,21 +105,9 @@ impl Store {
         let mut refs = Vec::new();
         let mut own_deadline = None;
         match plan {
-            Plan::Ops { ops, .. } => {
-                for op in ops {
-                    if let Op::Put { entry, .. } = op {
-                        if entry.inline.is_none() {
-                            self.blob_references(
-                                &entry.id,
-                                entry.size,
-                                "a staged file",
-                                &mut refs,
-                                &mut own_deadline,
-                            );
-                        }
-                    }
-                }
-            }
+            Plan::Ops { ops, .. } => (refs, own_deadline) = self.ops_references(ops),
+            // Confirmed member by member (`member_changes`).
+            Plan::Group(_) => {}
             Plan::Replace { source, .. } => refs.push(Reference::Version(*source)),
             Plan::Adopt {
                 references, own, ..
@@ -119,9 +131,77 @@ impl Store {
         (refs, own_deadline)
     }
 
+    /// The foreign references of staged files that `ops` put, and the deadline of their
+    /// own uploads' stall windows.
+    fn ops_references(&self, ops: &[Op]) -> (Vec<Reference>, Option<Stamp>) {
+        let mut refs = Vec::new();
+        let mut own_deadline = None;
+        for op in ops {
+            if let Op::Put { entry, .. } = op {
+                if entry.inline.is_none() {
+                    self.blob_references(
+                        &entry.id,
+                        entry.size,
+                        "a staged file",
+                        &mut refs,
+                        &mut own_deadline,
+                    );
+                }
+            }
+        }
+        refs.sort_by_key(|r| format!("{r:?}"));
+        refs.dedup();
+        (refs, own_deadline)
+    }
+
+    /// One group member's changes on `head`, after its own conflict check and with its
+    /// references confirmed under the GC protocol, and the deadline they set the commit
+    /// point.
+    async fn member_changes(
+        &self,
+        collection: &str,
+        head: &ManifestRoot,
+        member: &Member,
+        began: Stamp,
+    ) -> Result<(Changes, Option<Stamp>)> {
+        let trees = &self.inner.trees;
+        if let Some(base) = &member.base {
+            transaction::check_conflicts(trees, base, head, &member.ops).await?;
+        }
+        let (references, own_deadline) = self.ops_references(&member.ops);
+        let deadline = if references.is_empty() {
+            own_deadline
+        } else {
+            let confirmed = self
+                .confirm_references(collection, &references, began)
+                .await?;
+            Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
+        };
+        Ok((
+            transaction::resolve(trees, head, &member.ops).await?,
+            deadline,
+        ))
+    }
+
     pub(crate) async fn commit_plan(&self, collection: &str, plan: Plan) -> Result<CommitInfo> {
         let c = self.collection(collection)?;
         let _serialised = c.commit_lock.lock().await;
+        self.commit_locked(&c, plan).await.0
+    }
+
+    /// Commits `plan` to `c` (its commit lock held), and gives the plan back with the
+    /// members' outcomes of a [`Plan::Group`].
+    pub(super) async fn commit_locked(
+        &self,
+        c: &Collection,
+        mut plan: Plan,
+    ) -> (Result<CommitInfo>, Plan) {
+        let result = self.commit_attempts(c, &mut plan).await;
+        (result, plan)
+    }
+
+    async fn commit_attempts(&self, c: &Collection, plan: &mut Plan) -> Result<CommitInfo> {
+        let collection = c.name.as_str();
         let commit_id = CommitId::random();
         let trees = &self.inner.trees;
         let clock = self.clock();
@@ -141,7 +221,38 @@ impl Store {
                 Some((at, head)) => (at, head),
                 None => (Stamp::now(clock), self.check_head(&c).await?),
             };
-            let (shards, nodes) = match &plan {
+            // The deadline the members of a group set the commit point.
+            let mut group_deadline: Option<Stamp> = None;
+            let (shards, nodes) = match plan {
+                Plan::Group(members) => {
+                    let mut all = Changes::new();
+                    for m in members.iter_mut() {
+                        m.unchanged_at = None;
+                        m.failed = None;
+                        match self.member_changes(collection, &head, m, began).await {
+                            Ok((changes, due)) => {
+                                if changes.is_empty() {
+                                    m.unchanged_at = Some(head.version);
+                                }
+                                for (shard, entries) in changes {
+                                    all.entry(shard).or_default().extend(entries);
+                                }
+                                if let Some(due) = due {
+                                    group_deadline =
+                                        Some(group_deadline.map_or(due, |d| d.min(due)));
+                                }
+                            }
+                            Err(e) => m.failed = Some(e),
+                        }
+                    }
+                    if all.is_empty() {
+                        return Ok(CommitInfo {
+                            version: head.version,
+                            created: false,
+                        });
+                    }
+                    trees.apply(&head, &all).await?
+                }
                 Plan::Ops { ops, base } => {
                     if let Some(base) = base {
                         transaction::check_conflicts(trees, base, &head, ops).await?;
@@ -189,7 +300,11 @@ impl Store {
             // protocol, with a deadline for the commit point.
             // Classified again on every attempt: an own upload whose stall window ended
             // while this commit was slow (a stalled request, a lost race) is foreign now.
-            let (references, own_deadline) = self.plan_references(&plan);
+            let (references, own_deadline) = self.plan_references(plan);
+            let own_deadline = match (own_deadline, group_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let deadline = if references.is_empty() {
                 own_deadline
             } else {
@@ -269,11 +384,7 @@ impl Store {
     /// confirmed: only with `lean_commits`, only on a first attempt, only a head that exists (a collection seen
     /// empty may be filled by an import whose versions do not start at 1), and only while
     /// retention cannot have deleted its successors (`version_min_age`).
-    fn fresh_head(
-        &self,
-        c: &super::Collection,
-        attempt: u32,
-    ) -> Option<(Stamp, Arc<ManifestRoot>)> {
+    fn fresh_head(&self, c: &Collection, attempt: u32) -> Option<(Stamp, Arc<ManifestRoot>)> {
         if attempt > 1 || !self.inner.options.lean_commits {
             return None;
         }

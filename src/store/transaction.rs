@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{CommitInfo, Plan, Store};
+use super::{CommitInfo, Store};
 use crate::error::{Error, Result};
 use crate::manifest::tree::{Changes, Trees};
 use crate::manifest::{FileEntry, ManifestRoot, ShardKey};
@@ -225,10 +225,8 @@ impl Transaction {
 
     /// Commits every recorded operation as one new version.
     pub async fn commit(self) -> Result<CommitInfo> {
-        let plan = Plan::Ops {
-            ops: self.ops,
-            base: Some(self.base),
-        };
-        self.store.commit_plan(&self.collection, plan).await
+        self.store
+            .commit_grouped(&self.collection, self.ops, Some(self.base))
+            .await
     }
 }
