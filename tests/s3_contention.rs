@@ -171,10 +171,21 @@ async fn a_hundred_writers_on_one_collection_all_land() {
         })
         .count();
     let per_commit = (requests.len() - 2 * opens) as f64 / commits;
+    let kind = |r: &str| -> String {
+        match r.split_whitespace().next() {
+            Some("GET") if r.contains("list-type=") => "LIST".into(),
+            Some(method) => method.into(),
+            None => "?".into(),
+        }
+    };
+    let mut by_kind = std::collections::BTreeMap::new();
+    for r in &requests {
+        *by_kind.entry(kind(r)).or_insert(0u64) += 1;
+    }
     println!(
         "{processes} processes x {tasks} tasks, {} ms per request: {} versions for {} commits; \
          commit latency p50 {} ms, p99 {} ms, max {} ms; {:.2} requests per commit \
-         ({} requests, {} of them the {opens} opens)",
+         ({} requests, {} of them the {opens} opens; by kind {by_kind:?})",
         latency.as_millis(),
         head.version,
         acked.len(),
