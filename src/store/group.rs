@@ -138,11 +138,12 @@ impl Store {
         for (member, reply) in members.into_iter().zip(replies) {
             let answer = match (member.failed, member.unchanged_at, &result) {
                 (Some(own), _, _) => Err(own),
-                (None, _, Err(shared)) => Err(shared.duplicate()),
-                (None, Some(version), Ok(_)) => Ok(CommitInfo {
+                // Its ops change nothing on that version, whatever became of the others.
+                (None, Some(version), _) => Ok(CommitInfo {
                     version,
                     created: false,
                 }),
+                (None, None, Err(shared)) => Err(shared.duplicate()),
                 (None, None, Ok(info)) => Ok(*info),
             };
             // A caller that stopped waiting does not need its answer.
