@@ -217,9 +217,9 @@ impl Store {
             // commit) is built on without probing: if someone committed meanwhile, the
             // create-only write of the root fails and the next attempt probes.
             // `probed_at` is when the head was last known to be the latest version.
-            let (probed_at, head) = match self.fresh_head(&c, attempt) {
+            let (probed_at, head) = match self.fresh_head(c, attempt) {
                 Some((at, head)) => (at, head),
-                None => (Stamp::now(clock), self.check_head(&c).await?),
+                None => (Stamp::now(clock), self.check_head(c).await?),
             };
             // The deadline the members of a group set the commit point.
             let mut group_deadline: Option<Stamp> = None;
