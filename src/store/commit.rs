@@ -13,7 +13,7 @@ use crate::clock::Stamp;
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
-use crate::manifest::tree::{Changes, EncodedNode};
+use crate::manifest::tree::EncodedNode;
 use crate::manifest::{encode_root, head, CommitId, ManifestRoot, ShardKey, ShardRef};
 
 /// What a commit should do to the latest version.
@@ -43,28 +43,7 @@ pub(crate) enum Plan {
     },
     /// The requests of several callers, on disjoint paths, as one version (see
     /// [`group`](super::group)): each member's outcome is recorded in it.
-    Group(Vec<Member>),
-}
-
-/// One caller's request in a [`Plan::Group`], and its outcome in the last attempt.
-pub(crate) struct Member {
-    pub(crate) ops: Vec<Op>,
-    pub(crate) base: Option<Arc<ManifestRoot>>,
-    /// Why this member is left out of the version (its own conflict or reference error).
-    pub(crate) failed: Option<Error>,
-    /// The head version, when this member's ops change nothing on it.
-    pub(crate) unchanged_at: Option<u64>,
-}
-
-impl Member {
-    pub(crate) fn new(ops: Vec<Op>, base: Option<Arc<ManifestRoot>>) -> Self {
-        Member {
-            ops,
-            base,
-            failed: None,
-            unchanged_at: None,
-        }
-    }
+    Group(Vec<super::group::Member>),
 }
 
 pub(crate) enum Attempt {
@@ -133,7 +112,7 @@ impl Store {
 
     /// The foreign references of staged files that `ops` put, and the deadline of their
     /// own uploads' stall windows.
-    fn ops_references(&self, ops: &[Op]) -> (Vec<Reference>, Option<Stamp>) {
+    pub(super) fn ops_references(&self, ops: &[Op]) -> (Vec<Reference>, Option<Stamp>) {
         let mut refs = Vec::new();
         let mut own_deadline = None;
         for op in ops {
@@ -152,35 +131,6 @@ impl Store {
         refs.sort_by_key(|r| format!("{r:?}"));
         refs.dedup();
         (refs, own_deadline)
-    }
-
-    /// One group member's changes on `head`, after its own conflict check and with its
-    /// references confirmed under the GC protocol, and the deadline they set the commit
-    /// point.
-    async fn member_changes(
-        &self,
-        collection: &str,
-        head: &ManifestRoot,
-        member: &Member,
-        began: Stamp,
-    ) -> Result<(Changes, Option<Stamp>)> {
-        let trees = &self.inner.trees;
-        if let Some(base) = &member.base {
-            transaction::check_conflicts(trees, base, head, &member.ops).await?;
-        }
-        let (references, own_deadline) = self.ops_references(&member.ops);
-        let deadline = if references.is_empty() {
-            own_deadline
-        } else {
-            let confirmed = self
-                .confirm_references(collection, &references, began)
-                .await?;
-            Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
-        };
-        Ok((
-            transaction::resolve(trees, head, &member.ops).await?,
-            deadline,
-        ))
     }
 
     pub(crate) async fn commit_plan(&self, collection: &str, plan: Plan) -> Result<CommitInfo> {
@@ -225,26 +175,8 @@ impl Store {
             let mut group_deadline: Option<Stamp> = None;
             let (shards, nodes) = match plan {
                 Plan::Group(members) => {
-                    let mut all = Changes::new();
-                    for m in members.iter_mut() {
-                        m.unchanged_at = None;
-                        m.failed = None;
-                        match self.member_changes(collection, &head, m, began).await {
-                            Ok((changes, due)) => {
-                                if changes.is_empty() {
-                                    m.unchanged_at = Some(head.version);
-                                }
-                                for (shard, entries) in changes {
-                                    all.entry(shard).or_default().extend(entries);
-                                }
-                                if let Some(due) = due {
-                                    group_deadline =
-                                        Some(group_deadline.map_or(due, |d| d.min(due)));
-                                }
-                            }
-                            Err(e) => m.failed = Some(e),
-                        }
-                    }
+                    let (all, due) = self.group_changes(collection, &head, members, began).await;
+                    group_deadline = due;
                     if all.is_empty() {
                         return Ok(CommitInfo {
                             version: head.version,
