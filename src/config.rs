@@ -4,6 +4,8 @@
 //! [storage]
 //! backend = "local"            # "local" | "s3" | "cached"
 //! single_writer = false        # true: accept a server without create-only writes
+//! read_freshness = "strict"    # "strict", or a bound such as "1s" (see Freshness)
+//! lean_commits = true          # omit for StoreOptions' default
 //!
 //! [storage.local]
 //! data_dir = "./segstore-data"
@@ -31,7 +33,8 @@
 //!
 //! Environment variables override the file: `SEGSTORE_BACKEND`, `SEGSTORE_DATA_DIR`,
 //! `SEGSTORE_S3_BUCKET`, `SEGSTORE_S3_REGION`, `SEGSTORE_S3_PREFIX`, `SEGSTORE_S3_ENDPOINT`,
-//! `SEGSTORE_S3_FORCE_PATH_STYLE`, `SEGSTORE_L1_PATH`, `SEGSTORE_L1_MAX_SIZE_GB`. AWS
+//! `SEGSTORE_S3_FORCE_PATH_STYLE`, `SEGSTORE_L1_PATH`, `SEGSTORE_L1_MAX_SIZE_GB`,
+//! `SEGSTORE_READ_FRESHNESS`, `SEGSTORE_LEAN_COMMITS`. AWS
 //! credentials follow the standard chain (`AWS_ACCESS_KEY_ID`, profiles, ...).
 
 use std::path::{Path, PathBuf};
@@ -47,13 +50,13 @@ use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
 use crate::gc::{GcOptions, RetentionPolicy, DEFAULT_GRACE};
 use crate::storage::SegmentStorage;
-use crate::store::{CachedStorage, LocalStorage, S3Storage, Store, StoreOptions};
+use crate::store::{CachedStorage, Freshness, LocalStorage, S3Storage, Store, StoreOptions};
 
 /// `l1_max_size_gb` must be below this: 2^34 GB is 2^64 bytes, more than a `u64` counts.
 pub const L1_MAX_SIZE_GB_LIMIT: f64 = 17_179_869_184.0;
 
 /// Every environment variable that [`StorageConfig::apply_env`] reads.
-pub const ENV_VARS: [&str; 9] = [
+pub const ENV_VARS: [&str; 11] = [
     "SEGSTORE_BACKEND",
     "SEGSTORE_DATA_DIR",
     "SEGSTORE_S3_BUCKET",
@@ -63,6 +66,8 @@ pub const ENV_VARS: [&str; 9] = [
     "SEGSTORE_S3_FORCE_PATH_STYLE",
     "SEGSTORE_L1_PATH",
     "SEGSTORE_L1_MAX_SIZE_GB",
+    "SEGSTORE_READ_FRESHNESS",
+    "SEGSTORE_LEAN_COMMITS",
 ];
 
 /// The whole configuration file.
@@ -95,6 +100,13 @@ pub struct StorageSection {
     /// process only (see [`StoreOptions::single_writer`]). Off by default.
     #[serde(default)]
     pub single_writer: bool,
+    /// How fresh path reads must be: `"strict"` or a bound such as `"1s"` (see
+    /// [`StoreOptions::read_freshness`]). `None`: the default.
+    #[serde(default, deserialize_with = "optional_freshness")]
+    pub read_freshness: Option<Freshness>,
+    /// Commits with fewer requests (see [`StoreOptions::lean_commits`]). `None`: the
+    /// default.
+    pub lean_commits: Option<bool>,
 }
 
 /// The storage backend kinds.
@@ -187,6 +199,24 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
     parse_duration(&String::deserialize(d)?)
 }
 
+/// `"strict"`, or a duration (`"1s"`, `"500ms"`) for [`Freshness::Bounded`].
+fn parse_freshness(s: &str) -> std::result::Result<Freshness, String> {
+    if s == "strict" {
+        return Ok(Freshness::Strict);
+    }
+    humantime::parse_duration(s)
+        .map(Freshness::Bounded)
+        .map_err(|e| format!("expected \"strict\" or a duration such as \"1s\", not {s:?} ({e})"))
+}
+
+fn optional_freshness<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Freshness>, D::Error> {
+    parse_freshness(&String::deserialize(d)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 fn optional_duration<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<Duration>, D::Error> {
@@ -208,6 +238,8 @@ impl StorageConfig {
                 s3: None,
                 cached: None,
                 single_writer: false,
+                read_freshness: None,
+                lean_commits: None,
             },
             retention: RetentionSection::default(),
             gc: GcSection::default(),
@@ -289,6 +321,16 @@ impl StorageConfig {
                     bad("SEGSTORE_S3_FORCE_PATH_STYLE", &v, "expected true or false")
                 })?;
             }
+        }
+        if let Some(v) = var("SEGSTORE_READ_FRESHNESS") {
+            self.storage.read_freshness =
+                Some(parse_freshness(&v).map_err(|why| bad("SEGSTORE_READ_FRESHNESS", &v, &why))?);
+        }
+        if let Some(v) = var("SEGSTORE_LEAN_COMMITS") {
+            self.storage.lean_commits = Some(
+                v.parse()
+                    .map_err(|_| bad("SEGSTORE_LEAN_COMMITS", &v, "expected true or false"))?,
+            );
         }
         if let Some(v) = var("SEGSTORE_L1_PATH") {
             self.cached_mut().l1_path = v.into();
@@ -419,9 +461,15 @@ impl StorageConfig {
 
     /// The store options this config asks for.
     pub fn store_options(&self) -> StoreOptions {
+        let defaults = StoreOptions::default();
         StoreOptions {
             single_writer: self.storage.single_writer,
-            ..StoreOptions::default()
+            read_freshness: self
+                .storage
+                .read_freshness
+                .unwrap_or(defaults.read_freshness),
+            lean_commits: self.storage.lean_commits.unwrap_or(defaults.lean_commits),
+            ..defaults
         }
     }
 
@@ -539,5 +587,63 @@ mod tests {
         assert!(c
             .apply_env(|k| (k == "SEGSTORE_BACKEND").then(|| "tape".to_owned()))
             .is_err());
+    }
+
+    #[test]
+    fn read_freshness_and_lean_commits() {
+        let local = "[storage]\nbackend = \"local\"\n[storage.local]\ndata_dir = \"d\"\n";
+        let defaults = StoreOptions::default();
+        let plain = parse(local).unwrap().store_options();
+        assert_eq!(plain.read_freshness, defaults.read_freshness);
+        assert_eq!(plain.lean_commits, defaults.lean_commits);
+
+        let set = |keys: &str| {
+            let text = local.replace("[storage.local]", &format!("{keys}\n[storage.local]"));
+            parse(&text)
+        };
+        let c = set("read_freshness = \"1s\"\nlean_commits = true").unwrap();
+        let options = c.store_options();
+        assert_eq!(
+            options.read_freshness,
+            Freshness::Bounded(Duration::from_secs(1))
+        );
+        assert!(options.lean_commits);
+        let c = set("read_freshness = \"strict\"\nlean_commits = false").unwrap();
+        assert_eq!(c.store_options().read_freshness, Freshness::Strict);
+        assert!(!c.store_options().lean_commits);
+
+        let bad = set("read_freshness = \"sometimes\"").unwrap_err();
+        assert!(bad.to_string().contains("read_freshness"), "{bad}");
+        assert!(bad.to_string().contains("strict"), "{bad}");
+        assert!(set("lean_commits = \"yes\"").is_err());
+
+        // The environment overrides the file, and bad values name the variable.
+        let env = |k: &str| match k {
+            "SEGSTORE_READ_FRESHNESS" => Some("250ms".to_owned()),
+            "SEGSTORE_LEAN_COMMITS" => Some("false".to_owned()),
+            _ => None,
+        };
+        let text = local.replace(
+            "[storage.local]",
+            "read_freshness = \"strict\"\nlean_commits = true\n[storage.local]",
+        );
+        let options = StorageConfig::from_toml_str_with_env(&text, env)
+            .unwrap()
+            .store_options();
+        assert_eq!(
+            options.read_freshness,
+            Freshness::Bounded(Duration::from_millis(250))
+        );
+        assert!(!options.lean_commits);
+        for (key, value) in [
+            ("SEGSTORE_READ_FRESHNESS", "soon"),
+            ("SEGSTORE_LEAN_COMMITS", "1"),
+        ] {
+            let e = StorageConfig::from_toml_str_with_env(local, |k| {
+                (k == key).then(|| value.to_owned())
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 }

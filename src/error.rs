@@ -306,6 +306,141 @@ impl Error {
         }
     }
 
+    /// A copy of this error for another caller of a shared operation (a group commit):
+    /// the same kind and fields; an underlying error is carried by its message.
+    pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        let boxed = |s: &Option<BoxError>| -> Option<BoxError> {
+            s.as_ref().map(|e| -> BoxError { e.to_string().into() })
+        };
+        match self {
+            Error::NotFound { path } => Error::NotFound { path: path.clone() },
+            Error::InvalidPath { path, reason } => Error::InvalidPath {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::Conflict {
+                collection,
+                path,
+                reason,
+            } => Error::Conflict {
+                collection: collection.clone(),
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::Corrupt {
+                object,
+                expected,
+                actual,
+            } => Error::Corrupt {
+                object: object.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            Error::OutOfRange {
+                path,
+                start,
+                end,
+                size,
+            } => Error::OutOfRange {
+                path: path.clone(),
+                start: *start,
+                end: *end,
+                size: *size,
+            },
+            Error::CorruptManifest { key, reason } => Error::CorruptManifest {
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            Error::StorageFull { context, source } => Error::StorageFull {
+                context: context.clone(),
+                source: io(source),
+            },
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: io(source),
+            },
+            Error::Backend {
+                context,
+                message,
+                source,
+            } => Error::Backend {
+                context: context.clone(),
+                message: message.clone(),
+                source: boxed(source),
+            },
+            Error::PermissionDenied { context, message } => Error::PermissionDenied {
+                context: context.clone(),
+                message: message.clone(),
+            },
+            Error::BucketNotFound { bucket } => Error::BucketNotFound {
+                bucket: bucket.clone(),
+            },
+            Error::Unavailable {
+                context,
+                message,
+                source,
+            } => Error::Unavailable {
+                context: context.clone(),
+                message: message.clone(),
+                source: boxed(source),
+            },
+            Error::CommitOutcomeUnknown {
+                collection,
+                version,
+                commit_id,
+            } => Error::CommitOutcomeUnknown {
+                collection: collection.clone(),
+                version: *version,
+                commit_id: *commit_id,
+            },
+            Error::ReferenceGone {
+                collection,
+                key,
+                reason,
+            } => Error::ReferenceGone {
+                collection: collection.clone(),
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            Error::Diverged {
+                collection,
+                version,
+                source_version,
+            } => Error::Diverged {
+                collection: collection.clone(),
+                version: *version,
+                source_version: *source_version,
+            },
+            Error::GcInProgress { epoch } => Error::GcInProgress { epoch: *epoch },
+            Error::ReadOnly(m) => Error::ReadOnly(m.clone()),
+            Error::InvalidConfig(m) => Error::InvalidConfig(m.clone()),
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
+            Error::VersionExpired {
+                collection,
+                path,
+                version,
+            } => Error::VersionExpired {
+                collection: collection.clone(),
+                path: path.clone(),
+                version: *version,
+            },
+            Error::SettingsMismatch {
+                setting,
+                store,
+                process,
+            } => Error::SettingsMismatch {
+                setting: setting.clone(),
+                store: store.clone(),
+                process: process.clone(),
+            },
+            Error::CacheLocked { dir, holder } => Error::CacheLocked {
+                dir: dir.clone(),
+                holder: *holder,
+            },
+        }
+    }
+
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

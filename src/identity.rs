@@ -315,6 +315,20 @@ pub async fn read(backend: &dyn ObjectBackend) -> Result<Option<StoreIdentity>> 
     }
 }
 
+/// Reads the identity of an existing store and checks that `options` may open it, creating
+/// nothing: what read-only openers use, so that one read both proves the store exists and
+/// opens it. `None` when the store has no identity (no store, or one made by an older
+/// version).
+pub async fn open_existing(
+    backend: &dyn ObjectBackend,
+    options: &StoreOptions,
+) -> Result<Option<StoreIdentity>> {
+    match read(backend).await? {
+        Some(found) => check_mode(backend, found, options).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Reads the store's identity, creating it (after checking conditional writes) if the
 /// store has none. `None` only for a store without identity that this process cannot
 /// write (a read-only open of a store made by an older version).

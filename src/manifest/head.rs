@@ -37,6 +37,7 @@ async fn version_exists(
 
 /// The latest version at or after `known`, which must exist (or be 0 for "nothing known
 /// to exist", which is only correct for a collection whose version 1 was never deleted).
+/// Every version returned other than `known` was seen to exist, with its successor absent.
 pub async fn probe_from(backend: &dyn ObjectBackend, collection: &str, known: u64) -> Result<u64> {
     let mut low = known;
     let mut step = 1u64;
@@ -65,11 +66,16 @@ pub async fn probe_from(backend: &dyn ObjectBackend, collection: &str, known: u6
 /// Finds the latest version from scratch: hint, then probes, then a listing as fallback.
 pub async fn discover(backend: &dyn ObjectBackend, collection: &str) -> Result<u64> {
     if let Some(hint) = read_hint(backend, collection).await? {
-        if hint > 0 && version_exists(backend, collection, hint).await? {
+        if hint > 0 {
+            // Probing tests every version it moves to, so a result past the hint exists and
+            // its successor does not: the hint itself needs a check only when it is the
+            // result.
             let latest = probe_from(backend, collection, hint).await?;
             // A hint naming a pinned version below the retention boundary exists while its
             // successors may be gone; only a result at or above the boundary is sound.
-            if latest >= read_boundary(backend, collection).await? {
+            if (latest > hint || version_exists(backend, collection, hint).await?)
+                && latest >= read_boundary(backend, collection).await?
+            {
                 return Ok(latest);
             }
         }
@@ -188,6 +194,7 @@ pub async fn load_root(
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
+    use std::sync::Arc;
 
     async fn make_versions(backend: &MemoryBackend, range: std::ops::RangeInclusive<u64>) {
         for v in range {
@@ -215,5 +222,33 @@ mod tests {
         assert_eq!(discover(&backend, "c").await.unwrap(), 1000);
         maybe_write_hint(&backend, "c", 992).await;
         assert_eq!(discover(&backend, "c").await.unwrap(), 1000);
+    }
+
+    #[tokio::test]
+    async fn discovery_from_a_stale_hint_skips_checking_the_hint() {
+        use crate::backend::counting::CountingBackend;
+        let memory: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::new());
+        let counting: CountingBackend = CountingBackend::new(memory);
+        for v in 1..=2 {
+            counting
+                .put(&keys::manifest("c", v), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        maybe_write_hint(&counting, "c", 1).await;
+        counting.reset();
+        assert_eq!(discover(&counting, "c").await.unwrap(), 2);
+        // The hint, probes of 2, 4 and 3, the boundary: a successor of the hint proves
+        // the run reaches past it, so the hint itself needs no HEAD.
+        assert_eq!(counting.snapshot().total(), 5, "{:?}", counting.snapshot());
+        // A hint that is the latest version still needs its own check.
+        counting.reset();
+        maybe_write_hint(&counting, "c", 1).await;
+        counting.delete(&keys::manifest("c", 2)).await.unwrap();
+        counting.reset();
+        assert_eq!(discover(&counting, "c").await.unwrap(), 1);
+        // A hint naming a version that is gone falls back to the listing.
+        counting.delete(&keys::manifest("c", 1)).await.unwrap();
+        assert_eq!(discover(&counting, "c").await.unwrap(), 0);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::references::Reference;
 use super::transaction::{self, Op};
-use super::{CommitInfo, Store};
+use super::{Collection, CommitInfo, Store};
 use crate::backend::PutOutcome;
 use crate::clock::Stamp;
 use crate::error::{Error, Result};
@@ -41,6 +41,9 @@ pub(crate) enum Plan {
         own: Vec<(Reference, Stamp)>,
         expect_head: Option<u64>,
     },
+    /// The requests of several callers, on disjoint paths, as one version (see
+    /// [`group`](super::group)): each member's outcome is recorded in it.
+    Group(Vec<super::group::Member>),
 }
 
 pub(crate) enum Attempt {
@@ -72,7 +75,7 @@ impl Store {
                 }
             }
         }
-        self.commit_plan(collection, Plan::Ops { ops, base }).await
+        self.commit_grouped(collection, ops, base).await
     }
 
     /// The foreign references of `plan` (see [`references`](super::references)), and the
@@ -81,21 +84,9 @@ impl Store {
         let mut refs = Vec::new();
         let mut own_deadline = None;
         match plan {
-            Plan::Ops { ops, .. } => {
-                for op in ops {
-                    if let Op::Put { entry, .. } = op {
-                        if entry.inline.is_none() {
-                            self.blob_references(
-                                &entry.id,
-                                entry.size,
-                                "a staged file",
-                                &mut refs,
-                                &mut own_deadline,
-                            );
-                        }
-                    }
-                }
-            }
+            Plan::Ops { ops, .. } => (refs, own_deadline) = self.ops_references(ops),
+            // Confirmed member by member (`member_changes`).
+            Plan::Group(_) => {}
             Plan::Replace { source, .. } => refs.push(Reference::Version(*source)),
             Plan::Adopt {
                 references, own, ..
@@ -119,6 +110,29 @@ impl Store {
         (refs, own_deadline)
     }
 
+    /// The foreign references of staged files that `ops` put, and the deadline of their
+    /// own uploads' stall windows.
+    pub(super) fn ops_references(&self, ops: &[Op]) -> (Vec<Reference>, Option<Stamp>) {
+        let mut refs = Vec::new();
+        let mut own_deadline = None;
+        for op in ops {
+            if let Op::Put { entry, .. } = op {
+                if entry.inline.is_none() {
+                    self.blob_references(
+                        &entry.id,
+                        entry.size,
+                        "a staged file",
+                        &mut refs,
+                        &mut own_deadline,
+                    );
+                }
+            }
+        }
+        refs.sort_by_key(|r| format!("{r:?}"));
+        refs.dedup();
+        (refs, own_deadline)
+    }
+
     pub(crate) async fn commit_plan(&self, collection: &str, plan: Plan) -> Result<CommitInfo> {
         self.commit_plan_noted(collection, plan, None).await
     }
@@ -132,6 +146,28 @@ impl Store {
     ) -> Result<CommitInfo> {
         let c = self.collection(collection)?;
         let _serialised = c.commit_lock.lock().await;
+        self.commit_locked(&c, plan, note).await.0
+    }
+
+    /// Commits `plan` to `c` (its commit lock held), and gives the plan back with the
+    /// members' outcomes of a [`Plan::Group`].
+    pub(super) async fn commit_locked(
+        &self,
+        c: &Collection,
+        mut plan: Plan,
+        note: Option<CommitNote>,
+    ) -> (Result<CommitInfo>, Plan) {
+        let result = self.commit_attempts(c, &mut plan, note).await;
+        (result, plan)
+    }
+
+    async fn commit_attempts(
+        &self,
+        c: &Collection,
+        plan: &mut Plan,
+        note: Option<CommitNote>,
+    ) -> Result<CommitInfo> {
+        let collection = c.name.as_str();
         let commit_id = CommitId::random();
         let trees = &self.inner.trees;
         let clock = self.clock();
@@ -147,11 +183,24 @@ impl Store {
             // commit) is built on without probing: if someone committed meanwhile, the
             // create-only write of the root fails and the next attempt probes.
             // `probed_at` is when the head was last known to be the latest version.
-            let (probed_at, head) = match self.fresh_head(&c, attempt) {
+            let (probed_at, head) = match self.fresh_head(c, attempt) {
                 Some((at, head)) => (at, head),
-                None => (Stamp::now(clock), self.check_head(&c).await?),
+                None => (Stamp::now(clock), self.check_head(c).await?),
             };
-            let (shards, nodes) = match &plan {
+            // The deadline the members of a group set the commit point.
+            let mut group_deadline: Option<Stamp> = None;
+            let (shards, nodes) = match plan {
+                Plan::Group(members) => {
+                    let (all, due) = self.group_changes(collection, &head, members, began).await;
+                    group_deadline = due;
+                    if all.is_empty() {
+                        return Ok(CommitInfo {
+                            version: head.version,
+                            created: false,
+                        });
+                    }
+                    trees.apply(&head, &all).await?
+                }
                 Plan::Ops { ops, base } => {
                     if let Some(base) = base {
                         transaction::check_conflicts(trees, base, &head, ops).await?;
@@ -200,7 +249,11 @@ impl Store {
             // protocol, with a deadline for the commit point.
             // Classified again on every attempt: an own upload whose stall window ended
             // while this commit was slow (a stalled request, a lost race) is foreign now.
-            let (references, own_deadline) = self.plan_references(&plan);
+            let (references, own_deadline) = self.plan_references(plan);
+            let own_deadline = match (own_deadline, group_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let deadline = if references.is_empty() {
                 own_deadline
             } else {
@@ -280,11 +333,7 @@ impl Store {
     /// confirmed: only with `lean_commits`, only on a first attempt, only a head that exists (a collection seen
     /// empty may be filled by an import whose versions do not start at 1), and only while
     /// retention cannot have deleted its successors (`version_min_age`).
-    fn fresh_head(
-        &self,
-        c: &super::Collection,
-        attempt: u32,
-    ) -> Option<(Stamp, Arc<ManifestRoot>)> {
+    fn fresh_head(&self, c: &Collection, attempt: u32) -> Option<(Stamp, Arc<ManifestRoot>)> {
         if attempt > 1 || !self.inner.options.lean_commits {
             return None;
         }

@@ -9,6 +9,7 @@ mod cached;
 mod commit;
 mod delegate;
 mod file;
+mod group;
 mod local;
 mod references;
 mod s3;
@@ -193,7 +194,9 @@ struct Collection {
     confirmed: std::sync::Mutex<Option<Stamp>>,
     /// Serialises this process's commits to the collection: they would only race each
     /// other. Other processes are kept out by the create-only commit itself.
-    commit_lock: tokio::sync::Mutex<()>,
+    commit_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Commit requests waiting for `commit_lock`, committed together (group commit).
+    queue: group::Queue,
 }
 
 impl Collection {
@@ -327,7 +330,8 @@ impl Store {
                     name: name.to_owned(),
                     head: RwLock::new(Arc::new(ManifestRoot::empty(name))),
                     confirmed: std::sync::Mutex::new(None),
-                    commit_lock: tokio::sync::Mutex::new(()),
+                    commit_lock: Default::default(),
+                    queue: Default::default(),
                 })
             });
         Ok(entry.clone())
@@ -524,8 +528,7 @@ impl Store {
             path: path.clone(),
             entry,
         }];
-        let plan = Plan::Ops { ops, base: None };
-        self.commit_plan(&path.collection, plan).await
+        self.commit_grouped(&path.collection, ops, None).await
     }
 
     /// Starts a transaction on `collection`, based on its latest version.

@@ -243,12 +243,19 @@ impl Transaction {
 
     /// Commits every recorded operation as one new version.
     pub async fn commit(self) -> Result<CommitInfo> {
-        let plan = Plan::Ops {
-            ops: self.ops,
-            base: Some(self.base),
-        };
+        if self.note.is_some() {
+            // A version with a note is this transaction's alone: not grouped with others.
+            let plan = Plan::Ops {
+                ops: self.ops,
+                base: Some(self.base),
+            };
+            return self
+                .store
+                .commit_plan_noted(&self.collection, plan, self.note)
+                .await;
+        }
         self.store
-            .commit_plan_noted(&self.collection, plan, self.note)
+            .commit_grouped(&self.collection, self.ops, Some(self.base))
             .await
     }
 }

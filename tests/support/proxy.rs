@@ -69,6 +69,20 @@ pub enum Fault {
         /// Time between the check and the write.
         window: Duration,
     },
+    /// Holds every request this long, then forwards it: S3's first-byte latency on a
+    /// loopback server, for the contention test and the latency bench
+    /// ([`latency_from_env`]).
+    Latency(Duration),
+}
+
+/// The per-request latency the latency test and bench inject: `SEGSTORE_PROXY_LATENCY_MS`
+/// milliseconds, 20 by default.
+pub fn latency_from_env() -> Duration {
+    let ms = std::env::var("SEGSTORE_PROXY_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    Duration::from_millis(ms)
 }
 
 /// The faults of [`Fault::Random`].
@@ -334,6 +348,7 @@ fn choose(fault: &Mutex<Fault>, conditional: bool, manifest: bool) -> Action {
             Action::Delay
         }
         Fault::StripHeader(h) => Action::Strip(h.clone()),
+        Fault::Latency(latency) => Action::Pause(*latency),
         Fault::CheckThenWrite { window } if conditional => Action::CheckThenWrite(*window),
         Fault::Flaky {
             reset,

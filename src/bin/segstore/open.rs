@@ -3,6 +3,7 @@
 //! command holds is waited for (up to `--lock-timeout`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use segstore::backend::local::LocalBackend;
 use segstore::backend::s3::S3Backend;
@@ -80,9 +81,12 @@ pub async fn open(
     access: Access,
     lock_timeout: std::time::Duration,
 ) -> Result<Opened, Failure> {
+    let gc_defaults = config.gc_options();
     if access == Access::Existing {
-        if let Some(missing) = missing_store(config).await? {
-            return Err(Failure::Missing(missing));
+        match open_existing(config).await? {
+            Existing::Opened(store) => return Ok(Opened { store, gc_defaults }),
+            Existing::Missing(missing) => return Err(Failure::Missing(missing)),
+            Existing::Present => {}
         }
     }
     let clock = clock::system();
@@ -101,11 +105,51 @@ pub async fn open(
             other => break other?,
         }
     };
-    Ok(Opened {
-        store,
-        gc_defaults: config.gc_options(),
+    Ok(Opened { store, gc_defaults })
+}
+
+/// What looking for an existing store found.
+enum Existing {
+    /// The store, opened by the same requests that found it (an S3 store with identity).
+    Opened(Store),
+    /// No store: the message says where none was found.
+    Missing(String),
+    /// A store, still to be opened the usual way.
+    Present,
+}
+
+/// Finds the store `config` names without creating anything. An S3 store is opened at
+/// once from the identity read that proves it exists: one `HeadBucket` and one `GetObject`
+/// in all, where checking first and then opening would send both twice.
+async fn open_existing(config: &StorageConfig) -> Result<Existing, Failure> {
+    let s = &config.storage;
+    if let (BackendKind::S3, Some(s3)) = (s.backend, &s.s3) {
+        let backend = S3Backend::connect(s3.clone()).await?;
+        let options = config.store_options();
+        if let Some(identity) = segstore::identity::open_existing(&backend, &options).await? {
+            let store = Store::with_identity(Arc::new(backend), options, Some(identity))?;
+            return Ok(Existing::Opened(store));
+        }
+        return Ok(if s3_has_manifests(&backend).await? {
+            Existing::Present
+        } else {
+            Existing::Missing(missing_s3(s3))
+        });
+    }
+    Ok(match missing_store(config).await? {
+        Some(missing) => Existing::Missing(missing),
+        None => Existing::Present,
     })
 }
+
+fn missing_s3(s3: &S3Config) -> String {
+    format!(
+        "no segstore store in bucket {} under prefix {:?} (check the config; {HINT})",
+        s3.bucket, s3.prefix
+    )
+}
+
+const HINT: &str = "a writing command (put, import) creates one";
 
 /// `Some(message)` when the store `config` names does not exist.
 async fn missing_store(config: &StorageConfig) -> Result<Option<String>, Failure> {
@@ -114,21 +158,15 @@ async fn missing_store(config: &StorageConfig) -> Result<Option<String>, Failure
         BackendKind::Cached => s.cached.as_ref().map_or(BackendKind::S3, |c| c.l2_backend),
         other => other,
     };
-    let hint = "a writing command (put, import) creates one";
     match (l2, &s.local, &s.s3) {
         (BackendKind::Local, Some(local), _) => Ok((!LocalBackend::is_store(&local.data_dir))
             .then(|| {
                 format!(
-                    "no segstore store at {} (check --data-dir or the config; {hint})",
+                    "no segstore store at {} (check --data-dir or the config; {HINT})",
                     local.data_dir.display()
                 )
             })),
-        (BackendKind::S3, _, Some(s3)) => Ok((!s3_has_store(s3).await?).then(|| {
-            format!(
-                "no segstore store in bucket {} under prefix {:?} (check the config; {hint})",
-                s3.bucket, s3.prefix
-            )
-        })),
+        (BackendKind::S3, _, Some(s3)) => Ok((!s3_has_store(s3).await?).then(|| missing_s3(s3))),
         _ => Ok(None), // validate() reports the missing section when the store opens
     }
 }
@@ -140,6 +178,11 @@ async fn s3_has_store(config: &S3Config) -> Result<bool, Failure> {
     if segstore::identity::read(&backend).await?.is_some() {
         return Ok(true);
     }
+    s3_has_manifests(&backend).await
+}
+
+/// Whether the prefix holds manifests (a store made before identities existed).
+async fn s3_has_manifests(backend: &S3Backend) -> Result<bool, Failure> {
     Ok(!backend
         .list(segstore::keys::MANIFESTS_PREFIX)
         .await?
