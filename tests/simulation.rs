@@ -477,6 +477,18 @@ struct World {
     lean: LeanCommits,
     /// Stores opened so far, so that each actor's choice is fixed by the seed.
     stores: Arc<std::sync::atomic::AtomicU64>,
+    seed: u64,
+    /// The store that a quarter of the actors (by the seed) share, as tasks of one process
+    /// do: their commits that meet in it are grouped into one version.
+    shared_store: Arc<Mutex<Option<Store>>>,
+}
+
+/// A fixed mix of the seed and a store's number (splitmix64's finaliser).
+fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Which actors commit with `StoreOptions::lean_commits`: `SEGSTORE_SIM_LEAN=0` none,
@@ -502,13 +514,7 @@ impl LeanCommits {
         match self {
             LeanCommits::Off => false,
             LeanCommits::On => true,
-            // A fixed mix of the seed and the store's number (splitmix64's finaliser).
-            LeanCommits::Mixed(seed) => {
-                let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                (z ^ (z >> 31)) & 1 == 1
-            }
+            LeanCommits::Mixed(seed) => mix(seed, k) & 1 == 1,
         }
     }
 }
@@ -522,6 +528,12 @@ impl World {
             lean_commits: self.lean.for_store(k),
             ..options(&self.clock)
         };
+        if (mix(self.seed, k) >> 1) & 3 == 0 {
+            let mut shared = self.shared_store.lock().unwrap();
+            return shared
+                .get_or_insert_with(|| Store::new(self.tier.clone(), options))
+                .clone();
+        }
         Store::new(self.tier.clone(), options)
     }
 
@@ -1042,6 +1054,8 @@ fn run_world(seed: u64, cached: bool) -> Outcome {
             sources: Vec::new(),
             lean: LeanCommits::for_seed(seed),
             stores: Arc::default(),
+            seed,
+            shared_store: Arc::default(),
         };
         for _ in 0..rng.random_range(1..4) {
             let path = PATHS[rng.random_range(0..PATHS.len())];
