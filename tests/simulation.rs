@@ -951,6 +951,80 @@ async fn lifecycle(w: World, mut rng: StdRng, steps: usize, name: &'static str) 
     }
 }
 
+/// Tasks of one process committing at the same moment, so that their commits meet in one
+/// group commit: new or deduplicated content, and entries copied from earlier versions
+/// (foreign references that each member confirms), to distinct paths or the same one.
+async fn burst(w: World, mut rng: StdRng, steps: usize) {
+    let store = w.store();
+    for _ in 0..steps {
+        if w.failed() {
+            return;
+        }
+        pause(&mut rng).await;
+        let mut copied = None;
+        if rng.random_bool(0.5) {
+            if let Ok(versions) = store.versions(COLLECTION).await {
+                if !versions.is_empty() {
+                    let (v, _) = versions[rng.random_range(0..versions.len())];
+                    let from = PATHS[rng.random_range(0..PATHS.len())];
+                    if let Ok(view) = store.view(COLLECTION, &Target::Version(v)).await {
+                        if let (Ok(Some(e)), Ok(b)) =
+                            (view.entry(&p(from)).await, view.read_bytes(&p(from)).await)
+                        {
+                            copied = Some((e, b));
+                        }
+                    }
+                }
+            }
+        }
+        let mut tasks = Vec::new();
+        for i in 0..rng.random_range(2..5) {
+            let path = PATHS[rng.random_range(0..PATHS.len())];
+            let store = store.clone();
+            let (data, task) = match (&copied, i) {
+                (Some((entry, bytes)), 0) => {
+                    let entry = entry.clone();
+                    let task = tokio::spawn(async move {
+                        let mut tx = store.transaction(COLLECTION).await?;
+                        tx.put_entry(&p(path), entry)?;
+                        tx.commit().await
+                    });
+                    (bytes.clone(), task)
+                }
+                _ => {
+                    let data = w.content(&mut rng);
+                    let d = data.clone();
+                    let task = tokio::spawn(async move { store.write_bytes(&p(path), d).await });
+                    (data, task)
+                }
+            };
+            tasks.push((path, data, task));
+        }
+        for (path, data, task) in tasks {
+            match task.await {
+                Ok(Ok(info)) => {
+                    w.log(
+                        "burst",
+                        format!("{path} ({} B) -> v{}", data.len(), info.version),
+                    );
+                    expect(
+                        &w.model,
+                        Expect {
+                            collection: COLLECTION.into(),
+                            version: info.version,
+                            path: path.into(),
+                            bytes: Some(data),
+                            what: "grouped write",
+                        },
+                    );
+                }
+                Ok(Err(e)) => w.log("burst", format!("{path}: {}", short(&e))),
+                Err(e) => w.log("burst", format!("{path}: task failed: {e}")),
+            }
+        }
+    }
+}
+
 async fn checker(w: World, mut rng: StdRng, rounds: usize) {
     for _ in 0..rounds {
         if w.failed() {
@@ -1096,6 +1170,7 @@ fn run_world(seed: u64, cached: bool) -> Outcome {
         tasks.push(tokio::spawn(lifecycle(world.clone(), sub(), 8, "gc1")));
         tasks.push(tokio::spawn(lifecycle(world.clone(), sub(), 5, "gc2")));
         tasks.push(tokio::spawn(checker(world.clone(), sub(), 10)));
+        tasks.push(tokio::spawn(burst(world.clone(), sub(), 4)));
         for t in tasks {
             if let Err(e) = t.await {
                 let mut m = model.lock().unwrap();
