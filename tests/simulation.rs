@@ -1,6 +1,7 @@
 //! Deterministic simulation of the store's lifecycle: the real `Store` (writes, streams,
 //! transactions with copied entries, files staged long before their commit, dedup of old
-//! content with outboards, GC with retention, snapshots, restore, import) on a simulated
+//! content with outboards, bursts of commits of one process that meet in group commits,
+//! lean and probing commits, GC with retention, snapshots, restore, import) on a simulated
 //! backend (latency within the clock margin, answers stalled for minutes to hours after the
 //! request was applied, slow listings, faults before and after
 //! a write is applied, cancelled operations as crashes) and virtual time (one paused
