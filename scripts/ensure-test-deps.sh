@@ -15,8 +15,11 @@ done
 
 
 moto_works() {
-    # A pyenv shim can exist without the command behind it, so ask it to run.
-    command -v moto_server >/dev/null 2>&1 && moto_server --help >/dev/null 2>&1
+    # A pyenv shim can exist without the command behind it, so check that the active
+    # Python has the server's module. (Running `moto_server --help` here made cargo's next
+    # probe of rustc fail on some machines.)
+    command -v moto_server >/dev/null 2>&1 \
+        && python3 -c 'import moto.server' >/dev/null 2>&1 < /dev/null
 }
 
 if ! moto_works; then
