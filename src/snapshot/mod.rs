@@ -65,18 +65,20 @@ impl Store {
             }),
         };
         let key = keys::pin(collection, name);
-        match self
-            .backend()
-            .put_if_absent(&key, encode_snapshot(&snapshot)?)
-            .await?
-        {
-            PutOutcome::Created => {}
-            PutOutcome::AlreadyExists => {
+        let bytes = encode_snapshot(&snapshot)?;
+        if self.backend().put_if_absent(&key, bytes.clone()).await? == PutOutcome::AlreadyExists {
+            // A void pin (below) holds the name of a snapshot that never was: replace it.
+            let void = match self.snapshot_raw(collection, name).await {
+                Ok(old) => self.is_void(&old).await?,
+                Err(Error::NotFound { .. }) => false,
+                Err(e) => return Err(e),
+            };
+            if !void || self.backend().put(&key, bytes).await.is_err() {
                 return Err(Error::Conflict {
                     collection: collection.to_owned(),
                     path: name.to_owned(),
                     reason: "a snapshot with this name already exists".into(),
-                })
+                });
             }
         }
         // Retention may be deleting the version right now: it raises the boundary, then
@@ -92,22 +94,53 @@ impl Store {
             Err(e) => Some(e),
         };
         if let Some(e) = refused {
-            let _ = self.backend().delete(&key).await;
+            // If this undo fails too (or the process dies first), the pin stays void: it
+            // names a version below the boundary that retention deleted, and every
+            // reader ignores it.
+            for _ in 0..3 {
+                if self.backend().delete(&key).await.is_ok() {
+                    break;
+                }
+            }
             return Err(e);
         }
         Ok(snapshot)
     }
 
-    /// The snapshot `name` of `collection`.
-    pub async fn snapshot(&self, collection: &str, name: &str) -> Result<Snapshot> {
-        validate_name(collection)?;
-        validate_name(name)?;
+    /// True if `snap` is a void pin: one left by a snapshot that failed (its undo failed,
+    /// or its process died) after retention passed its version. Such a pin names a version
+    /// below the boundary that no longer exists; an acknowledged pin's version is never
+    /// deleted while the pin is there.
+    async fn is_void(&self, snap: &Snapshot) -> Result<bool> {
+        let backend = self.backend().as_ref();
+        if snap.version >= head::read_boundary(backend, &snap.collection).await? {
+            return Ok(false);
+        }
+        Ok(backend
+            .head(&keys::manifest(&snap.collection, snap.version))
+            .await?
+            .is_none())
+    }
+
+    /// The pin `name` of `collection` as stored, void or not.
+    async fn snapshot_raw(&self, collection: &str, name: &str) -> Result<Snapshot> {
         let key = keys::pin(collection, name);
         let bytes = self.backend().get(&key).await.map_err(|e| match e {
             Error::NotFound { .. } => Error::not_found(format!("snapshot {collection}/{name}")),
             other => other,
         })?;
         decode_snapshot(key.as_str(), &bytes)
+    }
+
+    /// The snapshot `name` of `collection`.
+    pub async fn snapshot(&self, collection: &str, name: &str) -> Result<Snapshot> {
+        validate_name(collection)?;
+        validate_name(name)?;
+        let snap = self.snapshot_raw(collection, name).await?;
+        if self.is_void(&snap).await? {
+            return Err(Error::not_found(format!("snapshot {collection}/{name}")));
+        }
+        Ok(snap)
     }
 
     /// Every snapshot of `collection` (expired ones included), sorted by name.
@@ -121,6 +154,17 @@ impl Store {
                 Err(e) => return Err(e),
             };
             out.push(decode_snapshot(meta.key.as_str(), &bytes)?);
+        }
+        // Void pins (see `is_void`) are not snapshots. One boundary read settles most.
+        if !out.is_empty() {
+            let boundary = head::read_boundary(self.backend().as_ref(), collection).await?;
+            let mut kept = Vec::with_capacity(out.len());
+            for snap in out {
+                if snap.version >= boundary || !self.is_void(&snap).await? {
+                    kept.push(snap);
+                }
+            }
+            out = kept;
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
