@@ -8,6 +8,7 @@
 //! manifests/<collection>/_latest       hint: a recent version number, never authoritative
 //! manifests/<collection>/_boundary     retention boundary: versions below it may be gone
 //! pins/<collection>/<name>             snapshot: a named pin of one version
+//! gc/epochs/<20-digit E>[.done]        a GC or retention run's claim, and its end
 //! _store/identity                      the store's identity: id, format, shared settings
 //! _store/probe-<32-hex>                conditional-write probe, only while a store is created
 //! ```
