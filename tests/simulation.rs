@@ -1841,3 +1841,35 @@ async fn a_failed_snapshot_whose_undo_failed_leaves_no_snapshot() {
     assert_eq!(again.version, 3);
     assert_eq!(store.snapshot(COLLECTION, "s").await.unwrap().version, 3);
 }
+
+/// Found by the long simulation run (seed 6505): a big blob's outboard was stored, its
+/// answer stalled for hours, and a GC meanwhile swept the outboard as the orphan of a blob
+/// that did not exist yet; then the blob was stored and committed without its outboard.
+/// An outboard whose blob followed it late is now stored again.
+#[tokio::test(start_paused = true)]
+async fn an_outboard_whose_blob_followed_late_is_stored_again() {
+    let clock = virtual_clock();
+    let mut backend = quiet_backend(&clock);
+    backend.outboards = true;
+    let writer = Store::new(Arc::new(backend.clone()), options(&clock));
+    let gc = Store::new(Arc::new(backend.clone()), options(&clock));
+    let data = Bytes::from(vec![5u8; OUTBOARD_MIN as usize + 100]);
+    let id = segstore::BlobId::of(&data);
+    backend.stall_next.lock().unwrap().push((
+        format!("op:put:{}", keys::outboard(&id)),
+        Duration::from_secs(2 * 3600),
+    ));
+    let d = data.clone();
+    let write = tokio::spawn(async move { writer.write_bytes(&p("big"), d).await });
+    tokio::time::sleep(Duration::from_secs(70 * 60)).await;
+    gc.gc(&GcOptions::default()).await.unwrap();
+    let info = write.await.unwrap().unwrap();
+    let expects = vec![Expect {
+        collection: COLLECTION.into(),
+        version: info.version,
+        path: "big".into(),
+        bytes: Some(data),
+        what: "write",
+    }];
+    check(&backend.inner, &clock, true, &expects).await.unwrap();
+}

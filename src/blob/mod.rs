@@ -111,10 +111,12 @@ impl BlobStore {
             }
         }
         if !self.reuse_existing(&id).await? {
-            self.put_outboard(&id, outboard).await?;
+            let sent = Stamp::now(self.clock.as_ref());
+            self.put_outboard(&id, outboard.clone()).await?;
             let at = Stamp::now(self.clock.as_ref());
             self.backend.put(&keys::blob(&id), data).await?;
             self.record_published(&id, at);
+            self.outboard_again_if_late(&id, outboard, sent).await?;
         }
         Ok(id)
     }
@@ -139,13 +141,15 @@ impl BlobStore {
         if self.reuse_existing(&id).await? {
             upload.abort().await?;
         } else {
-            if let Err(e) = self.put_outboard(&id, outboard).await {
+            let sent = Stamp::now(self.clock.as_ref());
+            if let Err(e) = self.put_outboard(&id, outboard.clone()).await {
                 let _ = upload.abort().await;
                 return Err(e);
             }
             let at = Stamp::now(self.clock.as_ref());
             upload.publish(&keys::blob(&id)).await?;
             self.record_published(&id, at);
+            self.outboard_again_if_late(&id, outboard, sent).await?;
         }
         Ok(id)
     }
@@ -166,6 +170,21 @@ impl BlobStore {
             Some(ob) => self.backend.put(&keys::outboard(id), ob.encode()).await,
             None => Ok(()),
         }
+    }
+
+    /// Stores `outboard` again if its blob was published more than `freshen_after` after
+    /// the outboard was sent (an answer stalled in between): until the blob existed, a GC
+    /// run could sweep the outboard as an orphan of a missing blob (long-run seed 6505).
+    async fn outboard_again_if_late(
+        &self,
+        id: &BlobId,
+        outboard: Option<Outboard>,
+        sent: Stamp,
+    ) -> Result<()> {
+        if outboard.is_some() && sent.elapsed(self.clock.as_ref()) > self.freshen_after {
+            self.put_outboard(id, outboard).await?;
+        }
+        Ok(())
     }
 
     /// If blob `id` already exists, returns true. A blob younger than `freshen_after` (on
@@ -438,13 +457,17 @@ impl BlobWriter {
                 .take()
                 .filter(|_| self.size >= OUTBOARD_MIN)
                 .and_then(|b| b.finish());
-            if let Err(e) = self.store.put_outboard(&id, outboard).await {
+            let sent = Stamp::now(self.store.clock.as_ref());
+            if let Err(e) = self.store.put_outboard(&id, outboard.clone()).await {
                 let _ = upload.abort().await;
                 return Err(e);
             }
             let at = Stamp::now(self.store.clock.as_ref());
             upload.publish(&keys::blob(&id)).await?;
             self.store.record_published(&id, at);
+            self.store
+                .outboard_again_if_late(&id, outboard, sent)
+                .await?;
         }
         Ok((id, self.size))
     }
