@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Nothing here reads the terminal. Cargo lets its rustc probe (`rustc -`) read the inherited
+# standard input; where that is closed or shared, the probe read stray build output and CI
+# failed with "failed to run `rustc` to learn about target-specific information".
+exec < /dev/null
+
 scripts/ensure-test-deps.sh
 
 echo "== cargo fmt --check"
