@@ -7,20 +7,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Nothing here reads the terminal. Cargo lets its rustc probe (`rustc -`) read the inherited
-# standard input; where that is closed or shared, the probe read stray build output and CI
-# failed with "failed to run `rustc` to learn about target-specific information".
-exec < /dev/null
+# Cargo probes rustc with `rustc -` reading /dev/null. Where /dev/null has become a regular
+# file (an earlier `segstore get -o /dev/null`, run as root, renamed a file over it), the
+# probe compiles whatever was written there and every cargo command fails with "failed to run
+# `rustc` to learn about target-specific information". Put the device back, or at least
+# empty the file before each cargo command.
+null_device() {
+    [ -c /dev/null ] && return 0
+    echo "test.sh: /dev/null is not a character device; restoring it" >&2
+    if mknod -m 666 /dev/.null.segstore c 1 3 2>/dev/.null.segstore.err \
+        && mv -f /dev/.null.segstore /dev/null; then
+        rm -f /dev/.null.segstore.err
+        return 0
+    fi
+    rm -f /dev/.null.segstore /dev/.null.segstore.err
+    : > /dev/null
+}
 
+null_device
 scripts/ensure-test-deps.sh
 
 echo "== cargo fmt --check"
+null_device
 cargo fmt --all -- --check
 
 echo "== cargo clippy"
+null_device
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 # Library, binary, integration and doc tests. The benches are bench binaries, run by
 # `cargo bench`; clippy above already type-checks them.
+null_device
 cargo test --locked -- --test-threads=2

@@ -349,3 +349,51 @@ fn a_busy_cache_is_busy_not_invalid_config() {
     drop(lock);
     ok(&["--config", "cached.toml", "ls", "c/tantivy"], cwd);
 }
+
+/// `get -o` onto a FIFO writes into it, and onto a symlink writes the link's target: neither
+/// is replaced. (Staging and renaming over the output replaced `/dev/null` with a regular
+/// file on a machine whose tests ran as root, and every later rustc probe there read it.)
+#[test]
+fn get_writes_into_devices_and_through_symlinks_never_replacing_them() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(cwd.join("seg"), &data).unwrap();
+    ok(&["put", "c/tantivy/s/seg", "seg"], cwd);
+
+    let status = Command::new("mkfifo")
+        .arg(cwd.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pipe = cwd.join("pipe");
+    // The reader blocks until a writer opens the FIFO; replaced, it would never open.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(std::fs::read(pipe)).unwrap());
+    ok(&["get", "c/tantivy/s/seg", "-o", "pipe"], cwd);
+    let file_type = std::fs::symlink_metadata(cwd.join("pipe"))
+        .unwrap()
+        .file_type();
+    assert!(file_type.is_fifo(), "the FIFO was replaced: {file_type:?}");
+    let read = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the FIFO's reader got no writer")
+        .unwrap();
+    assert_eq!(read, data);
+
+    std::fs::create_dir(cwd.join("real")).unwrap();
+    std::os::unix::fs::symlink("real/back", cwd.join("link")).unwrap();
+    std::fs::write(cwd.join("real/back"), b"old").unwrap();
+    ok(&["get", "c/tantivy/s/seg", "-o", "link"], cwd);
+    assert!(std::fs::symlink_metadata(cwd.join("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(cwd.join("real/back")).unwrap(), data);
+    let leftovers: Vec<_> = std::fs::read_dir(cwd.join("real"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["back"], "no staging file is left behind");
+}

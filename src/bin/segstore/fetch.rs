@@ -1,7 +1,9 @@
 //! `get PATH [-o FILE]` (alias `cat`): streamed in chunks, with a byte progress bar, and
 //! verified against the file's BLAKE3 while it streams. A file output is written next to
 //! its target and renamed into place only once verified, so a damaged blob never leaves a
-//! plausible-looking output file.
+//! plausible-looking output file. An output that exists and is no regular file (`/dev/null`,
+//! a FIFO, a terminal) is written in place: renaming over it would replace the device. A
+//! symlink is followed: the link stays and its target gets the file.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +59,48 @@ fn staging(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.segstore-partial-{}", std::process::id()))
 }
 
+/// Writes `file` to `out`: staged next to it and renamed over it once verified, or in place
+/// where `out` is a device or FIFO.
+async fn write_file(
+    file: &segstore::SegmentFile,
+    out: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), Failure> {
+    let writing = format!("writing {}", out.display());
+    let local = |e| Failure::local(writing.clone(), e);
+    // A new name, or a dangling symlink (replaced, never followed), gets a new file.
+    let target = match tokio::fs::canonicalize(out).await {
+        Ok(resolved) => resolved,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.to_path_buf(),
+        Err(e) => return Err(local(e)),
+    };
+    let in_place = match tokio::fs::metadata(&target).await {
+        Ok(meta) => !meta.is_file(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(local(e)),
+    };
+    if in_place {
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .await
+            .map_err(local)?;
+        return copy(file, &mut f, bar, &writing).await;
+    }
+    let tmp = staging(&target);
+    let written = async {
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(local)?;
+        copy(file, &mut f, bar, &writing).await?;
+        f.sync_all().await.map_err(local)?;
+        tokio::fs::rename(&tmp, &target).await.map_err(local)
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    written
+}
+
 /// `get PATH [-o FILE]` at the latest version or at `at`.
 pub async fn get(
     store: &Store,
@@ -78,27 +122,7 @@ pub async fn get(
     let file = store.open_entry(&path, entry).await?;
     let bar = crate::lifecycle::bytes_bar(json, file.len(), "reading");
     let result = match output.filter(|o| o.as_os_str() != "-") {
-        Some(out) => {
-            let writing = format!("writing {}", out.display());
-            let tmp = staging(&out);
-            let written = async {
-                let mut f = tokio::fs::File::create(&tmp)
-                    .await
-                    .map_err(|e| Failure::local(writing.clone(), e))?;
-                copy(&file, &mut f, &bar, &writing).await?;
-                f.sync_all()
-                    .await
-                    .map_err(|e| Failure::local(writing.clone(), e))?;
-                tokio::fs::rename(&tmp, &out)
-                    .await
-                    .map_err(|e| Failure::local(writing.clone(), e))
-            }
-            .await;
-            if written.is_err() {
-                let _ = tokio::fs::remove_file(&tmp).await;
-            }
-            written.map(|()| Some(out))
-        }
+        Some(out) => write_file(&file, &out, &bar).await.map(|()| Some(out)),
         None => {
             let mut stdout = tokio::io::stdout();
             copy(&file, &mut stdout, &bar, "writing to stdout")
