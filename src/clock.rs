@@ -143,6 +143,12 @@ impl Stamp {
     }
 }
 
+/// Lowers `deadline` to `due` if that is earlier: something due by each of several
+/// deadlines is due by the earliest.
+pub(crate) fn tighten(deadline: &mut Option<Stamp>, due: Stamp) {
+    *deadline = Some(deadline.map_or(due, |d| d.min(due)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

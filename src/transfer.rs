@@ -13,7 +13,7 @@ use crate::archive::{self, ArchiveSource};
 use crate::backend::local::LocalBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{ObjectBackend, PutOutcome};
-use crate::clock::Stamp;
+use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
 use crate::gc::Marks;
 use crate::hash::{update_hasher, BlobId};
@@ -266,10 +266,9 @@ impl Store {
         began: Stamp,
     ) -> Result<Option<Stamp>> {
         let clock = self.clock();
-        let opts = self.options();
-        let window = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+        let window = self.own_window();
         let mut deadline: Option<Stamp> = None;
-        let mut lower = |d: Stamp| deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        let mut lower = |d: Stamp| tighten(&mut deadline, d);
         let mut references = Vec::new();
         for c in copied {
             match c.published.filter(|t| t.elapsed(clock) < window) {

@@ -9,7 +9,7 @@ use super::references::Reference;
 use super::transaction::{self, Op};
 use super::{Collection, CommitInfo, Store};
 use crate::backend::PutOutcome;
-use crate::clock::Stamp;
+use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
@@ -92,15 +92,10 @@ impl Store {
                 references, own, ..
             } => {
                 refs.extend(references.iter().cloned());
-                let opts = &self.inner.options;
-                let limit = opts.max_writer_stall.saturating_sub(opts.clock_margin);
                 for (r, at) in own {
-                    let age = at.elapsed(self.clock());
-                    if age < limit {
-                        let end = Stamp::now(self.clock()).later_by(limit - age);
-                        own_deadline = Some(own_deadline.map_or(end, |d: Stamp| d.min(end)));
-                    } else {
-                        refs.push(r.clone());
+                    match self.own_window_end(at.elapsed(self.clock())) {
+                        Some(end) => tighten(&mut own_deadline, end),
+                        None => refs.push(r.clone()),
                     }
                 }
             }
@@ -249,19 +244,13 @@ impl Store {
             // protocol, with a deadline for the commit point.
             // Classified again on every attempt: an own upload whose stall window ended
             // while this commit was slow (a stalled request, a lost race) is foreign now.
-            let (references, own_deadline) = self.plan_references(plan);
-            let own_deadline = match (own_deadline, group_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let deadline = if references.is_empty() {
-                own_deadline
-            } else {
-                let confirmed = self
-                    .confirm_references(collection, &references, began)
-                    .await?;
-                Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
-            };
+            let (references, mut own_deadline) = self.plan_references(plan);
+            if let Some(due) = group_deadline {
+                tighten(&mut own_deadline, due);
+            }
+            let deadline = self
+                .commit_point_deadline(collection, &references, own_deadline, began)
+                .await?;
             let sending = Stamp::now(clock);
             let mut create_sent = sending;
             let attempt_result = self
@@ -379,8 +368,7 @@ impl Store {
         let backend = &self.inner.backend;
         // The new nodes are own uploads like any blob: GC's grace protects them only for
         // the stall window from when they were sent, however late their answers arrive.
-        let opts = &self.inner.options;
-        let window = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+        let window = self.own_window();
         let sent = Stamp::now(self.clock());
         let outcomes = futures::future::try_join_all(nodes.iter().map(|n| async move {
             backend
@@ -389,7 +377,7 @@ impl Store {
         }))
         .await?;
         let mut deadline = deadline;
-        let mut lower = |due: Stamp| deadline = Some(deadline.map_or(due, |d| d.min(due)));
+        let mut lower = |due: Stamp| tighten(&mut deadline, due);
         // A node that exists already and that this commit did not store itself (a shard
         // set back to earlier content) may be garbage a GC run is sweeping right now: like
         // an old dedup hit, it is a foreign reference, stored again once no run may be
@@ -414,12 +402,9 @@ impl Store {
                 }),
             }
         }
-        if !existing.is_empty() {
-            let confirmed = self
-                .confirm_references(&root.collection, &existing, began)
-                .await?;
-            lower(confirmed);
-        }
+        let deadline = self
+            .commit_point_deadline(&root.collection, &existing, deadline, began)
+            .await?;
         if deadline.is_some_and(|d| Stamp::now(self.clock()) >= d) {
             return Ok(Attempt::Late);
         }

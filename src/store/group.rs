@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use super::commit::Plan;
 use super::transaction::{self, Op};
 use super::{Collection, CommitInfo, Store};
-use crate::clock::Stamp;
+use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
 use crate::manifest::tree::Changes;
 use crate::manifest::ManifestRoot;
@@ -163,7 +163,7 @@ impl Store {
                         all.entry(shard).or_default().extend(entries);
                     }
                     if let Some(due) = due {
-                        deadline = Some(deadline.map_or(due, |d| d.min(due)));
+                        tighten(&mut deadline, due);
                     }
                 }
                 Err(e) => m.failed = Some(e),
@@ -187,14 +187,9 @@ impl Store {
             transaction::check_conflicts(trees, base, head, &member.ops).await?;
         }
         let (references, own_deadline) = self.ops_references(&member.ops);
-        let deadline = if references.is_empty() {
-            own_deadline
-        } else {
-            let confirmed = self
-                .confirm_references(collection, &references, began)
-                .await?;
-            Some(own_deadline.map_or(confirmed, |d| d.min(confirmed)))
-        };
+        let deadline = self
+            .commit_point_deadline(collection, &references, own_deadline, began)
+            .await?;
         Ok((
             transaction::resolve(trees, head, &member.ops).await?,
             deadline,

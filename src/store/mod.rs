@@ -631,8 +631,7 @@ impl Store {
     /// wait (see `BlobStore::keep_alive`); call it more often than `freshen_after`. Entries
     /// staged longer ago than the stall window are confirmed at commit instead.
     pub async fn keep_staged_alive(&self, entries: &[FileEntry]) -> Result<()> {
-        let opts = &self.inner.options;
-        let window = opts.max_writer_stall.saturating_sub(opts.clock_margin);
+        let window = self.own_window();
         for entry in entries.iter().filter(|e| e.inline.is_none()) {
             self.inner
                 .blobs

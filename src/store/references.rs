@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::Store;
-use crate::clock::Stamp;
+use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
 use crate::gc::epoch::{self, GcWindow};
 use crate::keys::{self, ObjectKey};
@@ -61,16 +61,14 @@ impl Store {
         out: &mut Vec<Reference>,
         own_deadline: &mut Option<Stamp>,
     ) {
-        let opts = &self.inner.options;
-        let limit = opts.max_writer_stall.saturating_sub(opts.clock_margin);
-        if let Some(age) = self
+        let limit = self.own_window();
+        if let Some(end) = self
             .inner
             .blobs
             .published_within(id, limit)
-            .filter(|&age| age < limit)
+            .and_then(|age| self.own_window_end(age))
         {
-            let end = Stamp::now(self.clock()).later_by(limit - age);
-            *own_deadline = Some(own_deadline.map_or(end, |d| d.min(end)));
+            tighten(own_deadline, end);
             return;
         }
         let (blob, outboard) = self.inner.blobs.reference_keys(id, size);
@@ -78,6 +76,35 @@ impl Store {
         if let Some(outboard) = outboard {
             out.push(Reference::Optional(outboard));
         }
+    }
+
+    /// How long after sending its upload this process may reference it without a check:
+    /// the stall window less the clock margin.
+    pub(crate) fn own_window(&self) -> Duration {
+        let opts = &self.inner.options;
+        opts.max_writer_stall.saturating_sub(opts.clock_margin)
+    }
+
+    /// When the own window of an upload sent `age` ago ends, if it has not yet.
+    pub(crate) fn own_window_end(&self, age: Duration) -> Option<Stamp> {
+        let limit = self.own_window();
+        (age < limit).then(|| Stamp::now(self.clock()).later_by(limit - age))
+    }
+
+    /// The deadline for a commit point whose own uploads' windows end at `own_deadline`
+    /// and that references `refs` (confirmed first, if there are any).
+    pub(crate) async fn commit_point_deadline(
+        &self,
+        collection: &str,
+        refs: &[Reference],
+        mut own_deadline: Option<Stamp>,
+        started: Stamp,
+    ) -> Result<Option<Stamp>> {
+        if !refs.is_empty() {
+            let confirmed = self.confirm_references(collection, refs, started).await?;
+            tighten(&mut own_deadline, confirmed);
+        }
+        Ok(own_deadline)
     }
 
     /// Steps 1-3 above for `refs` in `collection`; returns the deadline for the commit
