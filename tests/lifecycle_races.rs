@@ -6,17 +6,21 @@
 //! the backend), with the production settings: grace 1 h, stall 30 min, freshen 10 min,
 //! delete delay 30 s, margin 10 s. Interleavings are forced with hooks in the backend.
 
+#[path = "support/hooked.rs"]
+mod hooked;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use hooked::{Hooked, Hooks};
 use segstore::backend::memory::MemoryBackend;
-use segstore::backend::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
+use segstore::backend::{ObjectBackend, ObjectMeta};
 use segstore::clock::{Clock, TokioClock};
 use segstore::gc::{GcOptions, RetentionPolicy, VerifyOptions};
-use segstore::keys::{self, ObjectKey};
+use segstore::keys;
 use segstore::snapshot::Target;
 use segstore::{
     Error, Op, Result, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
@@ -39,26 +43,30 @@ enum When {
 
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
-/// A memory backend that runs a hook once, the first time an operation meets a key prefix.
+/// Hooks that run once, the first time an operation meets a key prefix.
 #[derive(Clone)]
-struct Hooked {
-    inner: MemoryBackend,
+struct Once {
     outboards: bool,
     hooks: Arc<Mutex<Vec<(When, String, Hook)>>>,
 }
 
-impl std::fmt::Debug for Hooked {
+impl std::fmt::Debug for Once {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hooked")
+        f.write_str("Once")
     }
 }
 
-impl Hooked {
+/// A memory backend with [`Once`] hooks.
+type OnceHooked = Hooked<MemoryBackend, Once>;
+
+impl OnceHooked {
     fn new(clock: Arc<dyn Clock>, outboards: bool) -> Self {
         Hooked {
             inner: MemoryBackend::with_clock(clock),
-            outboards,
-            hooks: Arc::default(),
+            hooks: Once {
+                outboards,
+                hooks: Arc::default(),
+            },
         }
     }
 
@@ -67,11 +75,14 @@ impl Hooked {
         F: FnOnce() -> BoxFuture<'static, ()> + Send + 'static,
     {
         self.hooks
+            .hooks
             .lock()
             .unwrap()
             .push((when, prefix.to_owned(), Box::new(hook)));
     }
+}
 
+impl Once {
     async fn fire(&self, when: When, key: &str) {
         let hook = {
             let mut hooks = self.hooks.lock().unwrap();
@@ -87,48 +98,24 @@ impl Hooked {
 }
 
 #[async_trait]
-impl ObjectBackend for Hooked {
+impl Hooks for Once {
     fn name(&self) -> &'static str {
         "hooked"
     }
     fn wants_outboards(&self) -> bool {
         self.outboards
     }
-    async fn now(&self) -> Result<std::time::SystemTime> {
-        self.inner.now().await
+    async fn after_get(&self, key: &str) {
+        self.fire(When::AfterGet, key).await;
     }
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
-        let got = self.inner.get(key).await;
-        self.fire(When::AfterGet, key.as_str()).await;
-        got
+    async fn before_put(&self, key: &str) {
+        self.fire(When::BeforePut, key).await;
     }
-    async fn get_range(&self, key: &ObjectKey, r: std::ops::Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(key, r).await
+    async fn before_create(&self, key: &str) {
+        self.fire(When::BeforeCreate, key).await;
     }
-    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
-        self.fire(When::BeforePut, key.as_str()).await;
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
-        self.fire(When::BeforeCreate, key.as_str()).await;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let listed = self.inner.list(prefix).await;
+    async fn after_list(&self, prefix: &str, _listed: &mut Result<Vec<ObjectMeta>>) {
         self.fire(When::AfterList, prefix).await;
-        listed
-    }
-    async fn touch(&self, key: &ObjectKey) -> Result<()> {
-        self.inner.touch(key).await
-    }
-    async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
-        self.inner.begin_upload().await
     }
 }
 
@@ -170,9 +157,9 @@ fn big(seed: u8, len: usize) -> Bytes {
 }
 
 /// A store over a fresh hooked backend, and a second store (another process) over it.
-fn stores(outboards: bool) -> (Hooked, Store, Store) {
+fn stores(outboards: bool) -> (OnceHooked, Store, Store) {
     let clock = clock();
-    let backend = Hooked::new(clock.clone(), outboards);
+    let backend = OnceHooked::new(clock.clone(), outboards);
     let writer = Store::new(Arc::new(backend.clone()), options(&clock));
     let gc = Store::new(Arc::new(backend.clone()), options(&clock));
     (backend, writer, gc)
@@ -190,7 +177,7 @@ async fn a_gc_run_longer_than_grace_keeps_commits_made_during_it() {
     // A lease longer than the run: with the default (1 h, no longer than grace) a run past
     // its lease stops deleting, which alone would hide a wrong cutoff.
     let time = clock();
-    let backend = Hooked::new(time.clone(), false);
+    let backend = OnceHooked::new(time.clone(), false);
     let long_lease = StoreOptions {
         gc_lease: 3 * HOUR,
         ..options(&time)
@@ -318,7 +305,7 @@ async fn an_import_outlived_by_gc_commits_nothing() {
     src.write(&p("x"), &big(9, 40_000)).await.unwrap();
     src.write(&p("y"), &big(10, 40_000)).await.unwrap();
 
-    let dest_backend = Hooked::new(clock.clone(), false);
+    let dest_backend = OnceHooked::new(clock.clone(), false);
     let dest = Store::new(Arc::new(dest_backend.clone()), options(&clock));
     let gc = Store::new(Arc::new(dest_backend.clone()), options(&clock));
     // The import's first root is about to be written two hours after its blobs were, and a
@@ -351,7 +338,7 @@ async fn an_import_failing_among_its_roots_leaves_no_partial_import() {
             .await
             .unwrap();
     }
-    let dest_backend = Hooked::new(clock.clone(), false);
+    let dest_backend = OnceHooked::new(clock.clone(), false);
     let dest = Store::new(Arc::new(dest_backend.clone()), options(&clock));
     // Someone else creates version 3 just before the import would: the import conflicts.
     let racer = dest_backend.inner.clone();
@@ -472,9 +459,9 @@ async fn a_stale_listing_cannot_hide_a_commit() {
     assert_eq!(report.deleted, vec![1, 2, 4, 5, 6, 7, 8]);
     // No hint, and a lagging listing that shows only version 3.
     backend.inner.delete(&keys::latest_hint("c")).await.unwrap();
-    let stale = StaleListing {
+    let stale = Hooked {
         inner: backend.inner.clone(),
-        shows_up_to: 5,
+        hooks: StaleListing { shows_up_to: 5 },
     };
     let late = Store::new(Arc::new(stale), options(&clock()));
     late.write(&p("late"), b"acknowledged").await.unwrap();
@@ -541,52 +528,23 @@ async fn an_unknown_outcome_below_the_boundary_is_not_committed() {
 /// Lists as if the listing lagged: manifest versions above `shows_up_to` are not listed.
 #[derive(Debug, Clone)]
 struct StaleListing {
-    inner: MemoryBackend,
     shows_up_to: u64,
 }
 
 #[async_trait]
-impl ObjectBackend for StaleListing {
+impl Hooks for StaleListing {
     fn name(&self) -> &'static str {
         "stale-listing"
     }
-    async fn now(&self) -> Result<std::time::SystemTime> {
-        self.inner.now().await
-    }
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &ObjectKey, r: std::ops::Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(key, r).await
-    }
-    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let mut listed = self.inner.list(prefix).await?;
-        if prefix.starts_with(keys::MANIFESTS_PREFIX) {
+
+    async fn after_list(&self, prefix: &str, listed: &mut Result<Vec<ObjectMeta>>) {
+        if let (true, Ok(listed)) = (prefix.starts_with(keys::MANIFESTS_PREFIX), listed) {
             // A listing that lags: the newer versions are not in it yet.
             listed.retain(|m| {
                 keys::parse_manifest_version(m.key.file_name())
                     .is_none_or(|v| v <= self.shows_up_to)
             });
         }
-        Ok(listed)
-    }
-    async fn touch(&self, key: &ObjectKey) -> Result<()> {
-        self.inner.touch(key).await
-    }
-    async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
-        self.inner.begin_upload().await
     }
 }
 
@@ -634,7 +592,7 @@ async fn an_import_builds_outboards_on_the_way_in() {
     src.write(&p("large"), &data).await.unwrap();
     let id = segstore::BlobId::of(&data);
     assert!(source.head(&keys::outboard(&id)).await.unwrap().is_none());
-    let dest_backend = Hooked::new(time.clone(), true);
+    let dest_backend = OnceHooked::new(time.clone(), true);
     let dest = Store::new(Arc::new(dest_backend.clone()), options(&time));
     dest.import_from(Arc::new(source.clone()), "c")
         .await

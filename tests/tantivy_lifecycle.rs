@@ -17,6 +17,8 @@
 //! `SEGSTORE_TANTIVY_LIFECYCLE_SEEDS=<n>` runs seeds `0..n` (default 12);
 //! `SEGSTORE_TANTIVY_LIFECYCLE_SEED=<k>` runs one seed and prints its trace.
 
+#[path = "support/hooked.rs"]
+mod hooked;
 mod tantivy_support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,15 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use hooked::{Hooked, Hooks};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use segstore::backend::memory::MemoryBackend;
-use segstore::backend::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
 use segstore::clock::Clock;
 use segstore::gc::{GcOptions, RetentionPolicy, VerifyOptions};
-use segstore::keys::ObjectKey;
-use segstore::{Result, SegmentStorage, Store, StoreOptions, TantivyStorageAdapter};
+use segstore::{SegmentStorage, Store, StoreOptions, TantivyStorageAdapter};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::AllQuery;
 use tantivy::{Index, IndexSettings, IndexWriter, TantivyDocument};
@@ -109,12 +109,29 @@ impl World {
     }
 }
 
-/// The writer's backend: a memory backend that, at seeded blob writes, moves time and runs
-/// a lifecycle step of another process before the write goes on.
+/// The writer's backend's hooks: at seeded blob writes, time moves and a lifecycle step of
+/// another process (on `plain`, the writer's memory backend) runs before the write goes on.
 #[derive(Debug, Clone)]
 struct Interleaved {
-    inner: MemoryBackend,
+    plain: MemoryBackend,
     world: Arc<World>,
+}
+
+#[async_trait]
+impl Hooks for Interleaved {
+    fn name(&self) -> &'static str {
+        "interleaved"
+    }
+    async fn before_put(&self, key: &str) {
+        self.before_write(key);
+    }
+    async fn before_create(&self, key: &str) {
+        self.before_write(key);
+    }
+    async fn before_upload(&self) {
+        // Streamed files become blobs when they finish: the step happens before they start.
+        self.before_write("blobs/ (a streamed upload)");
+    }
 }
 
 impl Interleaved {
@@ -148,10 +165,10 @@ impl Interleaved {
             (advance, step)
         };
         self.world.clock.advance(advance);
-        let inner = self.inner.clone();
+        let plain = self.plain.clone();
         let world = self.world.clone();
         let outcome = tokio::task::block_in_place(|| {
-            std::thread::spawn(move || block(lifecycle_step(inner, world, step)))
+            std::thread::spawn(move || block(lifecycle_step(plain, world, step)))
                 .join()
                 .expect("the lifecycle step panicked")
         });
@@ -215,47 +232,6 @@ async fn lifecycle_step(inner: MemoryBackend, world: Arc<World>, step: Step) -> 
                 Err(e) => format!("deleting snapshot {name} failed: {e}"),
             }
         }
-    }
-}
-
-#[async_trait]
-impl ObjectBackend for Interleaved {
-    fn name(&self) -> &'static str {
-        "interleaved"
-    }
-    async fn now(&self) -> Result<SystemTime> {
-        self.inner.now().await
-    }
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &ObjectKey, r: std::ops::Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(key, r).await
-    }
-    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
-        self.before_write(key.as_str());
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome> {
-        self.before_write(key.as_str());
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn touch(&self, key: &ObjectKey) -> Result<()> {
-        self.inner.touch(key).await
-    }
-    async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
-        // Streamed files become blobs when they finish: the step happens before they start.
-        self.before_write("blobs/ (a streamed upload)");
-        self.inner.begin_upload().await
     }
 }
 
@@ -326,9 +302,12 @@ fn run_seed(seed: u64) -> std::result::Result<Vec<String>, (String, Vec<String>)
         chance: [0.05, 0.15, 0.3][rng.random_range(0..3)],
     });
     let inner = MemoryBackend::with_clock(clock.clone());
-    let backend = Interleaved {
+    let backend = Hooked {
         inner: inner.clone(),
-        world: world.clone(),
+        hooks: Interleaved {
+            plain: inner.clone(),
+            world: world.clone(),
+        },
     };
     let store = Store::new(Arc::new(backend), options(&clock));
     let (schema, fields) = schema();

@@ -187,16 +187,7 @@ fn retention_json(
             let kept: Vec<_> = r
                 .kept
                 .iter()
-                .map(|v| {
-                    let why: Vec<String> = r
-                        .reasons
-                        .get(v)
-                        .into_iter()
-                        .flatten()
-                        .map(|w| w.to_string())
-                        .collect();
-                    json!({"version": v, "reasons": why})
-                })
+                .map(|v| json!({"version": v, "reasons": reasons(r, *v)}))
                 .collect();
             (
                 c.clone(),
@@ -205,6 +196,16 @@ fn retention_json(
         })
         .collect();
     serde_json::Value::Object(per)
+}
+
+/// Why retention keeps `version`, one phrase per rule.
+fn reasons(r: &segstore::gc::RetentionReport, version: u64) -> Vec<String> {
+    r.reasons
+        .get(&version)
+        .into_iter()
+        .flatten()
+        .map(|w| w.to_string())
+        .collect()
 }
 
 /// `1-3, 5, 7-9`.
@@ -240,14 +241,8 @@ fn explain(collection: &str, r: &segstore::gc::RetentionReport) -> String {
         out.push_str(&format!("  would remove expired snapshot {name}\n"));
     }
     for v in &r.kept {
-        let why: Vec<String> = r
-            .reasons
-            .get(v)
-            .into_iter()
-            .flatten()
-            .map(|w| w.to_string())
-            .collect();
-        out.push_str(&format!("  keeps version {v}: {}\n", why.join(", ")));
+        let why = reasons(r, *v).join(", ");
+        out.push_str(&format!("  keeps version {v}: {why}\n"));
     }
     out
 }
