@@ -59,28 +59,14 @@ fn child_writer() {
 async fn processes_committing_at_once_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_string_lossy().into_owned();
-    let commands = (0..WRITERS)
-        .map(|w| {
-            child::command(
-                "child_writer",
-                &[
-                    (CHILD_ENV, root.clone()),
-                    ("SEGSTORE_TEST_CHILD_ID", w.to_string()),
-                ],
-            )
-        })
-        .collect();
-    let outputs = tokio::task::spawn_blocking(move || child::run_all(commands))
-        .await
-        .unwrap();
-    let acked: Vec<(usize, usize)> = outputs
-        .iter()
-        .flatten()
-        .map(|line| {
-            let (w, i) = line.split_once(' ').unwrap();
-            (w.parse().unwrap(), i.parse().unwrap())
-        })
-        .collect();
+    let outputs = child::run_children("child_writer", WRITERS, |w| {
+        vec![
+            (CHILD_ENV, root.clone()),
+            ("SEGSTORE_TEST_CHILD_ID", w.to_string()),
+        ]
+    })
+    .await;
+    let acked = child::writer_file_acks(&outputs);
     assert_eq!(acked.len(), WRITERS * WRITES_PER_CHILD);
 
     let store = LocalStorage::open(dir.path()).await.unwrap();

@@ -114,23 +114,16 @@ async fn a_hundred_writers_on_one_collection_all_land() {
     let endpoint = proxy.endpoint();
     // Children start in about a second; the commits begin together after that.
     let start = unix_ms() + 4000;
-    let commands = (0..processes)
-        .map(|p| {
-            child::command(
-                "contention_child",
-                &[
-                    (ENDPOINT_ENV, endpoint.clone()),
-                    (BUCKET_ENV, direct.bucket.clone()),
-                    (ID_ENV, p.to_string()),
-                    (TASKS_ENV, tasks.to_string()),
-                    (START_ENV, start.to_string()),
-                ],
-            )
-        })
-        .collect();
-    let outputs = tokio::task::spawn_blocking(move || child::run_all(commands))
-        .await
-        .unwrap();
+    let outputs = child::run_children("contention_child", processes, |p| {
+        vec![
+            (ENDPOINT_ENV, endpoint.clone()),
+            (BUCKET_ENV, direct.bucket.clone()),
+            (ID_ENV, p.to_string()),
+            (TASKS_ENV, tasks.to_string()),
+            (START_ENV, start.to_string()),
+        ]
+    })
+    .await;
     let requests = proxy.take_requests();
 
     let mut latencies = Vec::new();

@@ -75,29 +75,15 @@ async fn processes_committing_to_one_bucket_lose_nothing() {
     };
     let endpoint = config.endpoint.clone().unwrap();
     let bucket = config.bucket.clone();
-    let commands = (0..WRITERS)
-        .map(|w| {
-            child::command(
-                "child_writer",
-                &[
-                    (ENDPOINT_ENV, endpoint.clone()),
-                    (BUCKET_ENV, bucket.clone()),
-                    (ID_ENV, w.to_string()),
-                ],
-            )
-        })
-        .collect();
-    let outputs = tokio::task::spawn_blocking(move || child::run_all(commands))
-        .await
-        .unwrap();
-    let acked: Vec<(usize, usize)> = outputs
-        .iter()
-        .flatten()
-        .map(|line| {
-            let (w, i) = line.split_once(' ').unwrap();
-            (w.parse().unwrap(), i.parse().unwrap())
-        })
-        .collect();
+    let outputs = child::run_children("child_writer", WRITERS, |w| {
+        vec![
+            (ENDPOINT_ENV, endpoint.clone()),
+            (BUCKET_ENV, bucket.clone()),
+            (ID_ENV, w.to_string()),
+        ]
+    })
+    .await;
+    let acked = child::writer_file_acks(&outputs);
     assert_eq!(acked.len(), WRITERS * WRITES_PER_CHILD);
 
     // A fresh connection sees every acknowledged write, with its bytes, and nothing else.

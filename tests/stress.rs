@@ -181,21 +181,14 @@ async fn tasks(target: Target, commits: usize) {
 }
 
 async fn processes(target: Target, commits: usize) {
-    let commands = (0..WRITERS)
-        .map(|w| {
-            child::command(
-                "stress_child",
-                &[
-                    (TARGET_ENV, target.encode()),
-                    (ID_ENV, w.to_string()),
-                    (COMMITS_ENV, commits.to_string()),
-                ],
-            )
-        })
-        .collect();
-    let outputs = tokio::task::spawn_blocking(move || child::run_all(commands))
-        .await
-        .unwrap();
+    let outputs = child::run_children("stress_child", WRITERS, |w| {
+        vec![
+            (TARGET_ENV, target.encode()),
+            (ID_ENV, w.to_string()),
+            (COMMITS_ENV, commits.to_string()),
+        ]
+    })
+    .await;
     let acked: Vec<(usize, usize, u64)> = outputs
         .iter()
         .flatten()

@@ -274,12 +274,9 @@ fn keep_latest() -> GcOptions {
     }
 }
 
-/// Objects an interrupted sync left at the destination long ago are swept by GC there
-/// before the next sync commits: the resumed sync re-checks them (foreign references),
-/// so it sends them again or fails, and never commits a dangling reference.
-#[tokio::test(start_paused = true)]
-async fn gc_on_the_destination_never_leaves_a_dangling_sync() {
-    let time = clock();
+/// A source of 30 files and a destination (its memory backend) that a sync of them left
+/// interrupted after its blobs arrived, before any root; the options of both.
+async fn interrupted_sync(time: &Arc<dyn Clock>) -> (Store, MemoryBackend, StoreOptions) {
     let opts = StoreOptions {
         clock: time.clone(),
         ..StoreOptions::default()
@@ -292,7 +289,6 @@ async fn gc_on_the_destination_never_leaves_a_dangling_sync() {
     let dest_mem = MemoryBackend::with_clock(time.clone());
     let faulty = FaultBackend::new(Arc::new(dest_mem.clone()));
     let dst = Store::new(Arc::new(faulty.clone()), opts.clone());
-    // Interrupted after its blobs arrived, before any root.
     faulty.set_fault(Fault::CrashAt {
         op: 30,
         applied: true,
@@ -301,6 +297,16 @@ async fn gc_on_the_destination_never_leaves_a_dangling_sync() {
         .sync_to("c", &dst, &SyncOptions::default())
         .await
         .is_err());
+    (src, dest_mem, opts)
+}
+
+/// Objects an interrupted sync left at the destination long ago are swept by GC there
+/// before the next sync commits: the resumed sync re-checks them (foreign references),
+/// so it sends them again or fails, and never commits a dangling reference.
+#[tokio::test(start_paused = true)]
+async fn gc_on_the_destination_never_leaves_a_dangling_sync() {
+    let time = clock();
+    let (src, dest_mem, opts) = interrupted_sync(&time).await;
     let gc = Store::new(Arc::new(dest_mem.clone()), opts.clone());
     assert_eq!(gc.head("c").await.unwrap().version, 0);
     // Hours later, while a GC on the destination sweeps the orphans, the sync resumes.
@@ -320,26 +326,7 @@ async fn gc_on_the_destination_never_leaves_a_dangling_sync() {
 #[tokio::test(start_paused = true)]
 async fn gc_between_the_lookup_and_the_commit_is_refused() {
     let time = clock();
-    let opts = StoreOptions {
-        clock: time.clone(),
-        ..StoreOptions::default()
-    };
-    let src = Store::new(
-        Arc::new(MemoryBackend::with_clock(time.clone())),
-        opts.clone(),
-    );
-    fill(&src, "c", 30).await;
-    let dest_mem = MemoryBackend::with_clock(time.clone());
-    let faulty = FaultBackend::new(Arc::new(dest_mem.clone()));
-    let dst = Store::new(Arc::new(faulty.clone()), opts.clone());
-    faulty.set_fault(Fault::CrashAt {
-        op: 30,
-        applied: true,
-    });
-    assert!(src
-        .sync_to("c", &dst, &SyncOptions::default())
-        .await
-        .is_err());
+    let (src, dest_mem, opts) = interrupted_sync(&time).await;
     tokio::time::sleep(2 * HOUR).await;
     let hooked = Hooked {
         inner: dest_mem.clone(),

@@ -85,6 +85,31 @@ pub fn run_all(commands: Vec<Command>) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Runs `n` children of `test_name` at once, child `i` with the environment `env(i)`, off
+/// the async runtime; asserts each succeeded and returns each one's acknowledgements.
+pub async fn run_children(
+    test_name: &str,
+    n: usize,
+    env: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> Vec<Vec<String>> {
+    let commands = (0..n).map(|i| command(test_name, &env(i))).collect();
+    tokio::task::spawn_blocking(move || run_all(commands))
+        .await
+        .expect("the children's waiter")
+}
+
+/// The `(writer, file)` pairs of acknowledgements written as `"{writer} {file}"`.
+pub fn writer_file_acks(outputs: &[Vec<String>]) -> Vec<(usize, usize)> {
+    outputs
+        .iter()
+        .flatten()
+        .map(|line| {
+            let (w, i) = line.split_once(' ').expect("an ack of \"writer file\"");
+            (w.parse().unwrap(), i.parse().unwrap())
+        })
+        .collect()
+}
+
 /// A child whose stdout is read line by line as it runs, to be killed at some moment.
 pub struct Running {
     child: Child,
