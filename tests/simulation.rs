@@ -250,6 +250,19 @@ struct Expect {
     what: &'static str,
 }
 
+impl Expect {
+    /// What `what` acknowledged at `version` of the simulation's collection.
+    fn of(version: u64, path: impl Into<String>, bytes: Option<Bytes>, what: &'static str) -> Self {
+        Expect {
+            collection: COLLECTION.into(),
+            version,
+            path: path.into(),
+            bytes,
+            what,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Model {
     expects: Vec<Expect>,
@@ -669,16 +682,7 @@ async fn writer(w: World, mut rng: StdRng, steps: usize) {
                     "writer",
                     format!("{what} {path} ({} B) -> v{}", data.len(), info.version),
                 );
-                expect(
-                    &w.model,
-                    Expect {
-                        collection: COLLECTION.into(),
-                        version: info.version,
-                        path: path.into(),
-                        bytes: Some(data),
-                        what,
-                    },
-                );
+                expect(&w.model, Expect::of(info.version, path, Some(data), what));
             }
             Some(Err(e)) => {
                 w.log("writer", format!("{what} {path}: {}", short(&e)));
@@ -752,13 +756,7 @@ async fn copier(w: World, mut rng: StdRng, steps: usize) {
                     w.log("stager", format!("commit seg -> v{}", info.version));
                     expect(
                         &w.model,
-                        Expect {
-                            collection: COLLECTION.into(),
-                            version: info.version,
-                            path: "seg".into(),
-                            bytes: Some(data),
-                            what: "staged commit",
-                        },
+                        Expect::of(info.version, "seg", Some(data), "staged commit"),
                     );
                 }
                 Some(Err(e)) => w.log("stager", format!("commit seg: {}", short(&e))),
@@ -819,13 +817,7 @@ async fn copier(w: World, mut rng: StdRng, steps: usize) {
                 let add = |path: &str, bytes: Option<Bytes>| {
                     expect(
                         &w.model,
-                        Expect {
-                            collection: COLLECTION.into(),
-                            version: info.version,
-                            path: path.into(),
-                            bytes,
-                            what: "transaction",
-                        },
+                        Expect::of(info.version, path, bytes, "transaction"),
                     )
                 };
                 add(to, Some(bytes));
@@ -1010,13 +1002,7 @@ async fn burst(w: World, mut rng: StdRng, steps: usize) {
                     );
                     expect(
                         &w.model,
-                        Expect {
-                            collection: COLLECTION.into(),
-                            version: info.version,
-                            path: path.into(),
-                            bytes: Some(data),
-                            what: "grouped write",
-                        },
+                        Expect::of(info.version, path, Some(data), "grouped write"),
                     );
                 }
                 Ok(Err(e)) => w.log("burst", format!("{path}: {}", short(&e))),
@@ -1141,13 +1127,7 @@ fn run_world(seed: u64, cached: bool) -> Outcome {
                 .expect("seed write");
             expect(
                 &model,
-                Expect {
-                    collection: COLLECTION.into(),
-                    version: info.version,
-                    path: path.into(),
-                    bytes: Some(data),
-                    what: "initial write",
-                },
+                Expect::of(info.version, path, Some(data), "initial write"),
             );
         }
         let pool = model.lock().unwrap().pool.clone();
@@ -1313,14 +1293,7 @@ async fn a_blob_whose_delete_failed_keeps_its_outboard() {
         .lock()
         .unwrap()
         .push(keys::blob(&id).to_string());
-    let opts = GcOptions {
-        retention: RetentionPolicy {
-            keep_last: Some(1),
-            keep_within: None,
-            ..RetentionPolicy::keep_all()
-        },
-        ..GcOptions::default()
-    };
+    let opts = keep_latest();
     let report = store.gc(&opts).await.unwrap();
     assert_eq!(report.failures.len(), 1, "{report:?}");
     let inner = &backend.inner;
@@ -1330,13 +1303,7 @@ async fn a_blob_whose_delete_failed_keeps_its_outboard() {
         "the outboard of a blob that stayed was swept"
     );
     let info = store.write_bytes(&p("again"), data.clone()).await.unwrap();
-    let expects = [Expect {
-        collection: COLLECTION.into(),
-        version: info.version,
-        path: "again".into(),
-        bytes: Some(data),
-        what: "write",
-    }];
+    let expects = [Expect::of(info.version, "again", Some(data), "write")];
     check(inner, &clock, true, &expects).await.unwrap();
     // The next run, with the blob referenced again, deletes neither.
     tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
@@ -1389,14 +1356,7 @@ async fn a_commit_stalled_past_its_uploads_window_confirms_them() {
         w.commit_ops(COLLECTION, ops, None).await
     });
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    let opts = GcOptions {
-        retention: RetentionPolicy {
-            keep_last: Some(1),
-            keep_within: None,
-            ..RetentionPolicy::keep_all()
-        },
-        ..GcOptions::default()
-    };
+    let opts = keep_latest();
     let report = gc.gc(&opts).await.unwrap();
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
     match commit.await.unwrap() {
@@ -1404,6 +1364,18 @@ async fn a_commit_stalled_past_its_uploads_window_confirms_them() {
         other => panic!("expected ReferenceGone, got {other:?}"),
     }
     check(&backend.inner, &clock, false, &[]).await.unwrap();
+}
+
+/// GC options that keep only the latest version.
+fn keep_latest() -> GcOptions {
+    GcOptions {
+        retention: RetentionPolicy {
+            keep_last: Some(1),
+            keep_within: None,
+            ..RetentionPolicy::keep_all()
+        },
+        ..GcOptions::default()
+    }
 }
 
 /// The virtual clock of one test, on the paused tokio runtime.
@@ -1453,24 +1425,16 @@ async fn a_commit_whose_node_upload_answered_late_stores_its_nodes_again() {
     let commit =
         tokio::spawn(async move { w.write_bytes(&p("small"), Bytes::from_static(b"y")).await });
     tokio::time::sleep(Duration::from_secs(90 * 60)).await;
-    let opts = GcOptions {
-        retention: RetentionPolicy {
-            keep_last: Some(1),
-            keep_within: None,
-            ..RetentionPolicy::keep_all()
-        },
-        ..GcOptions::default()
-    };
+    let opts = keep_latest();
     let report = gc.gc(&opts).await.unwrap();
     assert!(report.trees_deleted >= 1, "{report:?}");
     let info = commit.await.unwrap().unwrap();
-    let expects = [Expect {
-        collection: COLLECTION.into(),
-        version: info.version,
-        path: "small".into(),
-        bytes: Some(Bytes::from_static(b"y")),
-        what: "write",
-    }];
+    let expects = [Expect::of(
+        info.version,
+        "small",
+        Some(Bytes::from_static(b"y")),
+        "write",
+    )];
     check(&backend.inner, &clock, false, &expects)
         .await
         .unwrap();
@@ -1504,14 +1468,7 @@ async fn a_node_stored_again_while_gc_sweeps_it_is_not_lost() {
         .write_bytes(&p("a"), Bytes::from_static(b"second"))
         .await
         .unwrap();
-    let opts = GcOptions {
-        retention: RetentionPolicy {
-            keep_last: Some(1),
-            keep_within: None,
-            ..RetentionPolicy::keep_all()
-        },
-        ..GcOptions::default()
-    };
+    let opts = keep_latest();
     let g = gc.clone();
     let run = tokio::spawn(async move { g.gc(&opts).await });
     // While the run waits for its deletion window, plan a slow answer to its look at each
@@ -1533,13 +1490,12 @@ async fn a_node_stored_again_while_gc_sweeps_it_is_not_lost() {
         .unwrap();
     let report = run.await.unwrap().unwrap();
     assert!(report.trees_deleted >= 1, "{report:?}");
-    let expects = [Expect {
-        collection: COLLECTION.into(),
-        version: info.version,
-        path: "a".into(),
-        bytes: Some(Bytes::from_static(b"first")),
-        what: "write",
-    }];
+    let expects = [Expect::of(
+        info.version,
+        "a",
+        Some(Bytes::from_static(b"first")),
+        "write",
+    )];
     check(&backend.inner, &clock, false, &expects)
         .await
         .unwrap();
@@ -1566,13 +1522,12 @@ async fn a_late_attempt_stores_its_own_nodes_again_and_lands() {
     .await
     .expect("the commit ends")
     .unwrap();
-    let expects = [Expect {
-        collection: COLLECTION.into(),
-        version: info.version,
-        path: "small".into(),
-        bytes: Some(Bytes::from_static(b"y")),
-        what: "write",
-    }];
+    let expects = [Expect::of(
+        info.version,
+        "small",
+        Some(Bytes::from_static(b"y")),
+        "write",
+    )];
     check(&backend.inner, &clock, false, &expects)
         .await
         .unwrap();
@@ -1615,11 +1570,7 @@ async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(15 * 60)).await;
-    let policy = RetentionPolicy {
-        keep_last: Some(1),
-        keep_within: None,
-        ..RetentionPolicy::keep_all()
-    };
+    let policy = keep_latest().retention;
     let retention = other
         .apply_retention(COLLECTION, &policy, false)
         .await
@@ -1630,13 +1581,12 @@ async fn a_create_answered_late_is_not_taken_for_a_recreated_version() {
         info.version, 2,
         "the commit landed at version 2 and was visible"
     );
-    let expects = [Expect {
-        collection: COLLECTION.into(),
-        version: 2,
-        path: "mine".into(),
-        bytes: Some(Bytes::from_static(b"m")),
-        what: "write",
-    }];
+    let expects = [Expect::of(
+        2,
+        "mine",
+        Some(Bytes::from_static(b"m")),
+        "write",
+    )];
     check(&backend.inner, &clock, false, &expects)
         .await
         .unwrap();
@@ -1676,11 +1626,7 @@ async fn a_retention_run_past_its_lease_cannot_lower_the_boundary() {
         format!("op:get:{}", keys::boundary(COLLECTION)),
         Duration::from_secs(70 * 60),
     ));
-    let policy = RetentionPolicy {
-        keep_last: Some(1),
-        keep_within: None,
-        ..RetentionPolicy::keep_all()
-    };
+    let policy = keep_latest().retention;
     let l = late.clone();
     let pol = policy.clone();
     let stalled = tokio::spawn(async move { l.apply_retention(COLLECTION, &pol, false).await });
@@ -1698,13 +1644,7 @@ async fn a_retention_run_past_its_lease_cannot_lower_the_boundary() {
     assert!(fresh.deleted.contains(&4), "{fresh:?}");
     let late_report = stalled.await.unwrap();
     let expects: Vec<Expect> = (0..6u8)
-        .map(|i| Expect {
-            collection: COLLECTION.into(),
-            version: u64::from(i) + 1,
-            path: "a".into(),
-            bytes: Some(Bytes::from(vec![i])),
-            what: "write",
-        })
+        .map(|i| Expect::of(u64::from(i) + 1, "a", Some(Bytes::from(vec![i])), "write"))
         .collect();
     check(&backend.inner, &clock, false, &expects)
         .await
@@ -1747,36 +1687,21 @@ async fn a_gc_run_whose_epoch_read_answered_late_keeps_to_its_lease() {
             Duration::from_secs(10 * 60),
         ),
     ]);
-    let keep_latest = GcOptions {
-        retention: RetentionPolicy {
-            keep_last: Some(1),
-            keep_within: None,
-            ..RetentionPolicy::keep_all()
-        },
-        ..GcOptions::default()
-    };
-    let run = tokio::spawn(async move { gc.gc(&keep_latest).await });
+    let run = tokio::spawn(async move { gc.gc(&keep_latest()).await });
     // The run's record exists now, and its sweep is waiting for that answer.
     tokio::time::sleep(Duration::from_secs(2 * 3600 + 3 * 60)).await;
     let mut tx = writer.transaction(COLLECTION).await.unwrap();
     tx.put_entry(&p("b"), entry).unwrap();
     let committed = tx.commit().await;
     let report = run.await.unwrap();
-    let mut expects = vec![Expect {
-        collection: COLLECTION.into(),
-        version: 2,
-        path: "a".into(),
-        bytes: Some(Bytes::from(vec![8u8; 9_000])),
-        what: "write",
-    }];
+    let mut expects = vec![Expect::of(
+        2,
+        "a",
+        Some(Bytes::from(vec![8u8; 9_000])),
+        "write",
+    )];
     if let Ok(info) = &committed {
-        expects.push(Expect {
-            collection: COLLECTION.into(),
-            version: info.version,
-            path: "b".into(),
-            bytes: Some(old),
-            what: "put_entry",
-        });
+        expects.push(Expect::of(info.version, "b", Some(old), "put_entry"));
     }
     check(&backend.inner, &clock, false, &expects)
         .await
@@ -1864,12 +1789,6 @@ async fn an_outboard_whose_blob_followed_late_is_stored_again() {
     tokio::time::sleep(Duration::from_secs(70 * 60)).await;
     gc.gc(&GcOptions::default()).await.unwrap();
     let info = write.await.unwrap().unwrap();
-    let expects = vec![Expect {
-        collection: COLLECTION.into(),
-        version: info.version,
-        path: "big".into(),
-        bytes: Some(data),
-        what: "write",
-    }];
+    let expects = vec![Expect::of(info.version, "big", Some(data), "write")];
     check(&backend.inner, &clock, true, &expects).await.unwrap();
 }
