@@ -8,8 +8,9 @@
 //! current-thread tokio runtime), checked against a model after every lifecycle step.
 //!
 //! The seed decides the schedule. `SEGSTORE_SIM_SEED=<n>` replays one seed (with its trace
-//! printed); `SEGSTORE_SIM_SCHEDULES=<n>` runs seeds `0..n` (`SEGSTORE_SIM_FIRST=<k>`
-//! starts at `k`). The oracle:
+//! printed; `SEGSTORE_SIM_WATCH=<key fragment>` also prints every request on matching keys,
+//! with the virtual time it was applied); `SEGSTORE_SIM_SCHEDULES=<n>` runs seeds `0..n`
+//! (`SEGSTORE_SIM_FIRST=<k>` starts at `k`). The oracle:
 //! - every acknowledged commit reads back byte for byte at its version while that version
 //!   exists at or above the retention boundary (and a version at or above the boundary is
 //!   never missing);
@@ -153,9 +154,30 @@ impl SimBackend {
         if let Some(wait) = planned {
             tokio::time::sleep(wait).await;
         }
+        if watched().is_some_and(|w| key.contains(w.as_str())) {
+            let epoch = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let t = self.inner.now().await.map_or(0, |at| {
+                at.duration_since(epoch).unwrap_or_default().as_secs()
+            });
+            eprintln!(
+                "watch [{:>3}h{:02}m{:02}s] {what} {key} -> {}",
+                t / 3600,
+                t / 60 % 60,
+                t % 60,
+                if result.is_ok() { "ok" } else { "failed" }
+            );
+        }
         self.stall().await;
         result
     }
+}
+
+/// `SEGSTORE_SIM_WATCH=<key fragment>`: requests on matching keys are printed.
+fn watched() -> Option<&'static String> {
+    static WATCH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WATCH
+        .get_or_init(|| std::env::var("SEGSTORE_SIM_WATCH").ok())
+        .as_ref()
 }
 
 #[async_trait]
@@ -1791,4 +1813,58 @@ async fn an_outboard_whose_blob_followed_late_is_stored_again() {
     let info = write.await.unwrap().unwrap();
     let expects = vec![Expect::of(info.version, "big", Some(data), "write")];
     check(&backend.inner, &clock, true, &expects).await.unwrap();
+}
+
+/// Long-run seed 6784: a blob found younger than `freshen_after` was taken for an own
+/// upload, but its young mtime came from another writer's refresh of an old, unreferenced
+/// blob. A GC run had re-checked the blob (old) before that refresh and, its answer
+/// stalled, deleted it after the third writer had committed without confirming it. A blob
+/// found present is a foreign reference however young it looks.
+#[tokio::test(start_paused = true)]
+async fn a_blob_another_writer_just_refreshed_is_still_confirmed() {
+    let clock = virtual_clock();
+    let backend = quiet_backend(&clock);
+    let store = |b: &SimBackend| Store::new(Arc::new(b.clone()), options(&clock));
+    let first = store(&backend);
+    let data = Bytes::from(vec![7u8; 8186]);
+    first.write_bytes(&p("a"), data.clone()).await.unwrap();
+    first
+        .write_bytes(&p("a"), Bytes::from(vec![8u8; 8186]))
+        .await
+        .unwrap();
+    let blob = keys::blob(&segstore::BlobId::of(&data));
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    // The run's re-check of the blob, right before its delete, is answered 20 minutes late.
+    backend
+        .stall_next
+        .lock()
+        .unwrap()
+        .push((format!("op:head:{blob}"), Duration::from_secs(20 * 60)));
+    let gc = store(&backend);
+    let run = tokio::spawn(async move { gc.gc(&keep_latest()).await });
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    // A writer of the same content refreshes the old blob (and confirms it at commit).
+    let refresher = store(&backend);
+    let d = data.clone();
+    let refreshing = tokio::spawn(async move { refresher.write_bytes(&p("b"), d).await });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    // A third finds it a minute young.
+    let third = store(&backend);
+    let d = data.clone();
+    let late = tokio::spawn(async move { third.write_bytes(&p("c"), d).await });
+    let report = run.await.unwrap().unwrap();
+    assert!(report.blobs_deleted >= 1, "{report:?}");
+    let mut expects = Vec::new();
+    for (path, result) in [("b", refreshing.await.unwrap()), ("c", late.await.unwrap())] {
+        match result {
+            Ok(info) => expects.push(Expect::of(info.version, path, Some(data.clone()), "write")),
+            Err(e) => assert!(
+                matches!(e, Error::ReferenceGone { .. } | Error::GcInProgress { .. }),
+                "{path}: {e}"
+            ),
+        }
+    }
+    check(&backend.inner, &clock, false, &expects)
+        .await
+        .unwrap();
 }

@@ -2,7 +2,7 @@
 //!
 //! Writing the same bytes twice (from any shard or collection) stores them once: the
 //! second writer finds the blob already there and reuses it. The blob layer remembers when
-//! this process published (or found young) each blob: a commit may reference those without
+//! this process published each blob: a commit may reference those without
 //! further checks for `max_writer_stall`; anything else it references is a *foreign*
 //! reference, confirmed under the GC protocol before the commit point (see
 //! `docs/ARCHITECTURE.md`, "GC protocol").
@@ -38,8 +38,8 @@ pub struct BlobStore {
     backend: Arc<dyn ObjectBackend>,
     freshen_after: Duration,
     clock: Arc<dyn Clock>,
-    /// When this process published each blob it wrote lately (or found one younger than
-    /// `freshen_after`), on the monotonic clock: the start of the blob's stall window.
+    /// When this process published each blob it wrote lately, on the monotonic clock: the
+    /// start of the blob's stall window.
     published: Arc<DashMap<BlobId, Stamp>>,
 }
 
@@ -75,7 +75,7 @@ impl BlobStore {
         }
     }
 
-    /// How long ago this process published blob `id` (or found it young), if it did so
+    /// How long ago this process published blob `id`, if it did so
     /// within `limit`: a commit may then reference it without confirming it exists.
     pub(crate) fn published_within(&self, id: &BlobId, limit: Duration) -> Option<Duration> {
         let at = *self.published.get(id)?;
@@ -187,13 +187,13 @@ impl BlobStore {
         Ok(())
     }
 
-    /// If blob `id` already exists, returns true. A blob younger than `freshen_after` (on
-    /// the store's clock) is remembered as if this process had just published it; an older
-    /// one is refreshed (with its outboard) and left for the commit to confirm as a
-    /// foreign reference, since a GC may be deleting it at this very moment.
+    /// If blob `id` already exists, returns true, and the commit confirms it as a foreign
+    /// reference: a GC run may be deleting it at this very moment, however young it looks
+    /// (its young mtime may be another writer's refresh of an old blob that the run had
+    /// already judged, long-run seed 6784). A blob older than `freshen_after` (on the
+    /// store's clock) is also refreshed, with its outboard.
     pub async fn reuse_existing(&self, id: &BlobId) -> Result<bool> {
         let key = keys::blob(id);
-        let asked = Stamp::now(self.clock.as_ref());
         let Some(meta) = self.backend.head(&key).await? else {
             return Ok(false);
         };
@@ -202,7 +202,6 @@ impl BlobStore {
             .duration_since(meta.last_modified)
             .unwrap_or_default();
         if age < self.freshen_after {
-            self.record_published(id, asked.earlier_by(age));
             return Ok(true);
         }
         match self.backend.touch(&key).await {
