@@ -74,6 +74,17 @@ fn get_shows_bytes_rate_and_eta_on_a_terminal_within_80_columns() {
     std::fs::write(cwd.join("dir/big"), &data).unwrap();
     let upload = on_terminal("put -r dir d/tantivy", cwd).unwrap();
     assert!(upload.contains("uploading"), "{upload:?}");
+    // So does verify, by the bytes it reads and hashes.
+    let verify = on_terminal("verify", cwd).unwrap();
+    let shown = frames(&verify);
+    assert!(
+        shown
+            .iter()
+            .any(|f| f.contains("verifying") && f.contains("MiB") && f.contains("eta")),
+        "{verify:?}"
+    );
+    let bars = shown.iter().filter(|f| f.contains("verifying"));
+    assert!(bars.clone().all(|f| f.chars().count() <= 80), "{shown:?}");
 }
 
 #[test]

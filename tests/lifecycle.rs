@@ -1,5 +1,8 @@
 //! Snapshots, time travel, restore, diff, retention, GC and verify.
 
+#[path = "support/hooked.rs"]
+mod hooked;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -482,4 +485,67 @@ async fn gc_racing_writers_never_deletes_a_referenced_blob() {
         let report = store.verify(&VerifyOptions::default()).await.unwrap();
         assert!(report.is_healthy(), "seed {seed}: {report:?}");
     }
+}
+
+/// Bytes that count how many of their kind are alive, and the most ever at once.
+#[derive(Debug, Clone, Default)]
+struct Live {
+    now: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct Tracked(Vec<u8>, Live);
+
+impl AsRef<[u8]> for Tracked {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.1.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl hooked::Hooks for Live {
+    fn name(&self) -> &'static str {
+        "live-bytes"
+    }
+    fn got(&self, key: &str, bytes: Bytes) -> Bytes {
+        if !key.starts_with("blobs/") {
+            return bytes;
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        let alive = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(alive, SeqCst);
+        Bytes::from_owner(Tracked(bytes.to_vec(), self.clone()))
+    }
+}
+
+/// `verify` holds only the blobs it is reading (`parallelism` of them), never every blob
+/// it has read: a store of multi-gigabyte segments must verify in bounded memory.
+#[tokio::test]
+async fn verify_holds_only_the_blobs_it_is_reading() {
+    let live = Live::default();
+    let backend = hooked::Hooked {
+        inner: MemoryBackend::new(),
+        hooks: live.clone(),
+    };
+    let store = Store::new(Arc::new(backend), StoreOptions::default());
+    for i in 0..40u8 {
+        let path = StoragePath::new("c", StorageBackend::Vector, "s", format!("f{i}"));
+        store.write(&path, &vec![i; 10_000]).await.unwrap();
+    }
+    let report = store
+        .verify(&VerifyOptions {
+            parallelism: 4,
+            ..VerifyOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_checked, 40);
+    let most = live.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= 4, "{most} blobs were held at once");
 }

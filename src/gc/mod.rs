@@ -32,7 +32,7 @@ use epoch::Run;
 pub use mark::Marks;
 pub use policy::{KeepReason, RetentionPolicy};
 pub use stats::{CollectionStats, StoreStats};
-pub use verify::{VerifyOptions, VerifyReport, VerifyTier};
+pub use verify::{VerifyOptions, VerifyProgress, VerifyProgressFn, VerifyReport, VerifyTier};
 
 /// Settings of a GC run.
 #[derive(Debug, Clone)]

@@ -30,6 +30,11 @@ pub trait Hooks: std::fmt::Debug + Send + Sync + 'static {
     /// Runs after a `get` of `key` returned (its answer is then handed on).
     async fn after_get(&self, _key: &str) {}
 
+    /// What a `get` of `key` hands on instead of `bytes` (to watch how long they live).
+    fn got(&self, _key: &str, bytes: Bytes) -> Bytes {
+        bytes
+    }
+
     /// Runs before a `put` of `key` reaches the inner backend.
     async fn before_put(&self, _key: &str) {}
 
@@ -64,7 +69,7 @@ impl<B: ObjectBackend, H: Hooks> ObjectBackend for Hooked<B, H> {
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
         let got = self.inner.get(key).await;
         self.hooks.after_get(key.as_str()).await;
-        got
+        got.map(|bytes| self.hooks.got(key.as_str(), bytes))
     }
     async fn get_range(&self, key: &ObjectKey, r: Range<u64>) -> Result<Bytes> {
         self.inner.get_range(key, r).await

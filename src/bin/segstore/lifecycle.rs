@@ -248,15 +248,22 @@ fn explain(collection: &str, r: &segstore::gc::RetentionReport) -> String {
 }
 
 pub async fn verify(store: &Store, sample: Option<f64>, repair: bool, json: bool) -> Result<()> {
-    let spinner = progress(json, "verifying blobs");
+    let bar = bytes_bar(json, 0, "verifying");
+    let shown = bar.clone();
     let r = store
         .verify(&VerifyOptions {
             sample,
             repair,
+            progress: Some(std::sync::Arc::new(
+                move |p: &segstore::gc::VerifyProgress| {
+                    shown.set_length(p.bytes_total);
+                    shown.set_position(p.bytes_done);
+                },
+            )),
             ..VerifyOptions::default()
         })
         .await;
-    spinner.finish_and_clear();
+    bar.finish_and_clear();
     let r = r?;
     let hex = |l: &[segstore::BlobId]| l.iter().map(|i| i.to_hex()).collect::<Vec<_>>();
     report(
