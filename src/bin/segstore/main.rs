@@ -5,6 +5,7 @@
 mod commands;
 mod demo;
 mod doctor;
+mod examples;
 mod failure;
 mod fetch;
 mod interrupt;
@@ -69,11 +70,13 @@ const EXAMPLES: &str = "Examples:
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show segstore working end to end, in a store of its own (`./segstore-demo`).
+    #[command(after_help = examples::DEMO)]
     Demo,
     /// Store a file, or with `-r` a whole directory as one commit.
     ///
     /// `put PATH [FILE]` stores FILE (or stdin) at PATH (`collection/backend/[shard/]segment`);
     /// `put -r DIR PREFIX` stores every file of DIR under PREFIX as one atomic commit.
+    #[command(after_help = examples::PUT)]
     Put {
         /// Target path; with `-r`, the directory to upload.
         path: String,
@@ -92,7 +95,7 @@ pub enum Command {
         meta: Vec<(String, String)>,
     },
     /// Print a file to stdout, or write it to `--output` (alias `cat`).
-    #[command(visible_alias = "cat")]
+    #[command(visible_alias = "cat", after_help = examples::GET)]
     Get {
         /// Path to read.
         path: String,
@@ -105,6 +108,7 @@ pub enum Command {
     /// List the collections, or the files under a prefix.
     ///
     /// The prefix is `collection[/backend[/shard[/segment-prefix]]]`.
+    #[command(after_help = examples::LS)]
     Ls {
         /// The prefix; without one, the collections.
         prefix: Option<String>,
@@ -118,6 +122,7 @@ pub enum Command {
         at: read::At,
     },
     /// Logical and deduplicated bytes per collection, or of one prefix.
+    #[command(after_help = examples::DU)]
     Du {
         /// The prefix (`collection[/backend[/shard[/segment-prefix]]]`); without one, every
         /// collection.
@@ -126,6 +131,7 @@ pub enum Command {
         at: read::At,
     },
     /// Rename a file atomically, replacing the target.
+    #[command(after_help = examples::MV)]
     Mv {
         /// Source path.
         from: String,
@@ -136,6 +142,7 @@ pub enum Command {
     ///
     /// Deleting a missing file succeeds. `rm -r` deletes as one commit; earlier versions stay
     /// until retention and GC remove them (`snapshot restore` brings them back).
+    #[command(after_help = examples::RM)]
     Rm {
         /// Path to delete; with `-r`, a prefix or a collection name.
         path: String,
@@ -147,11 +154,13 @@ pub enum Command {
         yes: bool,
     },
     /// Manage snapshots (named pins of a version).
+    #[command(after_help = examples::SNAPSHOT)]
     Snapshot {
         #[command(subcommand)]
         action: SnapshotAction,
     },
     /// Show the paths added, removed and changed between two versions or snapshots.
+    #[command(after_help = examples::DIFF)]
     Diff {
         /// The collection.
         collection: String,
@@ -161,6 +170,7 @@ pub enum Command {
         to: Option<String>,
     },
     /// Apply retention and delete unreferenced blobs older than the grace period.
+    #[command(after_help = examples::GC)]
     Gc {
         /// Report what would be deleted and why each kept version is kept; delete nothing.
         #[arg(long)]
@@ -189,6 +199,7 @@ pub enum Command {
         keep_monthly: Option<u64>,
     },
     /// Check that every referenced blob exists and matches its hash.
+    #[command(after_help = examples::VERIFY)]
     Verify {
         /// Check only this fraction of blobs (0.0 to 1.0).
         #[arg(long, value_parser = parse_fraction)]
@@ -199,8 +210,10 @@ pub enum Command {
         repair: bool,
     },
     /// Logical against physical bytes, blob and version counts.
+    #[command(after_help = examples::STATS)]
     Stats,
     /// Export a collection (every version, or one snapshot) to a directory or a `.tar`.
+    #[command(after_help = examples::EXPORT)]
     Export {
         /// The collection.
         collection: String,
@@ -211,6 +224,7 @@ pub enum Command {
         snapshot: Option<String>,
     },
     /// Import a collection from an export directory or `.tar`, verifying every object.
+    #[command(after_help = examples::IMPORT)]
     Import {
         /// The collection.
         collection: String,
@@ -222,10 +236,13 @@ pub enum Command {
     },
     /// Make collections of another store equal to this one's: copies only what the
     /// destination lacks, verified; see docs/OPERATIONS.md.
+    #[command(after_help = examples::SYNC)]
     Sync(replicate::SyncArgs),
     /// Create a collection sharing every object of a version of another (zero copy).
+    #[command(after_help = examples::FORK)]
     Fork(replicate::ForkArgs),
     /// Show a collection's retained versions, newest first, with their snapshots.
+    #[command(after_help = examples::LOG)]
     Log {
         /// The collection.
         collection: String,
@@ -239,10 +256,12 @@ pub enum Command {
     /// Check the store: connectivity, credentials, conditional writes, L1, clock skew.
     ///
     /// Each line is ok, warn or fail; exits 1 if any check fails. Writes nothing.
+    #[command(after_help = examples::DOCTOR)]
     Doctor,
     /// Print a shell completion script to stdout.
     ///
     /// For example `segstore completions bash > /etc/bash_completion.d/segstore`.
+    #[command(after_help = examples::COMPLETIONS)]
     Completions {
         /// The shell.
         shell: Shell,
