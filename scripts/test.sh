@@ -35,6 +35,10 @@ echo "== cargo clippy"
 null_device
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== cargo doc"
+null_device
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+
 echo "== cargo test"
 # Library, binary, integration and doc tests. The benches are bench binaries, run by
 # `cargo bench`; clippy above already type-checks them.

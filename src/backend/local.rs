@@ -12,7 +12,7 @@
 //! folders are symbolic links. Temp files are named `segstore-tmp-<pid>-<random>.tmp`, and
 //! the stale-temp cleanup at open deletes only regular files with that name (or the
 //! `<pid>-<random>.tmp` of older versions), never following a link: those of a process
-//! that no longer runs once untouched for [`DEAD_TEMP_AGE`], any after [`STALE_TEMP_AGE`].
+//! that no longer runs once untouched for `DEAD_TEMP_AGE`, any after `STALE_TEMP_AGE`.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
