@@ -4,18 +4,9 @@ use segstore::{LocalStorage, Result, StoragePath, Store};
 use serde_json::json;
 
 use crate::failure::Failure;
-use crate::open::{Access, Opened};
+use crate::open::{require_collection, Access, Opened};
+use crate::output::report;
 use crate::{Cli, Command};
-
-/// A collection that must exist for the command to mean anything.
-pub async fn require_collection(store: &Store, collection: &str) -> Result<(), Failure> {
-    if store.head(collection).await?.version == 0 {
-        return Err(Failure::Missing(format!(
-            "collection {collection:?} does not exist (`segstore ls` lists the collections)"
-        )));
-    }
-    Ok(())
-}
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -174,14 +165,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         ));
                     }
                     let len = meta.len();
-                    let bar = crate::lifecycle::bytes_bar(cli.json, len, "storing");
+                    let bar = crate::output::bytes_bar(cli.json, len, "storing");
                     let info =
                         crate::upload::write(&store, &path, bar.wrap_async_read(file), note).await;
                     bar.finish_and_clear();
                     info?
                 }
                 None => {
-                    let spinner = crate::lifecycle::progress(cli.json, "storing stdin");
+                    let spinner = crate::output::progress(cli.json, "storing stdin");
                     let info = crate::upload::write(&store, &path, tokio::io::stdin(), note).await;
                     spinner.finish_and_clear();
                     info?
@@ -246,14 +237,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             limit,
             all,
         } => crate::read::log(&store, &collection, (!all).then_some(limit), cli.json).await,
-    }
-}
-
-pub fn report(json: bool, value: serde_json::Value, text: &str) {
-    if json {
-        println!("{value}");
-    } else {
-        println!("{text}");
     }
 }
 

@@ -11,8 +11,8 @@ use segstore::{BlobId, Error, StoragePath, Store};
 use serde_json::json;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::commands::require_collection;
 use crate::failure::Failure;
+use crate::open::require_collection;
 use crate::read::At;
 
 /// Bytes read per request.
@@ -120,7 +120,7 @@ pub async fn get(
     };
     let entry = entry.ok_or_else(|| Error::not_found(&path))?;
     let file = store.open_entry(&path, entry).await?;
-    let bar = crate::lifecycle::bytes_bar(json, file.len(), "reading");
+    let bar = crate::output::bytes_bar(json, file.len(), "reading");
     let result = match output.filter(|o| o.as_os_str() != "-") {
         Some(out) => write_file(&file, &out, &bar).await.map(|()| Some(out)),
         None => {

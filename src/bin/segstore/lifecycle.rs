@@ -4,7 +4,7 @@ use segstore::gc::{GcOptions, VerifyOptions};
 use segstore::{Error, Result, Store, Target};
 use serde_json::json;
 
-use crate::commands::report;
+use crate::output::{bytes_bar, progress, report};
 use crate::SnapshotAction;
 
 /// A snapshot name or a version number: `snapshot:NAME` and `version:N` say which; a
@@ -341,21 +341,6 @@ pub async fn stats(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A spinner with the elapsed time on stderr, for long operations the library reports no
-/// progress of; hidden for JSON output or when stderr is not a terminal.
-pub fn progress(json: bool, message: &str) -> indicatif::ProgressBar {
-    if !show_progress(json) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-        bar.set_style(style);
-    }
-    bar.set_message(message.to_owned());
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
-}
-
 /// An archive name: `.tar`, `.tar.zst`, `.tar.gz`, or `-` (stdin or stdout).
 fn is_tar(path: &std::path::Path) -> bool {
     segstore::sync::tarball::Compression::of(path).is_some()
@@ -431,27 +416,4 @@ pub async fn import(
         ),
     );
     Ok(())
-}
-
-/// A byte progress bar on stderr for a transfer of `len` bytes, hidden like [`progress`]:
-/// bytes, rate and ETA, the bar taking what the terminal's width leaves (so the line fits
-/// an 80-column terminal).
-pub fn bytes_bar(json: bool, len: u64, message: &str) -> indicatif::ProgressBar {
-    if !show_progress(json) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(message.to_owned());
-    bar
-}
-
-/// Progress goes to stderr only for people: not with `--json`, not when stderr is piped.
-fn show_progress(json: bool) -> bool {
-    use std::io::IsTerminal;
-    !json && std::io::stderr().is_terminal()
 }

@@ -11,6 +11,7 @@ mod fetch;
 mod interrupt;
 mod lifecycle;
 mod open;
+mod output;
 mod read;
 mod replicate;
 mod upload;

@@ -188,3 +188,13 @@ async fn s3_has_manifests(backend: &S3Backend) -> Result<bool, Failure> {
         .await?
         .is_empty())
 }
+
+/// A collection that must exist for the command to mean anything.
+pub async fn require_collection(store: &Store, collection: &str) -> Result<(), Failure> {
+    if store.head(collection).await?.version == 0 {
+        return Err(Failure::Missing(format!(
+            "collection {collection:?} does not exist (`segstore ls` lists the collections)"
+        )));
+    }
+    Ok(())
+}

@@ -8,8 +8,8 @@ use segstore::manifest::{FileEntry, ManifestRoot};
 use segstore::{StorageBackend, StoragePath, Store, Target};
 use serde_json::json;
 
-use crate::commands::require_collection;
 use crate::failure::Failure;
+use crate::open::require_collection;
 
 /// Which version to read: the latest unless one of these is given.
 #[derive(Debug, Clone, Default, clap::Args)]

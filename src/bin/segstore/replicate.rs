@@ -8,7 +8,7 @@ use segstore::sync::{History, SyncOptions, SyncProgress};
 use segstore::{Error, LocalStorage, Result, StorageConfig, Store, Target};
 use serde_json::json;
 
-use crate::commands::report;
+use crate::output::report;
 
 /// Arguments of `segstore sync`.
 #[derive(Debug, Args)]
@@ -86,7 +86,7 @@ pub async fn sync(args: SyncArgs, json: bool) -> Result<()> {
     }
     let mut results = Vec::new();
     for collection in &collections {
-        let bar = crate::lifecycle::bytes_bar(json, 0, &format!("syncing {collection}"));
+        let bar = crate::output::bytes_bar(json, 0, &format!("syncing {collection}"));
         let progress_bar = bar.clone();
         let options = SyncOptions {
             target: target(args.version, args.snapshot.clone()),

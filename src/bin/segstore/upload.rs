@@ -8,8 +8,9 @@ use segstore::manifest::CommitNote;
 use segstore::{StoragePath, Store};
 use serde_json::json;
 
-use crate::commands::{report, require_collection};
 use crate::failure::Failure;
+use crate::open::require_collection;
+use crate::output::report;
 use crate::read::{entries, Prefix};
 
 /// The note of `put -m MSG --meta K=V`, if either was given.
@@ -168,7 +169,7 @@ pub async fn put_dir(
     }
     crate::interrupt::watch(store, &collection).await?;
     let total: u64 = found.iter().map(|f| f.len).sum();
-    let bar = crate::lifecycle::bytes_bar(json, total, "uploading");
+    let bar = crate::output::bytes_bar(json, total, "uploading");
     let mut txn = store.transaction(&collection).await?;
     if let Some(note) = note {
         txn.set_note(note)?;
