@@ -67,6 +67,9 @@ struct SimBackend {
     fail_delete: Arc<Mutex<Vec<String>>>,
     /// Key prefixes whose next request's answer is delayed this long (regression tests).
     stall_next: Arc<Mutex<Vec<(String, Duration)>>>,
+    /// `op:<request>:<key prefix>`: the next such request fails without effect
+    /// (regression tests).
+    fail_next: Arc<Mutex<Vec<String>>>,
 }
 
 enum Fate {
@@ -140,6 +143,15 @@ impl SimBackend {
             });
             at.map(|i| s.remove(i).1)
         };
+        let fails = {
+            let mut f = self.fail_next.lock().unwrap();
+            let op_key = format!("op:{what}:{key}");
+            let at = f.iter().position(|k| op_key.starts_with(k.as_str()));
+            at.map(|i| f.remove(i)).is_some()
+        };
+        if fails {
+            return Err(Error::backend(what, format!("planned fault on {key}")));
+        }
         let result = match self.fate(write) {
             Fate::Ok => op.await,
             Fate::FailBefore => Err(Error::backend(what, format!("injected fault on {key}"))),
@@ -1114,6 +1126,7 @@ fn run_world(seed: u64, cached: bool) -> Outcome {
             knobs: Arc::new(Mutex::new(knobs)),
             fail_delete: Arc::default(),
             stall_next: Arc::default(),
+            fail_next: Arc::default(),
         };
         let model: Shared = Arc::default();
         // Some history first: old content that later writes deduplicate against.
@@ -1303,6 +1316,7 @@ async fn a_blob_whose_delete_failed_keeps_its_outboard() {
         })),
         fail_delete: Arc::default(),
         stall_next: Arc::default(),
+        fail_next: Arc::default(),
     };
     let store = Store::new(Arc::new(backend.clone()), options(&clock));
     let data = Bytes::from(vec![7u8; OUTBOARD_MIN as usize + 10]);
@@ -1353,6 +1367,7 @@ async fn a_commit_stalled_past_its_uploads_window_confirms_them() {
         })),
         fail_delete: Arc::default(),
         stall_next: Arc::default(),
+        fail_next: Arc::default(),
     };
     let writer = Store::new(Arc::new(backend.clone()), options(&clock));
     let gc = Store::new(Arc::new(backend.clone()), options(&clock));
@@ -1420,6 +1435,7 @@ fn quiet_backend(clock: &Arc<dyn Clock>) -> SimBackend {
         })),
         fail_delete: Arc::default(),
         stall_next: Arc::default(),
+        fail_next: Arc::default(),
     }
 }
 
@@ -1867,4 +1883,48 @@ async fn a_blob_another_writer_just_refreshed_is_still_confirmed() {
     check(&backend.inner, &clock, false, &expects)
         .await
         .unwrap();
+}
+
+/// Long-run seed 18075: a head discovery that found a newer version but failed to load its
+/// root still marked the store's old head as just confirmed. The next lean commit of that
+/// store built on the old head without probing, re-created a version number retention had
+/// deleted (below the boundary, invisible) and was acknowledged. A head is confirmed only
+/// once the latest root is loaded.
+#[tokio::test(start_paused = true)]
+async fn a_failed_head_refresh_confirms_nothing() {
+    let clock = virtual_clock();
+    let backend = quiet_backend(&clock);
+    let store = |b: &SimBackend| Store::new(Arc::new(b.clone()), options(&clock));
+    let stale = store(&backend);
+    for i in 0..3u8 {
+        stale
+            .write_bytes(&p(&format!("s{i}")), Bytes::from(vec![i; 10]))
+            .await
+            .unwrap();
+    }
+    let other = store(&backend);
+    for i in 3..6u8 {
+        other
+            .write_bytes(&p(&format!("s{i}")), Bytes::from(vec![i; 10]))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    let retention = other
+        .apply_retention(COLLECTION, &keep_latest().retention, false)
+        .await
+        .unwrap();
+    assert_eq!(retention.deleted, [1, 2, 3, 4, 5]);
+    // The stale store finds version 6, but reading its root fails.
+    backend
+        .fail_next
+        .lock()
+        .unwrap()
+        .push(format!("op:get:{}", keys::manifest(COLLECTION, 6)));
+    assert!(stale.refresh(COLLECTION).await.is_err());
+    let data = Bytes::from_static(b"acknowledged");
+    let info = stale.write_bytes(&p("x"), data.clone()).await.unwrap();
+    assert!(info.version > 6, "committed as version {}", info.version);
+    let reader = store(&backend);
+    assert_eq!(reader.read_bytes(&p("x")).await.unwrap(), data);
 }

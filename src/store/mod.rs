@@ -378,12 +378,15 @@ impl Store {
         } else {
             head::discover(backend, &c.name).await?
         };
-        c.confirm(started);
-        if latest <= current.version {
-            return Ok(current);
+        // Confirmed only with the latest root in hand: a head left behind by a failed
+        // load must not pass for fresh (a lean commit would build on it without probing,
+        // and re-create a version number retention deleted; long-run seed 18075).
+        if latest > current.version {
+            let root = head::load_root(backend, &c.name, latest).await?;
+            c.advance(Arc::new(root));
         }
-        let root = head::load_root(backend, &c.name, latest).await?;
-        Ok(c.advance(Arc::new(root)))
+        c.confirm(started);
+        Ok(c.current())
     }
 
     /// The latest version of `collection` this store object has seen, without any I/O
