@@ -1928,3 +1928,44 @@ async fn a_failed_head_refresh_confirms_nothing() {
     let reader = store(&backend);
     assert_eq!(reader.read_bytes(&p("x")).await.unwrap(), data);
 }
+
+/// Long-run seed 56022: a GC run deleted an old, unreferenced blob, then re-checked its
+/// outboard, and that answer stalled. Meanwhile a writer stored the same content again as
+/// its own upload (the blob was absent), putting the outboard over the old one; the run's
+/// delete of the outboard then landed and the version lacked it. An outboard that exists
+/// when its blob does not is stored again at commit, once no run may be deleting.
+#[tokio::test(start_paused = true)]
+async fn an_outboard_a_gc_run_is_deleting_is_stored_again() {
+    let clock = virtual_clock();
+    let backend = SimBackend {
+        outboards: true,
+        ..quiet_backend(&clock)
+    };
+    let store = |b: &SimBackend| Store::new(Arc::new(b.clone()), options(&clock));
+    let first = store(&backend);
+    let data = Bytes::from(vec![5u8; OUTBOARD_MIN as usize + 4096]);
+    first.write_bytes(&p("a"), data.clone()).await.unwrap();
+    first
+        .write_bytes(&p("a"), Bytes::from_static(b"other"))
+        .await
+        .unwrap();
+    let outboard = keys::outboard(&segstore::BlobId::of(&data));
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    // The run's re-check of the outboard, after it deleted the blob, is answered late.
+    backend
+        .stall_next
+        .lock()
+        .unwrap()
+        .push((format!("op:head:{outboard}"), Duration::from_secs(30 * 60)));
+    let gc = store(&backend);
+    let run = tokio::spawn(async move { gc.gc(&keep_latest()).await });
+    tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+    let writer = store(&backend);
+    let d = data.clone();
+    let write = tokio::spawn(async move { writer.write_bytes(&p("b"), d).await });
+    let report = run.await.unwrap().unwrap();
+    assert!(report.blobs_deleted >= 1, "{report:?}");
+    let info = write.await.unwrap().unwrap();
+    let expects = [Expect::of(info.version, "b", Some(data), "write")];
+    check(&backend.inner, &clock, true, &expects).await.unwrap();
+}

@@ -41,6 +41,9 @@ pub struct BlobStore {
     /// When this process published each blob it wrote lately, on the monotonic clock: the
     /// start of the blob's stall window.
     published: Arc<DashMap<BlobId, Stamp>>,
+    /// Outboards found existing when this process published their blobs (see
+    /// `put_outboard`), with their bytes.
+    outboards_found: Arc<DashMap<BlobId, Bytes>>,
 }
 
 /// Past this many remembered blobs, entries older than the stall window are dropped.
@@ -59,6 +62,7 @@ impl BlobStore {
             freshen_after,
             clock,
             published: Arc::new(DashMap::new()),
+            outboards_found: Arc::new(DashMap::new()),
         }
     }
 
@@ -68,6 +72,9 @@ impl BlobStore {
             let keep = self.freshen_after.max(Duration::from_secs(3600)) * 2;
             self.published
                 .retain(|_, at| at.elapsed(clock.as_ref()) < keep);
+            let published = &self.published;
+            self.outboards_found
+                .retain(|id, _| published.contains_key(id));
         }
         let mut slot = self.published.entry(*id).or_insert(at);
         if at > *slot {
@@ -164,12 +171,28 @@ impl BlobStore {
             .map_err(|e| Error::backend("hashing a blob", e.to_string()))
     }
 
-    /// Stores the outboard of blob `id`, if there is one. Called before the blob is.
+    /// Stores the outboard of blob `id`, if there is one. Called before the blob is, and
+    /// created only if absent: an outboard that exists while its blob does not is an orphan
+    /// a GC run may be deleting at this very moment (runs delete outboards after their
+    /// blobs, long-run seed 56022). It is remembered, and the commit stores it again once
+    /// no run may be deleting ([`outboard_to_store_again`](Self::outboard_to_store_again)).
     async fn put_outboard(&self, id: &BlobId, outboard: Option<Outboard>) -> Result<()> {
-        match outboard {
-            Some(ob) => self.backend.put(&keys::outboard(id), ob.encode()).await,
-            None => Ok(()),
+        let Some(ob) = outboard else {
+            return Ok(());
+        };
+        let bytes = ob.encode();
+        let key = keys::outboard(id);
+        if self.backend.put_if_absent(&key, bytes.clone()).await? == PutOutcome::AlreadyExists {
+            self.outboards_found.insert(*id, bytes);
         }
+        Ok(())
+    }
+
+    /// The outboard of blob `id` that this process found existing when it published the
+    /// blob, to be stored again before a commit names the blob.
+    pub(crate) fn outboard_to_store_again(&self, id: &BlobId) -> Option<(keys::ObjectKey, Bytes)> {
+        let bytes = self.outboards_found.get(id)?.clone();
+        Some((keys::outboard(id), bytes))
     }
 
     /// Stores `outboard` again if its blob was published more than `freshen_after` after
@@ -181,8 +204,10 @@ impl BlobStore {
         outboard: Option<Outboard>,
         sent: Stamp,
     ) -> Result<()> {
-        if outboard.is_some() && sent.elapsed(self.clock.as_ref()) > self.freshen_after {
-            self.put_outboard(id, outboard).await?;
+        if let Some(ob) =
+            outboard.filter(|_| sent.elapsed(self.clock.as_ref()) > self.freshen_after)
+        {
+            self.backend.put(&keys::outboard(id), ob.encode()).await?;
         }
         Ok(())
     }

@@ -69,6 +69,9 @@ impl Store {
             .and_then(|age| self.own_window_end(age))
         {
             tighten(own_deadline, end);
+            if let Some((key, bytes)) = self.inner.blobs.outboard_to_store_again(id) {
+                out.push(Reference::Rewrite { key, bytes });
+            }
             return;
         }
         let (blob, outboard) = self.inner.blobs.reference_keys(id, size);
