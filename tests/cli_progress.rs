@@ -36,6 +36,18 @@ fn frames(screen: &str) -> Vec<String> {
         .collect()
 }
 
+/// The frames of `screen`, asserting that one is a byte bar (bytes and ETA) for `what`.
+fn bar_frames(screen: &str, what: &str) -> Vec<String> {
+    let shown = frames(screen);
+    assert!(
+        shown
+            .iter()
+            .any(|f| f.contains(what) && f.contains("MiB") && f.contains("eta")),
+        "{screen:?}"
+    );
+    shown
+}
+
 fn big(cwd: &Path) -> Vec<u8> {
     let data: Vec<u8> = (0..20_000_000u32).map(|i| (i * 31 % 253) as u8).collect();
     std::fs::write(cwd.join("big"), &data).unwrap();
@@ -52,13 +64,7 @@ fn get_shows_bytes_rate_and_eta_on_a_terminal_within_80_columns() {
         return;
     };
     assert!(std::fs::read(cwd.join("out")).unwrap() == data);
-    let shown = frames(&screen);
-    assert!(
-        shown
-            .iter()
-            .any(|f| f.contains("reading") && f.contains("MiB") && f.contains("eta")),
-        "{screen:?}"
-    );
+    let shown = bar_frames(&screen, "reading");
     for f in &shown {
         assert!(
             f.chars().count() <= 80,
@@ -76,13 +82,7 @@ fn get_shows_bytes_rate_and_eta_on_a_terminal_within_80_columns() {
     assert!(upload.contains("uploading"), "{upload:?}");
     // So does verify, by the bytes it reads and hashes.
     let verify = on_terminal("verify", cwd).unwrap();
-    let shown = frames(&verify);
-    assert!(
-        shown
-            .iter()
-            .any(|f| f.contains("verifying") && f.contains("MiB") && f.contains("eta")),
-        "{verify:?}"
-    );
+    let shown = bar_frames(&verify, "verifying");
     let bars = shown.iter().filter(|f| f.contains("verifying"));
     assert!(bars.clone().all(|f| f.chars().count() <= 80), "{shown:?}");
 }
