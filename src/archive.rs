@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use crate::backend::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
 use crate::error::{Error, Result};
 use crate::hash::{update_hasher, BlobId};
 use crate::keys::{self, ObjectKey};
+use crate::progress::{ProgressFn, Tracker};
 
 /// The largest tree node, root, hint or snapshot accepted from an archive.
 pub const META_MAX: u64 = 64 * 1024 * 1024;
@@ -100,18 +102,31 @@ impl Entry {
 
 /// Reads the tar archive at `archive`: blobs into `dest` (verified), everything else into
 /// `meta`. Nothing is written anywhere else.
+///
+/// `progress` counts the archive's entries and its bytes as read from the file (before
+/// decompression), of the file's size (0 for stdin: unknown).
 pub(crate) async fn read_tar(
     archive: &Path,
     dest: Arc<dyn ObjectBackend>,
     meta: MemoryBackend,
+    progress: Option<&ProgressFn>,
 ) -> Result<Streamed> {
+    let read = Arc::new(AtomicU64::new(0));
+    let size = match archive == Path::new("-") {
+        true => 0,
+        false => std::fs::metadata(archive).map_or(0, |m| m.len()),
+    };
     // `-` is stdin; `.tar.zst` and `.tar.gz` are decompressed on the way.
-    let file = crate::sync::tarball::open_reader(archive)?;
+    let file = crate::sync::tarball::open_reader(archive, read.clone())?;
     let runtime = tokio::runtime::Handle::current();
     let shown = archive.display().to_string();
-    tokio::task::spawn_blocking(move || read_entries(file, &shown, &runtime, &*dest, &meta))
-        .await
-        .map_err(|e| Error::backend("reading a tar archive", e.to_string()))?
+    let progress = progress.cloned();
+    tokio::task::spawn_blocking(move || {
+        let tracker = Tracker::new(progress.as_ref(), 0, size);
+        read_entries(file, &shown, &runtime, &*dest, &meta, &tracker, &read)
+    })
+    .await
+    .map_err(|e| Error::backend("reading a tar archive", e.to_string()))?
 }
 
 /// The body of [`read_tar`], on a blocking thread: `runtime` runs the backend calls. Also
@@ -122,13 +137,21 @@ pub(crate) fn read_entries(
     runtime: &tokio::runtime::Handle,
     dest: &dyn ObjectBackend,
     meta: &MemoryBackend,
+    tracker: &Tracker<'_>,
+    read: &AtomicU64,
 ) -> Result<Streamed> {
     let io = |e: std::io::Error| Error::io(format!("reading archive {shown}"), e);
     let mut tar = tar::Archive::new(input);
     let mut streamed = Streamed::default();
     let mut seen = HashSet::new();
     let mut meta_total = 0u64;
+    let mut reported = 0u64;
     for entry in tar.entries().map_err(io)? {
+        // Each entry found counts the archive bytes read since the last one.
+        let now = read.load(Ordering::Relaxed);
+        tracker.found(1, 0);
+        tracker.tick(now.saturating_sub(reported));
+        reported = now;
         let mut entry = entry.map_err(io)?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
@@ -182,6 +205,10 @@ pub(crate) fn read_entries(
             }
         }
     }
+    // Read to the end (the zero blocks and record padding after the last entry), so that
+    // the bytes reported reach the file's size and a producer on stdin is not cut off.
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(io)?;
+    tracker.advance(0, read.load(Ordering::Relaxed).saturating_sub(reported));
     Ok(streamed)
 }
 

@@ -428,6 +428,7 @@ impl StorageConfig {
             },
             grace: self.gc.grace,
             dry_run: false,
+            progress: None,
         }
     }
 

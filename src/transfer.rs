@@ -20,6 +20,7 @@ use crate::hash::{update_hasher, BlobId};
 use crate::keys::{self, ObjectKey};
 use crate::manifest::{decode_snapshot, head, ManifestRoot};
 use crate::path::validate_name;
+use crate::progress::{ProgressFn, Tracker};
 use crate::store::{Reference, Store};
 use crate::sync::tarball;
 
@@ -33,6 +34,15 @@ pub enum ExportScope {
     AllVersions,
     /// One snapshot's version, and the snapshot itself.
     Snapshot(String),
+}
+
+/// How to export or import.
+#[derive(Debug, Clone, Default)]
+pub struct TransferOptions {
+    /// Called after each object is copied: items are blobs, tree nodes, manifest roots and
+    /// snapshots, bytes those of the blobs. A tar import reports the archive instead: its
+    /// entries, and the bytes read of the file (of its size; 0 for stdin).
+    pub progress: Option<ProgressFn>,
 }
 
 /// What an export or import moved.
@@ -60,19 +70,55 @@ impl Store {
         scope: &ExportScope,
         dest: &dyn ObjectBackend,
     ) -> Result<TransferReport> {
+        self.export_into(collection, scope, dest, &TransferOptions::default())
+            .await
+    }
+
+    /// Exports `collection` to `path`: a tar archive if the name says so (`.tar`,
+    /// `.tar.zst`, `.tar.gz`, or `-` for stdout, as [`Store::export_tar`]), a directory
+    /// otherwise (as [`Store::export_dir`]).
+    pub async fn export(
+        &self,
+        collection: &str,
+        scope: &ExportScope,
+        path: &Path,
+        options: &TransferOptions,
+    ) -> Result<TransferReport> {
+        if tarball::Compression::of(path).is_some() {
+            self.export_tar_with(collection, scope, path, options).await
+        } else {
+            let dest = LocalBackend::open(path).await?;
+            self.export_into(collection, scope, &dest, options).await
+        }
+    }
+
+    async fn export_into(
+        &self,
+        collection: &str,
+        scope: &ExportScope,
+        dest: &dyn ObjectBackend,
+        options: &TransferOptions,
+    ) -> Result<TransferReport> {
         let (roots, pins, marks) = self.export_plan(collection, scope).await?;
+        let tracker = Tracker::new(
+            options.progress.as_ref(),
+            (marks.blobs.len() + marks.trees.len() + roots.len() + pins.len()) as u64,
+            marks.blobs.values().sum(),
+        );
         let mut report = TransferReport::default();
         let src = self.backend().as_ref();
-        copy_content(src, dest, marks, &mut report, self.clock()).await?;
+        copy_content(src, dest, marks, &mut report, self.clock(), &tracker).await?;
         for root in &roots {
             let key = keys::manifest(collection, root.version);
             dest.put(&key, src.get(&key).await?).await?;
             report.versions += 1;
+            tracker.tick(0);
         }
         for name in pins {
             let key = keys::pin(collection, &name);
             dest.put(&key, src.get(&key).await?).await?;
             report.snapshots += 1;
+            tracker.tick(0);
         }
         Ok(report)
     }
@@ -121,6 +167,33 @@ impl Store {
         source: Arc<dyn ObjectBackend>,
         collection: &str,
     ) -> Result<TransferReport> {
+        self.import_with(source, collection, None).await
+    }
+
+    /// Imports `collection` from `path`: a tar archive if the name says so (as
+    /// [`Store::import_tar`]), a directory written by an export otherwise (as
+    /// [`Store::import_dir`]).
+    pub async fn import(
+        &self,
+        collection: &str,
+        path: &Path,
+        options: &TransferOptions,
+    ) -> Result<TransferReport> {
+        if tarball::Compression::of(path).is_some() {
+            self.import_tar_with(collection, path, options).await
+        } else {
+            let source = open_export_dir(path).await?;
+            self.import_with(source, collection, options.progress.as_ref())
+                .await
+        }
+    }
+
+    async fn import_with(
+        &self,
+        source: Arc<dyn ObjectBackend>,
+        collection: &str,
+        progress: Option<&ProgressFn>,
+    ) -> Result<TransferReport> {
         self.ensure_new_collection(collection).await?;
         let reader = Store::new(source.clone(), self.options().clone());
         let source = source.as_ref();
@@ -144,7 +217,12 @@ impl Store {
         let dest = self.backend().as_ref();
         let clock = self.clock();
         let began = Stamp::now(clock);
-        let copied = copy_content(source, dest, marks, &mut report, clock).await?;
+        let tracker = Tracker::new(
+            progress,
+            (marks.blobs.len() + marks.trees.len()) as u64,
+            marks.blobs.values().sum(),
+        );
+        let copied = copy_content(source, dest, marks, &mut report, clock, &tracker).await?;
         // The boundary makes older gaps (versions the source's retention removed) safe:
         // new versions are only ever probed for above the newest contiguous run.
         let versions: BTreeSet<u64> = roots.iter().map(|r| r.version).collect();
@@ -312,11 +390,8 @@ impl Store {
 
     /// Imports from a directory written by [`Store::export_dir`].
     pub async fn import_dir(&self, collection: &str, dir: &Path) -> Result<TransferReport> {
-        if !dir.is_dir() {
-            return Err(Error::not_found(dir.display()));
-        }
-        let source = LocalBackend::open(dir).await?;
-        self.import_from(Arc::new(source), collection).await
+        self.import_from(open_export_dir(dir).await?, collection)
+            .await
     }
 
     /// Exports to a tar archive at `archive`, streamed as the objects are read (nothing
@@ -327,6 +402,17 @@ impl Store {
         collection: &str,
         scope: &ExportScope,
         archive: &Path,
+    ) -> Result<TransferReport> {
+        self.export_tar_with(collection, scope, archive, &TransferOptions::default())
+            .await
+    }
+
+    async fn export_tar_with(
+        &self,
+        collection: &str,
+        scope: &ExportScope,
+        archive: &Path,
+        options: &TransferOptions,
     ) -> Result<TransferReport> {
         let (roots, pins, marks) = self.export_plan(collection, scope).await?;
         let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
@@ -351,7 +437,9 @@ impl Store {
             )
             .chain(pins.iter().map(|n| (keys::pin(collection, n), None)))
             .collect();
-        let bytes = tarball::write_archive(self.backend().as_ref(), listed, archive).await?;
+        let progress = options.progress.as_ref();
+        let bytes =
+            tarball::write_archive(self.backend().as_ref(), listed, archive, progress).await?;
         Ok(TransferReport { bytes, ..report })
     }
 
@@ -361,10 +449,22 @@ impl Store {
     /// this store and verified against their hash, the rest verified by the import as for
     /// any source (see `crate::archive`).
     pub async fn import_tar(&self, collection: &str, archive: &Path) -> Result<TransferReport> {
+        self.import_tar_with(collection, archive, &TransferOptions::default())
+            .await
+    }
+
+    async fn import_tar_with(
+        &self,
+        collection: &str,
+        archive: &Path,
+        options: &TransferOptions,
+    ) -> Result<TransferReport> {
         // Checked by `import_from` too; here before any blob is streamed in.
         self.ensure_new_collection(collection).await?;
         let meta = MemoryBackend::new();
-        let streamed = archive::read_tar(archive, self.backend().clone(), meta.clone()).await?;
+        let progress = options.progress.as_ref();
+        let streamed =
+            archive::read_tar(archive, self.backend().clone(), meta.clone(), progress).await?;
         let source = ArchiveSource {
             meta,
             blobs: self.backend().clone(),
@@ -378,6 +478,14 @@ impl Store {
         report.bytes = report.bytes.saturating_add(streamed.bytes);
         Ok(report)
     }
+}
+
+/// A directory written by an export, as an import source.
+async fn open_export_dir(dir: &Path) -> Result<Arc<dyn ObjectBackend>> {
+    if !dir.is_dir() {
+        return Err(Error::not_found(dir.display()));
+    }
+    Ok(Arc::new(LocalBackend::open(dir).await?))
 }
 
 /// An object an import needs in the destination.
@@ -397,6 +505,7 @@ async fn copy_content(
     marks: Marks,
     report: &mut TransferReport,
     clock: &dyn crate::clock::Clock,
+    tracker: &Tracker<'_>,
 ) -> Result<Vec<Copied>> {
     let mut copied = Vec::new();
     let mut blobs: Vec<_> = marks.blobs.into_iter().collect();
@@ -411,6 +520,7 @@ async fn copy_content(
             report.blobs_skipped += 1;
             None
         };
+        tracker.tick(size);
         copied.push(Copied {
             key: keys::blob(&id),
             published,
@@ -432,6 +542,7 @@ async fn copy_content(
         // reference that the import can rewrite itself).
         let outcome = dest.put_if_absent(&key, bytes.clone()).await?;
         report.trees += 1;
+        tracker.tick(0);
         copied.push(match outcome {
             PutOutcome::Created => Copied {
                 key,

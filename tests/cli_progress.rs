@@ -88,6 +88,39 @@ fn get_shows_bytes_rate_and_eta_on_a_terminal_within_80_columns() {
 }
 
 #[test]
+fn export_import_and_gc_show_bytes_rate_and_eta() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    big(cwd);
+    let within_80 = |shown: &[String], what: &str| {
+        let bars = shown.iter().filter(|f| f.contains(what));
+        assert!(bars.clone().all(|f| f.chars().count() <= 80), "{shown:?}");
+    };
+    for (args, what) in [
+        ("export c out.tar", "exporting"),
+        ("export c outdir", "exporting"),
+        ("--data-dir other import c out.tar", "importing"),
+        ("--data-dir other2 import c outdir", "importing"),
+        ("import c out.tar --as d", "importing"),
+        ("import c outdir --as e", "importing"),
+        ("gc --dry-run", "collecting garbage"),
+    ] {
+        let Some(screen) = on_terminal(args, cwd) else {
+            return;
+        };
+        within_80(&bar_frames(&screen, what), what);
+    }
+    let listed = ok(&["ls"], cwd);
+    for collection in ["c", "d", "e"] {
+        assert!(listed.lines().any(|l| l.trim() == collection), "{listed}");
+    }
+    for other in ["other", "other2"] {
+        let listed = ok(&["--data-dir", other, "ls"], cwd);
+        assert_eq!(listed.trim(), "c");
+    }
+}
+
+#[test]
 fn no_progress_in_pipes() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();

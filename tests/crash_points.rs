@@ -174,6 +174,7 @@ async fn check_crash_point(steps: &[Step], k: u64, applied: bool) -> Result<(), 
         retention: RetentionPolicy::keep_all(),
         grace: Duration::from_millis(25),
         dry_run: false,
+        progress: None,
     };
     recovered.gc(&gc).await.map_err(|e| e.to_string())?;
     let report = recovered

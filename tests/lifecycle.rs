@@ -2,6 +2,8 @@
 
 #[path = "support/hooked.rs"]
 mod hooked;
+#[path = "support/progress.rs"]
+mod progress;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +57,7 @@ fn fast_gc(retention: RetentionPolicy) -> GcOptions {
         retention,
         grace: Duration::from_millis(300),
         dry_run: false,
+        progress: None,
     }
 }
 
@@ -343,7 +346,23 @@ async fn gc_removes_unreferenced_blobs_after_the_grace_period_only() {
         2,
         "dry run deleted nothing"
     );
-    let report = store.gc(&opts).await.unwrap();
+    // The sweep reports every blob and tree node it looks at.
+    let mut listed = (0, 0);
+    for prefix in [keys::BLOBS_PREFIX, keys::TREES_PREFIX] {
+        for meta in store.backend().list(prefix).await.unwrap() {
+            listed = (listed.0 + 1, listed.1 + meta.size);
+        }
+    }
+    let (callback, seen) = progress::recording();
+    let report = store
+        .gc(&GcOptions {
+            progress: Some(callback),
+            ..opts.clone()
+        })
+        .await
+        .unwrap();
+    let swept = progress::finished(&seen);
+    assert_eq!((swept.items_total, swept.bytes_total), listed);
     assert_eq!(report.blobs_deleted, 1);
     assert_eq!(report.bytes_freed, 10_000);
     assert!(

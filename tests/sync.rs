@@ -651,8 +651,8 @@ fn sync_child() {
         let src = segstore::LocalStorage::open(from).await.unwrap();
         let dst = segstore::LocalStorage::open(to).await.unwrap();
         let options = SyncOptions {
-            progress: Some(Arc::new(|p: &segstore::sync::SyncProgress| {
-                if p.objects_done == 20 {
+            progress: Some(segstore::ProgressFn::new(|p| {
+                if p.items_done == 20 {
                     child::ready();
                 }
                 // Slow enough that the kill lands in the middle.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use segstore::backend::local::LocalBackend;
 use segstore::backend::{ObjectBackend, ObjectMeta, PutOutcome, Upload};
 use segstore::keys::{self, ObjectKey};
-use segstore::transfer::ExportScope;
+use segstore::transfer::{ExportScope, TransferOptions};
 use segstore::{
     Error, LocalStorage, S3Storage, SegmentStorage, StorageBackend, StoragePath, Store, Target,
 };
@@ -105,6 +105,56 @@ async fn directory_and_tar_round_trips_keep_history_and_snapshots() {
     let dst2 = LocalStorage::open(dir.path().join("dst2")).await.unwrap();
     dst2.import_tar("books", &archive).await.unwrap();
     assert_same_history(&src, &dst2).await;
+}
+
+/// Export and import, to and from a directory and archives, report each object as they go
+/// and end at their totals: the blobs' bytes, or for a tar import the archive's size.
+#[tokio::test]
+async fn exports_and_imports_report_their_progress_to_the_end() {
+    use support::progress::{finished, recording};
+    let dir = tempfile::tempdir().unwrap();
+    let src = LocalStorage::open(dir.path().join("src")).await.unwrap();
+    populate(&src).await;
+    let blob_bytes = 3 * 1024 * 1024 + 100_000;
+    for name in ["export", "books.tar", "books.tar.zst"] {
+        let path = dir.path().join(name);
+        let (progress, seen) = recording();
+        let options = TransferOptions {
+            progress: Some(progress),
+        };
+        let r = src
+            .export("books", &ExportScope::AllVersions, &path, &options)
+            .await
+            .unwrap();
+        let last = finished(&seen);
+        assert_eq!(last.bytes_total, blob_bytes, "{name}");
+        assert_eq!(
+            last.items_total,
+            r.blobs + r.trees + r.versions + r.snapshots,
+            "{name}"
+        );
+        let dst = LocalStorage::open(dir.path().join(format!("to-{name}")))
+            .await
+            .unwrap();
+        let (progress, seen) = recording();
+        let options = TransferOptions {
+            progress: Some(progress),
+        };
+        let r = dst.import("books", &path, &options).await.unwrap();
+        let last = finished(&seen);
+        if name == "export" {
+            assert_eq!(last.bytes_total, blob_bytes);
+            assert_eq!(last.items_total, r.blobs + r.blobs_skipped + r.trees);
+        } else {
+            // The archive's own bytes, read to its end (compressed or not).
+            assert_eq!(last.bytes_total, std::fs::metadata(&path).unwrap().len());
+            assert!(
+                last.items_total >= r.blobs + r.trees + r.versions,
+                "{last:?}"
+            );
+        }
+        assert_same_history(&src, &dst).await;
+    }
 }
 
 #[tokio::test]

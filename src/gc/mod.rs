@@ -26,13 +26,14 @@ use crate::clock::millis_since_epoch;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::manifest::head;
+use crate::progress::{ProgressFn, Tracker};
 use crate::store::Store;
 use epoch::Run;
 
 pub use mark::Marks;
 pub use policy::{KeepReason, RetentionPolicy};
 pub use stats::{CollectionStats, StoreStats};
-pub use verify::{VerifyOptions, VerifyProgress, VerifyProgressFn, VerifyReport, VerifyTier};
+pub use verify::{VerifyOptions, VerifyReport, VerifyTier};
 
 /// Settings of a GC run.
 #[derive(Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct GcOptions {
     pub grace: Duration,
     /// Report what would be deleted, delete nothing.
     pub dry_run: bool,
+    /// Called after each object the sweep looks at: items are the blobs, outboards and
+    /// tree nodes listed, bytes their sizes (the totals grow as each prefix is listed).
+    pub progress: Option<ProgressFn>,
 }
 
 impl Default for GcOptions {
@@ -53,6 +57,7 @@ impl Default for GcOptions {
             retention: RetentionPolicy::default(),
             grace: DEFAULT_GRACE,
             dry_run: false,
+            progress: None,
         }
     }
 }
@@ -346,12 +351,14 @@ impl Store {
         }
         report.blobs_referenced = marks.blobs.len() as u64;
         let cutoff = started.checked_sub(options.grace);
+        let tracker = Tracker::new(options.progress.as_ref(), 0, 0);
         let (deleted, bytes) = self
             .sweep(
                 keys::BLOBS_PREFIX,
                 |id| marks.blobs.contains_key(id),
                 cutoff,
                 run,
+                &tracker,
                 &mut report,
             )
             .await?;
@@ -363,6 +370,7 @@ impl Store {
                 |id| marks.trees.contains(id),
                 cutoff,
                 run,
+                &tracker,
                 &mut report,
             )
             .await?;
@@ -380,17 +388,20 @@ impl Store {
         referenced: impl Fn(&crate::BlobId) -> bool,
         cutoff: Option<SystemTime>,
         run: Option<&Run>,
+        tracker: &Tracker<'_>,
         report: &mut GcReport,
     ) -> Result<(u64, u64)> {
         let (mut deleted, mut bytes) = (0, 0);
         let old_enough = |t: SystemTime| cutoff.is_some_and(|c| t < c);
         let mut listed = self.backend().list(prefix).await?;
+        tracker.found(listed.len() as u64, listed.iter().map(|m| m.size).sum());
         // Blobs before outboards, so that an outboard is only deleted once its blob is:
         // a blob that stays (young, refreshed, or its delete failed) keeps its outboard,
         // since a later dedup hit may reference it again.
         listed.sort_by_key(|m| keys::outboard_id_from_key(m.key.as_str()).is_some());
         let mut blobs_left: HashSet<crate::BlobId> = HashSet::new();
         for meta in listed {
+            tracker.tick(meta.size);
             // An outboard (`<hex>.obao`) lives and dies with its blob: kept while the blob
             // is referenced or still there, swept with the same grace rule once it is not.
             let k = meta.key.as_str();

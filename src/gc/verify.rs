@@ -17,26 +17,11 @@ use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
+use crate::progress::{ProgressFn, Tracker};
 use crate::store::Store;
 
-/// How far a `verify` has come: called after each blob is read and hashed.
-pub type VerifyProgressFn = Arc<dyn Fn(&VerifyProgress) + Send + Sync>;
-
-/// The blobs and bytes a `verify` has checked of those it chose.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VerifyProgress {
-    /// Blobs read and hashed so far.
-    pub blobs_done: u64,
-    /// Blobs it will read.
-    pub blobs_total: u64,
-    /// Bytes read and hashed so far.
-    pub bytes_done: u64,
-    /// Bytes it will read.
-    pub bytes_total: u64,
-}
-
 /// What to check.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct VerifyOptions {
     /// Check only this fraction (0.0 to 1.0) of the referenced blobs, chosen at random.
     /// `None` checks every one.
@@ -51,20 +36,9 @@ pub struct VerifyOptions {
     /// Removed blobs are reported in [`VerifyReport::removed`] and stay in
     /// [`VerifyReport::corrupt`]: they are missing until a good copy comes back.
     pub repair: bool,
-    /// Called after each blob is read and hashed (the CLI's progress bar).
-    pub progress: Option<VerifyProgressFn>,
-}
-
-impl std::fmt::Debug for VerifyOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyOptions")
-            .field("sample", &self.sample)
-            .field("parallelism", &self.parallelism)
-            .field("tier", &self.tier)
-            .field("repair", &self.repair)
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
+    /// Called after each blob is read and hashed (the CLI's progress bar): items are
+    /// blobs, bytes their sizes.
+    pub progress: Option<ProgressFn>,
 }
 
 /// Which tier `verify` reads.
@@ -213,11 +187,11 @@ impl Store {
             .filter(|_| options.sample.is_none_or(|p| rand::random::<f64>() < p))
             .collect();
         chosen.sort();
-        let mut done = VerifyProgress {
-            blobs_total: chosen.len() as u64,
-            bytes_total: chosen.iter().map(|(_, size)| size).sum(),
-            ..VerifyProgress::default()
-        };
+        let tracker = Tracker::new(
+            options.progress.as_ref(),
+            chosen.len() as u64,
+            chosen.iter().map(|(_, size)| size).sum(),
+        );
         // Each blob's bytes are dropped as soon as they are hashed: only the reads in
         // flight hold any.
         let mut results = stream::iter(chosen)
@@ -227,11 +201,7 @@ impl Store {
             })
             .buffer_unordered(options.parallelism.max(1));
         while let Some((id, size, result)) = results.next().await {
-            done.blobs_done += 1;
-            done.bytes_done += size;
-            if let Some(progress) = &options.progress {
-                progress(&done);
-            }
+            tracker.tick(size);
             match result {
                 Ok(_) => {
                     report.blobs_checked += 1;

@@ -3,18 +3,17 @@
 //! and classified for the commit: found present is a foreign reference, sent by this sync
 //! is an own upload with the time it was published.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::walk::Needed;
-use super::{SyncProgress, SyncReport};
+use super::SyncReport;
 use crate::backend::ObjectBackend;
 use crate::blob::outboard::OUTBOARD_MIN;
 use crate::clock::{Clock, Stamp};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys::{self, ObjectKey};
+use crate::progress::{ProgressFn, Tracker};
 use crate::store::Reference;
 use crate::transfer::copy_blob;
 
@@ -36,30 +35,6 @@ enum Outcome {
     Published(Vec<Reference>, Stamp, u64),
 }
 
-/// Shared counters of one copy run.
-struct Counters<'a> {
-    done: AtomicU64,
-    bytes: AtomicU64,
-    total: u64,
-    total_bytes: u64,
-    progress: Option<&'a (dyn Fn(&SyncProgress) + Send + Sync)>,
-}
-
-impl Counters<'_> {
-    fn tick(&self, bytes: u64) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if let Some(report) = self.progress {
-            report(&SyncProgress {
-                objects_done: done,
-                objects_total: self.total,
-                bytes_done: bytes,
-                bytes_total: self.total_bytes,
-            });
-        }
-    }
-}
-
 /// Sends what `needed` names from `src` to `dest`: blobs first, then tree nodes.
 pub(crate) async fn send(
     src: &dyn ObjectBackend,
@@ -67,15 +42,13 @@ pub(crate) async fn send(
     needed: &Needed,
     clock: &dyn Clock,
     report: &mut SyncReport,
-    progress: Option<&(dyn Fn(&SyncProgress) + Send + Sync)>,
+    progress: Option<&ProgressFn>,
 ) -> Result<Sent> {
-    let counters = Counters {
-        done: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        total: (needed.blobs.len() + needed.trees.len()) as u64,
-        total_bytes: needed.blob_bytes(),
+    let counters = Tracker::new(
         progress,
-    };
+        (needed.blobs.len() + needed.trees.len()) as u64,
+        needed.blob_bytes(),
+    );
     let outboards = dest.wants_outboards();
     let blobs: Vec<(Outcome, bool)> = stream::iter(needed.blobs.iter().copied())
         .map(|(id, size)| {

@@ -23,8 +23,8 @@ mod fork;
 pub mod tarball;
 mod walk;
 
+use crate::progress::ProgressFn;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::manifest::{head, ManifestRoot};
@@ -45,24 +45,8 @@ pub enum History {
     Mirror,
 }
 
-/// Progress of the object copy of a sync, reported after each object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncProgress {
-    /// Objects looked up or sent so far (of the current version, when mirroring).
-    pub objects_done: u64,
-    /// Objects the walk found the destination's state lacks.
-    pub objects_total: u64,
-    /// Bytes sent so far.
-    pub bytes_done: u64,
-    /// Bytes of the blobs the walk found (an upper bound: some may be present).
-    pub bytes_total: u64,
-}
-
-/// A progress callback.
-pub type ProgressFn = Arc<dyn Fn(&SyncProgress) + Send + Sync>;
-
 /// How to sync.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     /// The source version (`None`: the latest).
     pub target: Option<Target>,
@@ -73,20 +57,10 @@ pub struct SyncOptions {
     pub overwrite: bool,
     /// Collapse to one version, or mirror versions and snapshots.
     pub history: History,
-    /// Called after each object is looked up or sent.
+    /// Called after each object is looked up or sent: items are the objects the walk
+    /// found the destination's state lacks (of the current version, when mirroring),
+    /// bytes those of their blobs (an upper bound: some may be present).
     pub progress: Option<ProgressFn>,
-}
-
-impl std::fmt::Debug for SyncOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncOptions")
-            .field("target", &self.target)
-            .field("rename", &self.rename)
-            .field("overwrite", &self.overwrite)
-            .field("history", &self.history)
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
 }
 
 /// What a sync did.
@@ -180,7 +154,7 @@ impl Store {
                 &needed,
                 dest.clock(),
                 &mut report,
-                options.progress.as_deref(),
+                options.progress.as_ref(),
             )
             .await?;
             let info = dest

@@ -9,6 +9,8 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -16,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::hash::{update_hasher, BlobId};
 use crate::keys::{self, ObjectKey};
+use crate::progress::{ProgressFn, Tracker};
 
 /// Chunks of blob content handed to the writer at a time.
 const CHUNK: u64 = 4 * 1024 * 1024;
@@ -50,21 +53,37 @@ impl Compression {
     }
 }
 
-/// Opens `path` (`-`: stdin) for reading, decompressed as its name says.
-pub(crate) fn open_reader(path: &Path) -> Result<Box<dyn Read + Send>> {
+/// Opens `path` (`-`: stdin) for reading, decompressed as its name says; `read` counts
+/// the bytes read from the file itself (before decompression), for progress.
+pub(crate) fn open_reader(path: &Path, read: Arc<AtomicU64>) -> Result<Box<dyn Read + Send>> {
     let shown = path.display();
-    let raw: Box<dyn Read + Send> = if path == Path::new("-") {
+    let file: Box<dyn Read + Send> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(path).map_err(|e| Error::io(format!("opening {shown}"), e))?)
     };
+    let raw = Counted { inner: file, read };
     Ok(match Compression::of(path).unwrap_or(Compression::None) {
-        Compression::None => raw,
+        Compression::None => Box::new(raw),
         Compression::Zstd => {
             Box::new(zstd::Decoder::new(raw).map_err(|e| Error::io(format!("reading {shown}"), e))?)
         }
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
     })
+}
+
+/// A reader that counts what it reads.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// One message to the writer thread.
@@ -197,11 +216,17 @@ pub(crate) async fn write_archive(
     src: &dyn crate::backend::ObjectBackend,
     objects: Listed,
     path: &Path,
+    progress: Option<&ProgressFn>,
 ) -> Result<u64> {
     let out = open_writer(path)?;
     let (tx, rx) = mpsc::channel(SLOTS);
     let writer = tokio::task::spawn_blocking(move || write_tar(out, rx));
-    let sent = send_all(src, objects, &tx).await;
+    let blob_bytes = objects
+        .iter()
+        .filter_map(|(_, b)| b.map(|(_, size)| size))
+        .sum();
+    let tracker = Tracker::new(progress, objects.len() as u64, blob_bytes);
+    let sent = send_all(src, objects, &tx, &tracker).await;
     drop(tx);
     let written = writer
         .await
@@ -215,6 +240,7 @@ async fn send_all(
     src: &dyn crate::backend::ObjectBackend,
     objects: Listed,
     tx: &mpsc::Sender<Piece>,
+    tracker: &Tracker<'_>,
 ) -> Result<u64> {
     let closed = || Error::backend("writing an archive", "the archive writer stopped");
     let mut total = 0u64;
@@ -238,6 +264,7 @@ async fn send_all(
                     return Err(Error::hash_mismatch(&key, id, actual));
                 }
                 total = total.saturating_add(size);
+                tracker.tick(size);
             }
             expected => {
                 let bytes = src.get(&key).await?;
@@ -253,6 +280,8 @@ async fn send_all(
                 if !bytes.is_empty() {
                     tx.send(Piece::Chunk(bytes)).await.map_err(|_| closed())?;
                 }
+                // Tree nodes count as items only: the bytes are those of the blobs.
+                tracker.tick(0);
             }
         }
     }
@@ -270,16 +299,22 @@ impl crate::store::Store {
         collection: &str,
         source: &Path,
         name: &str,
+        transfer: &crate::transfer::TransferOptions,
     ) -> Result<super::SyncReport> {
-        use std::sync::Arc;
-        let options = super::SyncOptions {
+        let mut options = super::SyncOptions {
             rename: Some(name.to_owned()),
             history: super::History::Mirror,
             ..super::SyncOptions::default()
         };
         let backend: Arc<dyn crate::backend::ObjectBackend> = if Compression::of(source).is_some() {
             let meta = crate::backend::memory::MemoryBackend::new();
-            crate::archive::read_tar(source, self.backend().clone(), meta.clone()).await?;
+            crate::archive::read_tar(
+                source,
+                self.backend().clone(),
+                meta.clone(),
+                transfer.progress.as_ref(),
+            )
+            .await?;
             Arc::new(crate::archive::ArchiveSource {
                 meta,
                 blobs: self.backend().clone(),
@@ -288,6 +323,8 @@ impl crate::store::Store {
             if !source.is_dir() {
                 return Err(Error::not_found(source.display()));
             }
+            // From a directory the sync's copy is the work; from an archive, reading it.
+            options.progress = transfer.progress.clone();
             Arc::new(crate::backend::local::LocalBackend::open(source).await?)
         };
         let reader = crate::store::Store::new(backend, self.options().clone());

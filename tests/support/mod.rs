@@ -6,6 +6,7 @@ pub mod child;
 pub mod cli;
 pub mod history;
 pub mod moto;
+pub mod progress;
 pub mod proxy;
 
 /// Store settings scaled down so that GC can run at the end of an S3 test: every process

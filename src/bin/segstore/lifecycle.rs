@@ -1,10 +1,11 @@
 //! Snapshot, diff, GC, verify and stats subcommands.
 
 use segstore::gc::{GcOptions, VerifyOptions};
+use segstore::transfer::TransferOptions;
 use segstore::{Error, Result, Store, Target};
 use serde_json::json;
 
-use crate::output::{bytes_bar, progress, report};
+use crate::output::{operation_progress, report};
 use crate::SnapshotAction;
 
 /// A snapshot name or a version number: `snapshot:NAME` and `version:N` say which; a
@@ -142,8 +143,12 @@ pub async fn diff(
 }
 
 pub async fn gc(store: &Store, options: &GcOptions, json: bool) -> Result<()> {
-    let spinner = progress(json, "collecting garbage");
-    let r = store.gc(options).await;
+    let (spinner, progress) = operation_progress(json, "collecting garbage");
+    let options = GcOptions {
+        progress: Some(progress),
+        ..options.clone()
+    };
+    let r = store.gc(&options).await;
     spinner.finish_and_clear();
     let r = r?;
     report(
@@ -248,18 +253,12 @@ fn explain(collection: &str, r: &segstore::gc::RetentionReport) -> String {
 }
 
 pub async fn verify(store: &Store, sample: Option<f64>, repair: bool, json: bool) -> Result<()> {
-    let bar = bytes_bar(json, 0, "verifying");
-    let shown = bar.clone();
+    let (bar, progress) = operation_progress(json, "verifying");
     let r = store
         .verify(&VerifyOptions {
             sample,
             repair,
-            progress: Some(std::sync::Arc::new(
-                move |p: &segstore::gc::VerifyProgress| {
-                    shown.set_length(p.bytes_total);
-                    shown.set_position(p.bytes_done);
-                },
-            )),
+            progress: Some(progress),
             ..VerifyOptions::default()
         })
         .await;
@@ -341,11 +340,6 @@ pub async fn stats(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// An archive name: `.tar`, `.tar.zst`, `.tar.gz`, or `-` (stdin or stdout).
-fn is_tar(path: &std::path::Path) -> bool {
-    segstore::sync::tarball::Compression::of(path).is_some()
-}
-
 fn transfer_json(r: &segstore::transfer::TransferReport) -> serde_json::Value {
     json!({"versions": r.versions, "snapshots": r.snapshots, "blobs": r.blobs, "blobs_skipped": r.blobs_skipped, "bytes": r.bytes, "trees": r.trees})
 }
@@ -359,12 +353,11 @@ pub async fn export(
 ) -> Result<()> {
     use segstore::transfer::ExportScope;
     let scope = snapshot.map_or(ExportScope::AllVersions, ExportScope::Snapshot);
-    let spinner = progress(json, "exporting");
-    let r = if is_tar(dest) {
-        store.export_tar(collection, &scope, dest).await
-    } else {
-        store.export_dir(collection, &scope, dest).await
+    let (spinner, progress) = operation_progress(json, "exporting");
+    let options = TransferOptions {
+        progress: Some(progress),
     };
+    let r = store.export(collection, &scope, dest, &options).await;
     spinner.finish_and_clear();
     let r = r?;
     // The archive itself is on stdout: the report goes to stderr.
@@ -399,12 +392,11 @@ pub async fn import(
     source: &std::path::Path,
     json: bool,
 ) -> Result<()> {
-    let spinner = progress(json, "importing");
-    let r = if is_tar(source) {
-        store.import_tar(collection, source).await
-    } else {
-        store.import_dir(collection, source).await
+    let (spinner, progress) = operation_progress(json, "importing");
+    let options = TransferOptions {
+        progress: Some(progress),
     };
+    let r = store.import(collection, source, &options).await;
     spinner.finish_and_clear();
     let r = r?;
     report(

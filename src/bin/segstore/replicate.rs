@@ -1,10 +1,9 @@
 //! `segstore sync` and `segstore fork`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
-use segstore::sync::{History, SyncOptions, SyncProgress};
+use segstore::sync::{History, SyncOptions};
 use segstore::{Error, LocalStorage, Result, StorageConfig, Store, Target};
 use serde_json::json;
 
@@ -86,8 +85,8 @@ pub async fn sync(args: SyncArgs, json: bool) -> Result<()> {
     }
     let mut results = Vec::new();
     for collection in &collections {
-        let bar = crate::output::bytes_bar(json, 0, &format!("syncing {collection}"));
-        let progress_bar = bar.clone();
+        let (bar, progress) =
+            crate::output::operation_progress(json, &format!("syncing {collection}"));
         let options = SyncOptions {
             target: target(args.version, args.snapshot.clone()),
             rename: args.rename.clone(),
@@ -97,10 +96,7 @@ pub async fn sync(args: SyncArgs, json: bool) -> Result<()> {
             } else {
                 History::Collapse
             },
-            progress: Some(Arc::new(move |p: &SyncProgress| {
-                progress_bar.set_length(p.bytes_total);
-                progress_bar.set_position(p.bytes_done);
-            })),
+            progress: Some(progress),
         };
         let r = from.sync_to(collection, &to, &options).await;
         bar.finish_and_clear();
@@ -159,7 +155,13 @@ pub async fn import_as(
     name: &str,
     json: bool,
 ) -> Result<()> {
-    let r = store.import_as(collection, source, name).await?;
+    let (bar, progress) = crate::output::operation_progress(json, "importing");
+    let options = segstore::transfer::TransferOptions {
+        progress: Some(progress),
+    };
+    let r = store.import_as(collection, source, name, &options).await;
+    bar.finish_and_clear();
+    let r = r?;
     report(
         json,
         json!({"collection": collection, "as": name, "versions": r.versions_committed,
