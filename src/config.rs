@@ -25,7 +25,11 @@
 //! [retention]
 //! keep_last = 20
 //! keep_within = "24h"
-//! # keep_daily = 7     # the newest version of each of the last 7 days (also weekly, monthly)
+//! # keep_daily = 7     # the newest version of each of the last 7 days (also hourly,
+//! #                    # weekly, monthly, yearly)
+//!
+//! # [retention.collections.logs]   # a collection's own rules, replacing those above
+//! # keep_last = 3
 //!
 //! [gc]
 //! grace = "1h"
@@ -37,6 +41,7 @@
 //! `SEGSTORE_READ_FRESHNESS`, `SEGSTORE_LEAN_COMMITS`. AWS
 //! credentials follow the standard chain (`AWS_ACCESS_KEY_ID`, profiles, ...).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,7 +146,9 @@ pub struct CachedSection {
     pub l2_backend: BackendKind,
 }
 
-/// `[retention]`.
+/// `[retention]`: the rules of every collection, and `[retention.collections.NAME]`: a
+/// collection's own rules, replacing them for it. A section names every rule it wants:
+/// a rule it leaves out is not applied (only a missing `[retention]` means the defaults).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSection {
@@ -150,6 +157,9 @@ pub struct RetentionSection {
     /// Keep versions younger than this (`"24h"`).
     #[serde(default, deserialize_with = "optional_duration")]
     pub keep_within: Option<Duration>,
+    /// Keep the newest version of each of the last N hours.
+    #[serde(default)]
+    pub keep_hourly: Option<u64>,
     /// Keep the newest version of each of the last N days.
     #[serde(default)]
     pub keep_daily: Option<u64>,
@@ -159,6 +169,13 @@ pub struct RetentionSection {
     /// Keep the newest version of each of the last N months.
     #[serde(default)]
     pub keep_monthly: Option<u64>,
+    /// Keep the newest version of each of the last N years.
+    #[serde(default)]
+    pub keep_yearly: Option<u64>,
+    /// Collections with rules of their own (`[retention.collections.NAME]`); they cannot
+    /// nest further.
+    #[serde(default)]
+    pub collections: BTreeMap<String, RetentionSection>,
 }
 
 impl Default for RetentionSection {
@@ -167,10 +184,42 @@ impl Default for RetentionSection {
         RetentionSection {
             keep_last: d.keep_last,
             keep_within: d.keep_within,
+            keep_hourly: d.keep_hourly,
             keep_daily: d.keep_daily,
             keep_weekly: d.keep_weekly,
             keep_monthly: d.keep_monthly,
+            keep_yearly: d.keep_yearly,
+            collections: BTreeMap::new(),
         }
+    }
+}
+
+impl RetentionSection {
+    /// The rules of this section (not of its collections).
+    pub fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last: self.keep_last,
+            keep_within: self.keep_within,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (name, own) in &self.collections {
+            crate::path::validate_name(name).map_err(|e| {
+                Error::InvalidConfig(format!("[retention.collections.{name}]: {e}"))
+            })?;
+            if !own.collections.is_empty() {
+                return Err(Error::InvalidConfig(format!(
+                    "[retention.collections.{name}] cannot hold collections of its own"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -353,6 +402,7 @@ impl StorageConfig {
 
     /// Checks that the section the backend needs is present and sane.
     pub fn validate(&self) -> Result<()> {
+        self.retention.validate()?;
         let missing = |section: &str| {
             Error::InvalidConfig(format!(
                 "storage.backend = {:?} needs a [{section}] section",
@@ -419,13 +469,13 @@ impl StorageConfig {
     /// The GC settings of this config.
     pub fn gc_options(&self) -> GcOptions {
         GcOptions {
-            retention: RetentionPolicy {
-                keep_last: self.retention.keep_last,
-                keep_within: self.retention.keep_within,
-                keep_daily: self.retention.keep_daily,
-                keep_weekly: self.retention.keep_weekly,
-                keep_monthly: self.retention.keep_monthly,
-            },
+            retention: self.retention.policy(),
+            collection_retention: self
+                .retention
+                .collections
+                .iter()
+                .map(|(name, own)| (name.clone(), own.policy()))
+                .collect(),
             grace: self.gc.grace,
             dry_run: false,
             progress: None,
@@ -550,6 +600,47 @@ mod tests {
         assert_eq!(gc.retention.keep_last, Some(5));
         assert_eq!(gc.retention.keep_within, Some(Duration::from_secs(7200)));
         assert_eq!(gc.grace, Duration::from_secs(3 * 3600));
+        assert!(gc.collection_retention.is_empty());
+    }
+
+    #[test]
+    fn collections_can_have_retention_rules_of_their_own() {
+        let local = "[storage]\nbackend = \"local\"\n[storage.local]\ndata_dir = \"d\"\n";
+        let c = parse(&format!(
+            r#"{local}
+            [retention]
+            keep_last = 5
+            keep_hourly = 24
+            [retention.collections.logs]
+            keep_yearly = 3
+            "#
+        ))
+        .unwrap();
+        let gc = c.gc_options();
+        assert_eq!(
+            (gc.retention.keep_last, gc.retention.keep_hourly),
+            (Some(5), Some(24))
+        );
+        let logs = &gc.collection_retention["logs"];
+        assert_eq!(logs.keep_yearly, Some(3));
+        // Its own rules replace the others: nothing is inherited.
+        assert_eq!((logs.keep_last, logs.keep_hourly), (None, None));
+        let nested = "[retention.collections.a.collections.b]\nkeep_last = 1\n";
+        let err = parse(&format!("{local}{nested}")).unwrap_err().to_string();
+        assert!(err.contains("cannot hold collections"), "{err}");
+        let bad_name = parse(&format!(
+            "{local}[retention.collections.\"a/b\"]\nkeep_last = 1\n"
+        ))
+        .unwrap_err();
+        assert!(
+            bad_name.to_string().contains("retention.collections"),
+            "{bad_name}"
+        );
+        let unknown = parse(&format!(
+            "{local}[retention.collections.a]\nkeep_lots = 1\n"
+        ))
+        .unwrap_err();
+        assert!(unknown.to_string().contains("keep_lots"), "{unknown}");
     }
 
     #[test]

@@ -362,6 +362,60 @@ fn put_records_a_message_and_metadata_that_log_shows() {
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 }
 
+/// Every command that commits a version takes a note: `mv`, `rm`, `rm -r` and `snapshot
+/// restore` as `put` does.
+#[test]
+fn mv_rm_and_restore_record_their_notes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    put(cwd, "c/tantivy/a", b"a");
+    put(cwd, "c/tantivy/b", b"b");
+    ok(
+        &[
+            "mv",
+            "c/tantivy/a",
+            "c/tantivy/a2",
+            "-m",
+            "rename a",
+            "--meta",
+            "by=ops",
+        ],
+        cwd,
+    );
+    ok(&["rm", "c/tantivy/b", "-m", "drop b"], cwd);
+    ok(&["snapshot", "restore", "c", "2", "-m", "undo both"], cwd);
+    ok(&["rm", "-r", "c/tantivy", "--yes", "-m", "clear"], cwd);
+    // Without a note, as before.
+    put(cwd, "c/tantivy/z", b"z");
+    ok(&["mv", "c/tantivy/z", "c/tantivy/z2"], cwd);
+    let log = json(&["log", "c", "--all"], cwd);
+    let messages: Vec<&serde_json::Value> = (0..8).map(|i| &log[i]["message"]).collect();
+    assert_eq!(
+        messages,
+        [
+            &serde_json::Value::Null,
+            &serde_json::Value::Null,
+            &"clear".into(),
+            &"undo both".into(),
+            &"drop b".into(),
+            &"rename a".into(),
+            &serde_json::Value::Null,
+            &serde_json::Value::Null,
+        ],
+        "{log}"
+    );
+    assert_eq!(log[5]["meta"]["by"], "ops", "{log}");
+    let files = ok(&["ls", "c"], cwd);
+    assert_eq!(files.trim(), "c/tantivy/z2", "{files}");
+    // A rename across collections is refused with the library's reason, note or not.
+    let across = run(&["mv", "c/tantivy/z2", "d/tantivy/z", "-m", "x"], cwd);
+    assert_eq!(across.status.code(), Some(4), "{across:?}");
+    assert!(
+        String::from_utf8_lossy(&across.stderr).contains("another collection"),
+        "{across:?}"
+    );
+}
+
 /// Regression: `log` stopped at the first version retention had removed, hiding older
 /// versions a snapshot (or a calendar rule) keeps: after retention removed versions 2-4
 /// (3 days old), `log` showed only version 5, not the pinned version 1.
@@ -427,4 +481,92 @@ fn log_shows_versions_kept_below_a_gap_and_gc_applies_keep_daily() {
         ok(&["get", "c/tantivy/f", "--version", "4"], cwd),
         "content 4"
     );
+}
+
+/// `[retention.collections.NAME]` gives a collection rules of its own, replacing the
+/// general ones; `--keep-hourly` and `--keep-yearly` keep one version per hour and year;
+/// a section naming no collection is warned about.
+#[test]
+fn collections_keep_their_own_retention_and_hourly_and_yearly_rules_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    for collection in ["a", "b"] {
+        for i in 1..=4 {
+            let path = format!("{collection}/tantivy/f");
+            put(cwd, &path, format!("content {i}").as_bytes());
+        }
+        // Versions 1-3 were stored 3 days ago, one hour apart; version 4 is new.
+        for v in 1..=3 {
+            let manifest = cwd.join(format!("segstore-data/manifests/{collection}/{v:020}"));
+            let when = format!("3 days ago {} hours ago", 4 - v);
+            let touched = std::process::Command::new("touch")
+                .args(["-d", &when])
+                .arg(&manifest)
+                .status()
+                .unwrap();
+            assert!(touched.success(), "{}", manifest.display());
+        }
+    }
+    write(
+        cwd,
+        "segstore.toml",
+        b"[storage]\nbackend = \"local\"\n[storage.local]\ndata_dir = \"segstore-data\"\n\
+          [retention]\nkeep_last = 1\n\
+          [retention.collections.b]\nkeep_last = 3\n\
+          [retention.collections.typo]\nkeep_last = 1\n",
+    );
+    let out = run(
+        &["--json", "--config", "segstore.toml", "gc", "--dry-run"],
+        cwd,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deleted = |c: &str| r["retention"][c]["deleted"].clone();
+    assert_eq!(deleted("a"), serde_json::json!([1, 2, 3]), "{r}");
+    assert_eq!(deleted("b"), serde_json::json!([1]), "{r}");
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("[retention.collections.typo] names no collection"),
+        "{warned}"
+    );
+    // The flags replace the general rules; b keeps its own.
+    let args = [
+        "--config",
+        "segstore.toml",
+        "gc",
+        "--dry-run",
+        "--keep-hourly",
+        "3",
+    ];
+    let r = json(&args, cwd);
+    assert_eq!(
+        r["retention"]["a"]["deleted"],
+        serde_json::json!([1]),
+        "{r}"
+    );
+    assert_eq!(
+        r["retention"]["b"]["deleted"],
+        serde_json::json!([1]),
+        "{r}"
+    );
+    let reasons = &r["retention"]["a"]["kept"][0]["reasons"];
+    assert!(reasons.to_string().contains("keep_hourly"), "{r}");
+    // One version per year: all of a's are in this year or the last, so two stay.
+    let r = json(
+        &[
+            "gc",
+            "--dry-run",
+            "--keep-last",
+            "1",
+            "--keep-within",
+            "1s",
+            "--keep-yearly",
+            "5",
+        ],
+        cwd,
+    );
+    let kept = r["retention"]["a"]["kept"].as_array().unwrap().len();
+    assert!((1..=2).contains(&kept), "{r}");
+    let reasons = r["retention"]["a"]["kept"].to_string();
+    assert!(reasons.contains("keep_yearly"), "{r}");
 }

@@ -176,6 +176,7 @@ async fn gc_keeps_what_a_single_page_shard_references() {
             grace: Duration::from_millis(300),
             dry_run: false,
             progress: None,
+            collection_retention: Default::default(),
         })
         .await
         .unwrap();

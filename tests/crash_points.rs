@@ -175,6 +175,7 @@ async fn check_crash_point(steps: &[Step], k: u64, applied: bool) -> Result<(), 
         grace: Duration::from_millis(25),
         dry_run: false,
         progress: None,
+        collection_retention: Default::default(),
     };
     recovered.gc(&gc).await.map_err(|e| e.to_string())?;
     let report = recovered

@@ -58,6 +58,7 @@ fn fast_gc(retention: RetentionPolicy) -> GcOptions {
         grace: Duration::from_millis(300),
         dry_run: false,
         progress: None,
+        collection_retention: Default::default(),
     }
 }
 

@@ -411,6 +411,7 @@ async fn commits_survive_random_http_faults() {
         grace: Duration::from_secs(3),
         dry_run: false,
         progress: None,
+        collection_retention: Default::default(),
     };
     let gc_report = store.gc(&gc).await.unwrap();
     assert!(gc_report.failures.is_empty(), "gc: {gc_report:?}");

@@ -215,6 +215,7 @@ async fn killed_s3_writers_lose_no_acknowledged_commit() {
         grace: Duration::from_secs(3),
         dry_run: false,
         progress: None,
+        collection_retention: Default::default(),
     };
     let gc_report = store.gc(&gc).await.unwrap();
     assert!(gc_report.failures.is_empty(), "gc: {gc_report:?}");

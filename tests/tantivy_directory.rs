@@ -625,6 +625,7 @@ fn a_file_of_an_expired_version_is_version_expired_not_corrupt() {
         grace: Duration::from_millis(510),
         dry_run: false,
         progress: None,
+        collection_retention: Default::default(),
     };
     let report = block(store.gc(&gc)).unwrap();
     assert_eq!(report.versions_deleted, 1, "{report:?}");

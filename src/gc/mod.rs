@@ -2,7 +2,9 @@
 //!
 //! **Retention** decides which manifest versions to keep: the newest `keep_last`, those
 //! younger than `keep_within`, every pinned one, the newest of each of the last
-//! `keep_daily` days (`keep_weekly` weeks, `keep_monthly` months), and always the latest. It first raises the
+//! `keep_hourly` hours (`keep_daily` days, `keep_weekly` weeks, `keep_monthly` months,
+//! `keep_yearly` years), and always the latest; a collection may have rules of its own
+//! (`GcOptions::collection_retention`). It first raises the
 //! collection's boundary (so a stalled writer cannot resurrect a deleted version number),
 //! then deletes the rest.
 //!
@@ -40,6 +42,8 @@ pub use verify::{VerifyOptions, VerifyReport, VerifyTier};
 pub struct GcOptions {
     /// Which versions to keep.
     pub retention: RetentionPolicy,
+    /// Collections with rules of their own, which replace `retention` for them.
+    pub collection_retention: BTreeMap<String, RetentionPolicy>,
     /// Unreferenced objects younger than this when the run starts are kept: they may
     /// belong to a commit in flight. Must exceed the store's `max_writer_stall +
     /// freshen_after + clock_margin`.
@@ -55,6 +59,7 @@ impl Default for GcOptions {
     fn default() -> Self {
         GcOptions {
             retention: RetentionPolicy::default(),
+            collection_retention: BTreeMap::new(),
             grace: DEFAULT_GRACE,
             dry_run: false,
             progress: None,
@@ -306,14 +311,12 @@ impl Store {
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
         for collection in self.collections().await? {
             report.collections += 1;
+            let policy = options
+                .collection_retention
+                .get(&collection)
+                .unwrap_or(&options.retention);
             let retention = self
-                .retention_at(
-                    &collection,
-                    &options.retention,
-                    started,
-                    options.dry_run,
-                    run,
-                )
+                .retention_at(&collection, policy, started, options.dry_run, run)
                 .await?;
             report.versions_deleted += retention.deleted.len() as u64;
             report.snapshots_expired += retention.expired_snapshots.len() as u64;

@@ -9,12 +9,16 @@ pub struct RetentionPolicy {
     pub keep_last: Option<u64>,
     /// Keep versions younger than this.
     pub keep_within: Option<Duration>,
+    /// Keep the newest version of each of the last N hours that have versions (UTC).
+    pub keep_hourly: Option<u64>,
     /// Keep the newest version of each of the last N days that have versions (UTC).
     pub keep_daily: Option<u64>,
     /// Keep the newest version of each of the last N weeks (Monday to Sunday, UTC).
     pub keep_weekly: Option<u64>,
     /// Keep the newest version of each of the last N calendar months (UTC).
     pub keep_monthly: Option<u64>,
+    /// Keep the newest version of each of the last N calendar years (UTC).
+    pub keep_yearly: Option<u64>,
 }
 
 /// Why retention keeps a version.
@@ -32,12 +36,16 @@ pub enum KeepReason {
     KeepAll,
     /// Pinned by this snapshot.
     Snapshot(String),
+    /// The newest of its hour (`keep_hourly`).
+    Hourly,
     /// The newest of its day (`keep_daily`).
     Daily,
     /// The newest of its week (`keep_weekly`).
     Weekly,
     /// The newest of its month (`keep_monthly`).
     Monthly,
+    /// The newest of its year (`keep_yearly`).
+    Yearly,
 }
 
 impl std::fmt::Display for KeepReason {
@@ -49,9 +57,11 @@ impl std::fmt::Display for KeepReason {
             KeepReason::MinAge => f.write_str("min_age"),
             KeepReason::KeepAll => f.write_str("keep_all"),
             KeepReason::Snapshot(name) => write!(f, "snapshot:{name}"),
+            KeepReason::Hourly => f.write_str("keep_hourly"),
             KeepReason::Daily => f.write_str("keep_daily"),
             KeepReason::Weekly => f.write_str("keep_weekly"),
             KeepReason::Monthly => f.write_str("keep_monthly"),
+            KeepReason::Yearly => f.write_str("keep_yearly"),
         }
     }
 }
@@ -61,9 +71,11 @@ impl Default for RetentionPolicy {
         RetentionPolicy {
             keep_last: Some(20),
             keep_within: Some(Duration::from_secs(24 * 3600)),
+            keep_hourly: None,
             keep_daily: None,
             keep_weekly: None,
             keep_monthly: None,
+            keep_yearly: None,
         }
     }
 }
@@ -74,9 +86,11 @@ impl RetentionPolicy {
         RetentionPolicy {
             keep_last: None,
             keep_within: None,
+            keep_hourly: None,
             keep_daily: None,
             keep_weekly: None,
             keep_monthly: None,
+            keep_yearly: None,
         }
     }
 
@@ -84,8 +98,10 @@ impl RetentionPolicy {
     pub fn keeps_all(&self) -> bool {
         self.keep_last.is_none()
             && self.keep_within.is_none()
+            && self.keep_hourly.is_none()
             && self.keep_daily.is_none()
             && self.keep_weekly.is_none()
             && self.keep_monthly.is_none()
+            && self.keep_yearly.is_none()
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::backend::PutOutcome;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::manifest::{decode_snapshot, encode_snapshot, head, Snapshot};
+use crate::manifest::{decode_snapshot, encode_snapshot, head, CommitNote, Snapshot};
 use crate::path::validate_name;
 use crate::store::{CommitInfo, Plan, Store};
 
@@ -193,17 +193,33 @@ impl Store {
 
     /// Commits a new version of `collection` whose files equal those at `target`.
     pub async fn restore(&self, collection: &str, target: &Target) -> Result<CommitInfo> {
+        self.restore_with_note(collection, target, None).await
+    }
+
+    /// [`restore`](Self::restore), recording `note` (a message and metadata, shown by the
+    /// CLI's `log`) with the new version. Fails with [`Error::InvalidConfig`] beyond the
+    /// note's limits.
+    pub async fn restore_with_note(
+        &self,
+        collection: &str,
+        target: &Target,
+        note: Option<CommitNote>,
+    ) -> Result<CommitInfo> {
+        if let Some(note) = &note {
+            note.check().map_err(Error::InvalidConfig)?;
+        }
         let version = self.resolve_target(collection, target).await?;
         let root = self.root_at(collection, version).await?;
         // The restored version references the old tree nodes: the commit confirms, under
         // the GC protocol, that the old version is still retained (so that everything it
         // reaches exists) and lands before any GC run could delete them.
-        self.commit_plan(
+        self.commit_plan_noted(
             collection,
             Plan::Replace {
                 shards: root.shards,
                 source: version,
             },
+            note,
         )
         .await
     }

@@ -1,6 +1,6 @@
 //! One function per subcommand.
 
-use segstore::{LocalStorage, Result, StoragePath, Store};
+use segstore::{LocalStorage, Result, StoragePath};
 use serde_json::json;
 
 use crate::failure::Failure;
@@ -67,9 +67,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             grace,
             keep_last,
             keep_within,
+            keep_hourly,
             keep_daily,
             keep_weekly,
             keep_monthly,
+            keep_yearly,
         } => {
             let mut options = gc_defaults;
             options.dry_run = dry_run;
@@ -84,9 +86,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             let r = &mut options.retention;
             for (flag, field) in [
+                (keep_hourly, &mut r.keep_hourly),
                 (keep_daily, &mut r.keep_daily),
                 (keep_weekly, &mut r.keep_weekly),
                 (keep_monthly, &mut r.keep_monthly),
+                (keep_yearly, &mut r.keep_yearly),
             ] {
                 if flag.is_some() {
                     *field = flag;
@@ -124,10 +128,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             path,
             file,
             recursive: true,
-            message,
-            meta,
+            note,
         } => {
-            let note = crate::upload::note(message, meta);
+            let note = note.into_note();
             let Some(prefix) = file else {
                 return Err(Failure::Usage(
                     "put -r needs a directory and a prefix: `segstore put -r DIR collection/backend`"
@@ -139,13 +142,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             crate::upload::put_dir(&store, dir, &prefix, note, cli.json).await
         }
         Command::Put {
-            path,
-            file,
-            message,
-            meta,
-            ..
+            path, file, note, ..
         } => {
-            let note = crate::upload::note(message, meta);
+            let note = note.into_note();
             let path: StoragePath = path.parse()?;
             crate::interrupt::watch(&store, &path.collection).await?;
             let info = match file.filter(|f| f.as_os_str() != "-") {
@@ -201,10 +200,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Du { prefix, at } => {
             crate::read::du(&store, prefix.as_deref(), &at, cli.json).await
         }
-        Command::Mv { from, to } => {
+        Command::Mv { from, to, note } => {
             let (from, to): (StoragePath, StoragePath) = (from.parse()?, to.parse()?);
             crate::interrupt::watch(&store, &from.collection).await?;
-            let info = Store::rename(&store, &from, &to).await?;
+            let rename = segstore::Op::Rename {
+                from: from.clone(),
+                to: to.clone(),
+            };
+            let info = crate::upload::commit_one(&store, rename, note.into_note()).await?;
             report(
                 cli.json,
                 json!({"version": info.version}),
@@ -216,11 +219,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             path,
             recursive: true,
             yes,
-        } => crate::upload::rm_prefix(&store, &path, yes, cli.json).await,
-        Command::Rm { path, .. } => {
+            note,
+        } => crate::upload::rm_prefix(&store, &path, yes, note.into_note(), cli.json).await,
+        Command::Rm { path, note, .. } => {
             let path: StoragePath = path.parse()?;
             crate::interrupt::watch(&store, &path.collection).await?;
-            let info = Store::delete(&store, &path).await?;
+            let delete = segstore::Op::Delete { path: path.clone() };
+            let info = crate::upload::commit_one(&store, delete, note.into_note()).await?;
             report(
                 cli.json,
                 json!({"version": info.version, "changed": info.created}),

@@ -34,19 +34,21 @@ pub const DU: &str = "Examples:
 
 pub const MV: &str = "Examples:
   segstore mv products/tantivy/s0/a.tmp products/tantivy/s0/a.idx
+  segstore mv products/tantivy/s0/a.idx products/tantivy/s0/b.idx -m \"merge\"
 ";
 
 pub const RM: &str = "Examples:
   segstore rm products/tantivy/s0/old.idx
   segstore rm -r products/tantivy/s3                says what it would delete
   segstore rm -r --yes products                     a whole collection, as one commit
+  segstore rm products/tantivy/s0/x.idx -m \"stale\" --meta ticket=OPS-7
 ";
 
 pub const SNAPSHOT: &str = "Examples:
   segstore snapshot create products nightly
   segstore snapshot create products before-reindex --version 41 --ttl 7d
   segstore snapshot list products
-  segstore snapshot restore products nightly
+  segstore snapshot restore products nightly -m \"undo the bad reindex\"
   segstore snapshot delete products before-reindex
 ";
 

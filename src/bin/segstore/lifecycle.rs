@@ -90,9 +90,14 @@ pub async fn snapshot(store: &Store, action: SnapshotAction, json: bool) -> Resu
         SnapshotAction::Restore {
             collection,
             target: t,
+            note,
         } => {
             let info = store
-                .restore(&collection, &target(store, &collection, &t).await?)
+                .restore_with_note(
+                    &collection,
+                    &target(store, &collection, &t).await?,
+                    note.into_note(),
+                )
                 .await?;
             report(
                 json,
@@ -151,6 +156,16 @@ pub async fn gc(store: &Store, options: &GcOptions, json: bool) -> Result<()> {
     let r = store.gc(&options).await;
     spinner.finish_and_clear();
     let r = r?;
+    // A mistyped name in the config file would otherwise leave a collection on the
+    // general rules without a word.
+    for name in options.collection_retention.keys() {
+        if !r.retention.contains_key(name) {
+            eprintln!(
+                "segstore: warning: [retention.collections.{name}] names no collection of \
+                 this store; its rules were not used"
+            );
+        }
+    }
     report(
         json,
         json!({

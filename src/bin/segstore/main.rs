@@ -88,12 +88,8 @@ pub enum Command {
         /// links and special files are refused.
         #[arg(short = 'r', long)]
         recursive: bool,
-        /// A message recorded with the new version (shown by `log`).
-        #[arg(short = 'm', long)]
-        message: Option<String>,
-        /// Metadata recorded with the new version; repeat for more keys.
-        #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
-        meta: Vec<(String, String)>,
+        #[command(flatten)]
+        note: NoteArgs,
     },
     /// Print a file to stdout, or write it to `--output` (alias `cat`).
     #[command(visible_alias = "cat", after_help = examples::GET)]
@@ -138,6 +134,8 @@ pub enum Command {
         from: String,
         /// Target path.
         to: String,
+        #[command(flatten)]
+        note: NoteArgs,
     },
     /// Delete a file, or with `-r --yes` every file under a prefix or of a collection.
     ///
@@ -153,6 +151,8 @@ pub enum Command {
         /// Confirm `-r` (without it, `rm -r` says what it would delete and exits 2).
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        note: NoteArgs,
     },
     /// Manage snapshots (named pins of a version).
     #[command(after_help = examples::SNAPSHOT)]
@@ -181,13 +181,18 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         grace: Option<std::time::Duration>,
         /// Keep the newest N versions of each collection. Default: the config file's
-        /// `[retention] keep_last`, else 20.
+        /// `[retention] keep_last`, else 20. These flags replace the config file's
+        /// `[retention]` rules; a collection with a `[retention.collections.NAME]` section
+        /// keeps its own.
         #[arg(long)]
         keep_last: Option<u64>,
         /// Also keep versions younger than this (e.g. `24h`). Default: the config file's
         /// `[retention] keep_within`, else 24h.
         #[arg(long, value_parser = parse_duration)]
         keep_within: Option<std::time::Duration>,
+        /// Also keep the newest version of each of the last N hours (UTC).
+        #[arg(long)]
+        keep_hourly: Option<u64>,
         /// Also keep the newest version of each of the last N days (UTC), as restic does.
         /// Default: the config file's `[retention] keep_daily`, else none.
         #[arg(long)]
@@ -198,6 +203,9 @@ pub enum Command {
         /// Also keep the newest version of each of the last N months.
         #[arg(long)]
         keep_monthly: Option<u64>,
+        /// Also keep the newest version of each of the last N years.
+        #[arg(long)]
+        keep_yearly: Option<u64>,
     },
     /// Check that every referenced blob exists and matches its hash.
     #[command(after_help = examples::VERIFY)]
@@ -314,7 +322,33 @@ pub enum SnapshotAction {
         collection: String,
         /// A snapshot name or a version number.
         target: String,
+        #[command(flatten)]
+        note: NoteArgs,
     },
+}
+
+/// `-m MESSAGE` and `--meta KEY=VALUE` of the commands that commit a version.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NoteArgs {
+    /// A message recorded with the new version (shown by `log`).
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Metadata recorded with the new version; repeat for more keys.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    meta: Vec<(String, String)>,
+}
+
+impl NoteArgs {
+    /// The note to record, if a message or metadata was given.
+    pub fn into_note(self) -> Option<segstore::manifest::CommitNote> {
+        if self.message.is_none() && self.meta.is_empty() {
+            return None;
+        }
+        Some(segstore::manifest::CommitNote {
+            message: self.message.unwrap_or_default(),
+            meta: self.meta.into_iter().collect(),
+        })
+    }
 }
 
 /// The longest duration accepted on the command line: 100,000 years. Anything longer

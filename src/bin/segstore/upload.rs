@@ -13,15 +13,41 @@ use crate::open::require_collection;
 use crate::output::report;
 use crate::read::{entries, Prefix};
 
-/// The note of `put -m MSG --meta K=V`, if either was given.
-pub fn note(message: Option<String>, meta: Vec<(String, String)>) -> Option<CommitNote> {
-    if message.is_none() && meta.is_empty() {
-        return None;
+/// Commits `op` as one version with `note`; without one, as the library's `rename` and
+/// `delete` do (a commit that may be grouped with others of this process).
+pub async fn commit_one(
+    store: &Store,
+    op: segstore::Op,
+    note: Option<CommitNote>,
+) -> segstore::Result<segstore::CommitInfo> {
+    use segstore::Op;
+    let collection = match &op {
+        Op::Put { path, .. } | Op::Delete { path } | Op::Rename { from: path, .. } => {
+            path.collection.clone()
+        }
+    };
+    let mut txn = match (note, &op) {
+        (None, Op::Rename { from, to }) => return store.rename(from, to).await,
+        (None, Op::Delete { path }) => return store.delete(path).await,
+        (None, Op::Put { .. }) => store.transaction(&collection).await?,
+        (Some(note), _) => {
+            let mut txn = store.transaction(&collection).await?;
+            txn.set_note(note)?;
+            txn
+        }
+    };
+    match op {
+        Op::Put { path, entry } => txn.put_entry(&path, entry)?,
+        Op::Delete { path } => txn.delete(&path)?,
+        Op::Rename { from, to } => {
+            if from.collection != to.collection {
+                // The library's rename says why; the transaction would only see two paths.
+                return store.rename(&from, &to).await;
+            }
+            txn.rename(&from, &to)?
+        }
     }
-    Some(CommitNote {
-        message: message.unwrap_or_default(),
-        meta: meta.into_iter().collect(),
-    })
+    txn.commit().await
 }
 
 /// Stores `reader` at `path` as one commit, with `note` if given.
@@ -209,7 +235,13 @@ pub async fn put_dir(
 /// `rm -r PREFIX --yes`: deletes every file under the prefix (a whole collection for a
 /// bare name) as one commit. Earlier versions and snapshots stay until retention and GC
 /// remove them, so `snapshot restore` can bring the files back.
-pub async fn rm_prefix(store: &Store, prefix: &str, yes: bool, json: bool) -> Result<(), Failure> {
+pub async fn rm_prefix(
+    store: &Store,
+    prefix: &str,
+    yes: bool,
+    note: Option<CommitNote>,
+    json: bool,
+) -> Result<(), Failure> {
     let parsed = Prefix::parse(prefix)?;
     require_collection(store, &parsed.collection).await?;
     crate::interrupt::watch(store, &parsed.collection).await?;
@@ -228,6 +260,9 @@ pub async fn rm_prefix(store: &Store, prefix: &str, yes: bool, json: bool) -> Re
     }
     for (path, _) in &files {
         txn.delete(path)?;
+    }
+    if let Some(note) = note {
+        txn.set_note(note)?;
     }
     let deleted = files.len();
     let info = if deleted == 0 {
