@@ -2,6 +2,10 @@
 //! open fd and against slicing a raw `mmap` of the same files. Run with
 //! `cargo bench --bench range_read`.
 //!
+//! `Store::read_range` runs twice: with strict read freshness (the default: one `stat` of
+//! version N+1 per read) and with `Freshness::Bounded(1 s)` (the head re-checked at most
+//! once a second), on two stores over the same directory.
+//!
 //! All files are in the page cache (warmed first), as for a hot index. Every contender
 //! walks the same list of random 4 KiB-aligned (file, offset) pairs and touches the first
 //! and last byte of what it got. The segstore loop runs inside one `block_on`, so the
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{median, print_header, print_table, FastRng, Row, Target};
-use segstore::{LocalStorage, SegmentFile, StorageBackend, StoragePath};
+use segstore::{Freshness, LocalStorage, SegmentFile, StorageBackend, StoragePath, StoreOptions};
 
 const FILE_SIZE: usize = 16 * 1024 * 1024;
 const READ: u64 = 4096;
@@ -69,6 +73,19 @@ fn main() {
         black_box(rt.block_on(store.read_bytes(path)).unwrap());
     }
 
+    let bounded = rt
+        .block_on(LocalStorage::open_with(
+            store_dir.path(),
+            StoreOptions {
+                read_freshness: Freshness::Bounded(Duration::from_secs(1)),
+                ..StoreOptions::default()
+            },
+        ))
+        .expect("open bounded");
+    for path in &paths {
+        black_box(rt.block_on(bounded.read_bytes(path)).unwrap());
+    }
+
     // Handles resolved once, as a search engine holds its open segment files.
     let handles: Vec<SegmentFile> = paths
         .iter()
@@ -78,14 +95,15 @@ fn main() {
     let blocks = FILE_SIZE as u64 / READ;
     let mut reqs: Vec<(usize, u64)> = Vec::with_capacity(ops);
     let (mut t_pread, mut t_mmap, mut t_seg, mut t_blob) = (vec![], vec![], vec![], vec![]);
+    let mut t_bounded = vec![];
     for round in 0..rounds {
         reqs.clear();
         for _ in 0..ops {
             reqs.push((rng.below(files as u64) as usize, rng.below(blocks) * READ));
         }
-        let mut times = [Duration::ZERO; 4];
-        for k in 0..4 {
-            let which = (round + k) % 4;
+        let mut times = [Duration::ZERO; 5];
+        for k in 0..5 {
+            let which = (round + k) % 5;
             let start = Instant::now();
             let mut acc = 0u64;
             match which {
@@ -115,6 +133,19 @@ fn main() {
                         acc
                     });
                 }
+                4 => {
+                    acc += rt.block_on(async {
+                        let mut acc = 0u64;
+                        for &(f, off) in &reqs {
+                            let b = bounded
+                                .read_range(&paths[f], off..off + READ)
+                                .await
+                                .expect("read_range, bounded");
+                            acc += (b[0] ^ b[READ as usize - 1]) as u64;
+                        }
+                        acc
+                    });
+                }
                 _ => {
                     acc += rt.block_on(async {
                         let mut acc = 0u64;
@@ -134,13 +165,14 @@ fn main() {
         }
         let per_op = |d: Duration| d.as_secs_f64() * 1e9 / ops as f64;
         println!(
-            "round {round}: pread {:.0} ns/op, mmap {:.0} ns/op, Store::read_range {:.0} ns/op, SegmentFile::read_range {:.0} ns/op",
-            per_op(times[0]), per_op(times[1]), per_op(times[2]), per_op(times[3])
+            "round {round}: pread {:.0} ns/op, mmap {:.0} ns/op, Store::read_range {:.0} ns/op, bounded {:.0} ns/op, SegmentFile::read_range {:.0} ns/op",
+            per_op(times[0]), per_op(times[1]), per_op(times[2]), per_op(times[4]), per_op(times[3])
         );
         t_pread.push(per_op(times[0]));
         t_mmap.push(per_op(times[1]));
         t_seg.push(per_op(times[2]));
         t_blob.push(per_op(times[3]));
+        t_bounded.push(per_op(times[4]));
     }
     // Throughput ratio = baseline time per op / segstore time per op, per round.
     let ratio = |seg: &[f64], base: &[f64]| {
@@ -164,6 +196,20 @@ fn main() {
                 ops_s(median(&t_seg)),
                 ratio(&t_seg, &t_mmap),
                 Target::AtLeast(0.9),
+            ),
+            Row::new(
+                "Store::read_range, bounded freshness, vs pread",
+                ops_s(median(&t_pread)),
+                ops_s(median(&t_bounded)),
+                ratio(&t_bounded, &t_pread),
+                Target::AtLeast(0.9),
+            ),
+            Row::new(
+                "Store::read_range, bounded freshness, vs mmap slice",
+                ops_s(median(&t_mmap)),
+                ops_s(median(&t_bounded)),
+                ratio(&t_bounded, &t_mmap),
+                Target::Info,
             ),
             Row::new(
                 "SegmentFile::read_range (open handle) vs pread",

@@ -49,7 +49,8 @@ pub(crate) enum Entry {
     Blob(ObjectKey, BlobId),
     /// A blob's outboard: rebuilt by the destination if it wants one, so skipped.
     Outboard,
-    /// A tree node, manifest root, hint or snapshot.
+    /// A tree node, manifest root, hint, published head or snapshot (the import reads
+    /// only the roots, trees and snapshots among them).
     Meta(ObjectKey),
 }
 
@@ -87,6 +88,7 @@ impl Entry {
                 let named = keys::decode_component(folder).is_some()
                     && (keys::parse_manifest_version(file).is_some()
                         || *file == keys::LATEST_HINT
+                        || *file == keys::PUBLISHED_HEAD
                         || *file == keys::BOUNDARY);
                 named.then_some(Entry::Meta(key)).ok_or_else(unexpected)
             }

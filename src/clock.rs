@@ -121,15 +121,20 @@ impl Clock for TokioClock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stamp(Duration);
 
+/// Where stamps start on the monotonic scale: far enough from zero that a stamp
+/// [`earlier_by`](Stamp::earlier_by) an age learned from a stored timestamp (a published
+/// head written before this process started) does not saturate and look younger.
+const STAMP_ORIGIN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Stamp {
     /// Now, on `clock`.
     pub fn now(clock: &dyn Clock) -> Stamp {
-        Stamp(clock.monotonic())
+        Stamp(clock.monotonic().saturating_add(STAMP_ORIGIN))
     }
 
     /// Time from this stamp to now on `clock` (zero if `clock` is another clock behind it).
     pub fn elapsed(&self, clock: &dyn Clock) -> Duration {
-        clock.monotonic().saturating_sub(self.0)
+        Stamp::now(clock).0.saturating_sub(self.0)
     }
 
     /// The stamp `d` later.

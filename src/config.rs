@@ -6,6 +6,7 @@
 //! single_writer = false        # true: accept a server without create-only writes
 //! read_freshness = "strict"    # "strict", or a bound such as "1s" (see Freshness)
 //! lean_commits = true          # omit for StoreOptions' default
+//! publish_head = false         # true: each commit also publishes the head for cold readers
 //!
 //! [storage.local]
 //! data_dir = "./segstore-data"
@@ -38,7 +39,7 @@
 //! Environment variables override the file: `SEGSTORE_BACKEND`, `SEGSTORE_DATA_DIR`,
 //! `SEGSTORE_S3_BUCKET`, `SEGSTORE_S3_REGION`, `SEGSTORE_S3_PREFIX`, `SEGSTORE_S3_ENDPOINT`,
 //! `SEGSTORE_S3_FORCE_PATH_STYLE`, `SEGSTORE_L1_PATH`, `SEGSTORE_L1_MAX_SIZE_GB`,
-//! `SEGSTORE_READ_FRESHNESS`, `SEGSTORE_LEAN_COMMITS`. AWS
+//! `SEGSTORE_READ_FRESHNESS`, `SEGSTORE_LEAN_COMMITS`, `SEGSTORE_PUBLISH_HEAD`. AWS
 //! credentials follow the standard chain (`AWS_ACCESS_KEY_ID`, profiles, ...).
 
 use std::collections::BTreeMap;
@@ -61,7 +62,7 @@ use crate::store::{CachedStorage, Freshness, LocalStorage, S3Storage, Store, Sto
 pub const L1_MAX_SIZE_GB_LIMIT: f64 = 17_179_869_184.0;
 
 /// Every environment variable that [`StorageConfig::apply_env`] reads.
-pub const ENV_VARS: [&str; 11] = [
+pub const ENV_VARS: [&str; 12] = [
     "SEGSTORE_BACKEND",
     "SEGSTORE_DATA_DIR",
     "SEGSTORE_S3_BUCKET",
@@ -73,6 +74,7 @@ pub const ENV_VARS: [&str; 11] = [
     "SEGSTORE_L1_MAX_SIZE_GB",
     "SEGSTORE_READ_FRESHNESS",
     "SEGSTORE_LEAN_COMMITS",
+    "SEGSTORE_PUBLISH_HEAD",
 ];
 
 /// The whole configuration file.
@@ -112,6 +114,9 @@ pub struct StorageSection {
     /// Commits with fewer requests (see [`StoreOptions::lean_commits`]). `None`: the
     /// default.
     pub lean_commits: Option<bool>,
+    /// Each commit also publishes the head for cold readers (see
+    /// [`StoreOptions::publish_head`]). `None`: the default (off).
+    pub publish_head: Option<bool>,
 }
 
 /// The storage backend kinds.
@@ -289,6 +294,7 @@ impl StorageConfig {
                 single_writer: false,
                 read_freshness: None,
                 lean_commits: None,
+                publish_head: None,
             },
             retention: RetentionSection::default(),
             gc: GcSection::default(),
@@ -379,6 +385,12 @@ impl StorageConfig {
             self.storage.lean_commits = Some(
                 v.parse()
                     .map_err(|_| bad("SEGSTORE_LEAN_COMMITS", &v, "expected true or false"))?,
+            );
+        }
+        if let Some(v) = var("SEGSTORE_PUBLISH_HEAD") {
+            self.storage.publish_head = Some(
+                v.parse()
+                    .map_err(|_| bad("SEGSTORE_PUBLISH_HEAD", &v, "expected true or false"))?,
             );
         }
         if let Some(v) = var("SEGSTORE_L1_PATH") {
@@ -520,6 +532,7 @@ impl StorageConfig {
                 .read_freshness
                 .unwrap_or(defaults.read_freshness),
             lean_commits: self.storage.lean_commits.unwrap_or(defaults.lean_commits),
+            publish_head: self.storage.publish_head.unwrap_or(defaults.publish_head),
             ..defaults
         }
     }
@@ -703,6 +716,13 @@ mod tests {
         let c = set("read_freshness = \"strict\"\nlean_commits = false").unwrap();
         assert_eq!(c.store_options().read_freshness, Freshness::Strict);
         assert!(!c.store_options().lean_commits);
+        assert!(!c.store_options().publish_head);
+        assert!(
+            set("publish_head = true")
+                .unwrap()
+                .store_options()
+                .publish_head
+        );
 
         let bad = set("read_freshness = \"sometimes\"").unwrap_err();
         assert!(bad.to_string().contains("read_freshness"), "{bad}");

@@ -31,6 +31,9 @@ pub const MANIFESTS_PREFIX: &str = "manifests/";
 pub const LATEST_HINT: &str = "_latest";
 /// File name of the retention boundary inside a collection's manifest folder.
 pub const BOUNDARY: &str = "_boundary";
+/// File name of the published head inside a collection's manifest folder: a copy of a
+/// recent version's root (see `manifest::head`).
+pub const PUBLISHED_HEAD: &str = "_head";
 /// Prefix of every snapshot (pin).
 pub const PINS_PREFIX: &str = "pins/";
 /// Folder of the store-wide objects (identity, creation probes).
@@ -187,6 +190,11 @@ pub fn manifest(collection: &str, version: u64) -> ObjectKey {
 /// Key of the latest-version hint of `collection`.
 pub fn latest_hint(collection: &str) -> ObjectKey {
     ObjectKey(format!("{}{LATEST_HINT}", manifest_prefix(collection)))
+}
+
+/// Key of the published head of `collection`.
+pub fn published_head(collection: &str) -> ObjectKey {
+    ObjectKey(format!("{}{PUBLISHED_HEAD}", manifest_prefix(collection)))
 }
 
 /// Key of the retention boundary of `collection`: every version below it may be deleted.

@@ -43,6 +43,7 @@ pub mod transfer;
 
 pub use crate::tantivy::{
     TantivyAdapterOptions, TantivyStorageAdapter, DEFAULT_REMOTE_CACHE_BYTES,
+    DEFAULT_REMOTE_READ_AHEAD,
 };
 pub use backend::s3::{S3Config, S3Credentials};
 pub use cache::{CacheStats, CachingBackend};

@@ -521,8 +521,11 @@ struct World {
     model: Shared,
     /// Import sources: each holds one collection `imp<k>`.
     sources: Vec<MemoryBackend>,
-    /// Which actors' stores commit with `lean_commits` (see [`LeanCommits`]).
-    lean: LeanCommits,
+    /// Which actors' stores commit with `lean_commits` (see [`PerStore`]).
+    lean: PerStore,
+    /// Which actors' stores publish their head at each commit (`publish_head`), so that
+    /// the stores opened later start from it.
+    publish: PerStore,
     /// Stores opened so far, so that each actor's choice is fixed by the seed.
     stores: Arc<std::sync::atomic::AtomicU64>,
     seed: u64,
@@ -539,30 +542,31 @@ fn mix(seed: u64, k: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Which actors commit with `StoreOptions::lean_commits`: `SEGSTORE_SIM_LEAN=0` none,
-/// `=1` all; by default each actor's store by the seed, so that processes with either
-/// setting share the store in most schedules.
+/// Which actors' stores have a setting on: `StoreOptions::lean_commits`
+/// (`SEGSTORE_SIM_LEAN`) or `publish_head` (`SEGSTORE_SIM_PUBLISH`). `=0` none, `=1` all;
+/// by default each actor's store by the seed (one bit of the mix per setting), so that
+/// processes with either setting share the store in most schedules.
 #[derive(Clone, Copy, Debug)]
-enum LeanCommits {
+enum PerStore {
     Off,
     On,
-    Mixed(u64),
+    Mixed { seed: u64, bit: u32 },
 }
 
-impl LeanCommits {
-    fn for_seed(seed: u64) -> Self {
-        match env("SEGSTORE_SIM_LEAN") {
-            Some(0) => LeanCommits::Off,
-            Some(_) => LeanCommits::On,
-            None => LeanCommits::Mixed(seed),
+impl PerStore {
+    fn for_seed(seed: u64, variable: &str, bit: u32) -> Self {
+        match env(variable) {
+            Some(0) => PerStore::Off,
+            Some(_) => PerStore::On,
+            None => PerStore::Mixed { seed, bit },
         }
     }
 
     fn for_store(self, k: u64) -> bool {
         match self {
-            LeanCommits::Off => false,
-            LeanCommits::On => true,
-            LeanCommits::Mixed(seed) => mix(seed, k) & 1 == 1,
+            PerStore::Off => false,
+            PerStore::On => true,
+            PerStore::Mixed { seed, bit } => (mix(seed, k) >> bit) & 1 == 1,
         }
     }
 }
@@ -574,6 +578,7 @@ impl World {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let options = StoreOptions {
             lean_commits: self.lean.for_store(k),
+            publish_head: self.publish.for_store(k),
             ..options(&self.clock)
         };
         if (mix(self.seed, k) >> 1) & 3 == 0 {
@@ -1148,7 +1153,8 @@ fn run_world(seed: u64, cached: bool) -> Outcome {
             clock: clock.clone(),
             model: model.clone(),
             sources: Vec::new(),
-            lean: LeanCommits::for_seed(seed),
+            lean: PerStore::for_seed(seed, "SEGSTORE_SIM_LEAN", 0),
+            publish: PerStore::for_seed(seed, "SEGSTORE_SIM_PUBLISH", 3),
             stores: Arc::default(),
             seed,
             shared_store: Arc::default(),

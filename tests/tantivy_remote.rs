@@ -1,5 +1,6 @@
 //! The adapter on plain S3 (moto), where stored files have no local mapping: file handles
-//! read lazily, only the verified blocks around a range, and never serve damaged bytes.
+//! read lazily, only the verified blocks around a range (or its read-ahead window), and
+//! never serve damaged bytes.
 
 mod support;
 mod tantivy_support;
@@ -12,7 +13,7 @@ use segstore::backend::counting::{CountingBackend, RequestKind};
 use segstore::backend::ObjectBackend;
 use segstore::{
     keys, S3Storage, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
-    TantivyStorageAdapter,
+    TantivyAdapterOptions, TantivyStorageAdapter, DEFAULT_REMOTE_READ_AHEAD,
 };
 use tantivy::directory::FileHandle;
 use tantivy::Directory;
@@ -31,8 +32,13 @@ struct Case {
     reader: TantivyStorageAdapter,
 }
 
-/// A fresh bucket, or `None` when moto is missing (outside CI).
+/// A fresh bucket, or `None` when moto is missing (outside CI); the reader fetches only
+/// the blocks a read touches (no read-ahead).
 fn case() -> Option<Case> {
+    case_with(0)
+}
+
+fn case_with(read_ahead: u64) -> Option<Case> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -42,7 +48,7 @@ fn case() -> Option<Case> {
     let writer = rt.block_on(S3Storage::connect(config)).unwrap();
     let s3: Arc<dyn ObjectBackend> = Arc::new(writer.s3().clone());
     let counting = CountingBackend::with_log(s3);
-    let reader = reader_over(&rt, &counting);
+    let reader = reader_with(&rt, &counting, read_ahead);
     Some(Case {
         rt,
         writer,
@@ -53,10 +59,24 @@ fn case() -> Option<Case> {
 
 /// A new adapter (with an empty block cache) reading through `counting`.
 fn reader_over(rt: &tokio::runtime::Runtime, counting: &CountingBackend) -> TantivyStorageAdapter {
+    reader_with(rt, counting, 0)
+}
+
+fn reader_with(
+    rt: &tokio::runtime::Runtime,
+    counting: &CountingBackend,
+    read_ahead: u64,
+) -> TantivyStorageAdapter {
     let store = Store::new(Arc::new(counting.clone()), StoreOptions::default());
     let store: Arc<dyn SegmentStorage> = Arc::new(store);
-    rt.block_on(TantivyStorageAdapter::open(store, COLLECTION, SHARD))
-        .unwrap()
+    let options = TantivyAdapterOptions {
+        remote_read_ahead: read_ahead,
+        ..TantivyAdapterOptions::default()
+    };
+    rt.block_on(TantivyStorageAdapter::open_with(
+        store, COLLECTION, SHARD, options,
+    ))
+    .unwrap()
 }
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -189,6 +209,61 @@ fn a_small_range_of_a_large_file_fetches_only_the_blocks_around_it() {
         .unwrap();
     assert_eq!(got.as_slice(), &data[range]);
     assert!(handle.read_bytes(0..data.len() + 1).is_err());
+}
+
+#[test]
+fn reads_close_together_share_one_read_ahead_window() {
+    let Some(case) = case_with(DEFAULT_REMOTE_READ_AHEAD) else {
+        return;
+    };
+    let data = pseudo_random(8 * 1024 * 1024 + 123, 9);
+    let id = case.put("big.bin", &data);
+    let window = DEFAULT_REMOTE_READ_AHEAD as usize;
+    let handle = case.handle("big.bin");
+    case.counting.reset();
+
+    // The first read fetches the aligned window around it: the outboard, one range.
+    let start = 9 * window + 1000;
+    let got = handle.read_bytes(start..start + 100).unwrap();
+    assert_eq!(got.as_slice(), &data[start..start + 100]);
+    assert_eq!(
+        case.blob_requests(),
+        vec![
+            (RequestKind::Get, keys::outboard(&id).to_string()),
+            (RequestKind::GetRange, keys::blob(&id).to_string()),
+        ]
+    );
+    let outboard_len = 12 + data.len().div_ceil(GROUP) * 32;
+    assert_eq!(
+        case.counting.snapshot().bytes_read,
+        (outboard_len + window) as u64
+    );
+
+    // Anywhere else in that window: no request.
+    case.counting.reset();
+    for at in [9 * window, 9 * window + window / 2, 10 * window - 50] {
+        let got = handle.read_bytes(at..at + 50).unwrap();
+        assert_eq!(got.as_slice(), &data[at..at + 50]);
+    }
+    assert!(
+        case.blob_requests().is_empty(),
+        "{:?}",
+        case.blob_requests()
+    );
+
+    // A read straddling into the next window: one request for that window only (the
+    // straddled block of the first is cached already).
+    let across = 10 * window - 10..10 * window + 10;
+    assert_eq!(
+        handle.read_bytes(across.clone()).unwrap().as_slice(),
+        &data[across]
+    );
+    assert_eq!(case.blob_requests().len(), 1);
+    assert_eq!(
+        case.counting.snapshot().bytes_read,
+        window as u64,
+        "only the new window is fetched"
+    );
 }
 
 #[test]

@@ -5,6 +5,14 @@
 //! the latest is found by probing N+1, N+2, N+4, ... and then bisecting: one probe when
 //! nothing changed, a few when others committed. A process that knows nothing yet starts
 //! from the `_latest` hint, and lists the folder only when the hint is missing or stale.
+//!
+//! A writer may also **publish** its head: overwrite `_head` with a copy of the root it
+//! just committed. The copy proves something without being authoritative: a root's
+//! timestamp is taken before its create-only write is sent, so no version above it can
+//! be older than that timestamp. A cold reader that finds a young published root may use
+//! it as a head confirmed at that timestamp (one GET instead of hint, probes, boundary
+//! and root); an old, garbled or foreign one is ignored. Publishers may race and an older
+//! copy may land last: that only makes the claim older, never false.
 
 use bytes::Bytes;
 
@@ -100,6 +108,51 @@ pub async fn discover(backend: &dyn ObjectBackend, collection: &str) -> Result<u
         });
     }
     probe_from(backend, collection, start).await
+}
+
+/// The root published in `_head` for `collection`, if there is a valid one: missing,
+/// garbled or mismatched copies are `None` (the record is never needed for correctness).
+pub async fn read_published(
+    backend: &dyn ObjectBackend,
+    collection: &str,
+) -> Result<Option<ManifestRoot>> {
+    let key = keys::published_head(collection);
+    let bytes = match backend.get(&key).await {
+        Ok(bytes) => bytes,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match decode_root(key.as_str(), &bytes) {
+        Ok(root) if root.collection == collection && root.version > 0 => Ok(Some(root)),
+        Ok(root) => {
+            tracing::debug!(collection, found = %root.collection, version = root.version,
+                "ignoring a published head of another collection");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::debug!(collection, error = %e, "ignoring a garbled published head");
+            Ok(None)
+        }
+    }
+}
+
+/// Publishes `root` (a version this process just committed or confirmed) as the head of
+/// its collection. Failures are logged and ignored, as for the hint.
+pub async fn publish(backend: &dyn ObjectBackend, root: &ManifestRoot) {
+    let bytes = match super::encode_root(root) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(collection = %root.collection, error = %e, "could not encode the head to publish");
+            return;
+        }
+    };
+    if let Err(e) = backend
+        .put(&keys::published_head(&root.collection), bytes)
+        .await
+    {
+        tracing::warn!(collection = %root.collection, version = root.version, error = %e,
+            "could not publish the head");
+    }
 }
 
 async fn read_hint(backend: &dyn ObjectBackend, collection: &str) -> Result<Option<u64>> {

@@ -278,11 +278,14 @@ impl Store {
             match attempt_result {
                 Attempt::Won => {
                     let version = root.version;
-                    c.advance(Arc::new(root));
+                    let root = c.advance(Arc::new(root));
                     // Nothing after our version existed when we sent it: its successors
                     // are all younger than `sending`.
                     c.confirm(sending);
                     head::maybe_write_hint(self.inner.backend.as_ref(), collection, version).await;
+                    if self.inner.options.publish_head && root.version == version {
+                        head::publish(self.inner.backend.as_ref(), &root).await;
+                    }
                     return Ok(CommitInfo {
                         version,
                         created: true,

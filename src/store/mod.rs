@@ -95,6 +95,10 @@ pub struct StoreOptions {
     /// of earlier versions (one HEAD more per commit) and shard node + page objects that
     /// readers older than single-page shards can read.
     pub lean_commits: bool,
+    /// Every commit also publishes its root as the collection's head (one PUT more per
+    /// commit), so that a cold process finds the head in one GET (see
+    /// [`Store::publish_head`]). Off by default: commits stay at their request budget.
+    pub publish_head: bool,
     /// Where time comes from: the system clock, or virtual time in tests.
     pub clock: Arc<dyn Clock>,
     /// The shared settings to create a new store with, and to require of an existing
@@ -120,6 +124,7 @@ impl Default for StoreOptions {
             clock_margin: DEFAULT_CLOCK_MARGIN,
             read_freshness: Freshness::default(),
             lean_commits: true,
+            publish_head: false,
             clock: clock::system(),
             shared: None,
             single_writer: false,
@@ -375,18 +380,69 @@ impl Store {
         // start at 1: only probe forward from a version that exists.
         let latest = if trusted && current.version > 0 {
             head::probe_from(backend, &c.name, current.version).await?
+        } else if let Some((published, at)) = self.published_head(&c.name).await? {
+            let version = published.version;
+            if version < current.version {
+                head::discover(backend, &c.name).await?
+            } else {
+                c.advance(Arc::new(published));
+                if let Freshness::Bounded(bound) = self.inner.options.read_freshness {
+                    if at.elapsed(clock) < bound {
+                        c.confirm(at);
+                        return Ok(c.current());
+                    }
+                }
+                head::probe_from(backend, &c.name, version).await?
+            }
         } else {
             head::discover(backend, &c.name).await?
         };
         // Confirmed only with the latest root in hand: a head left behind by a failed
         // load must not pass for fresh (a lean commit would build on it without probing,
         // and re-create a version number retention deleted; long-run seed 18075).
-        if latest > current.version {
+        if latest > c.current().version {
             let root = head::load_root(backend, &c.name, latest).await?;
             c.advance(Arc::new(root));
         }
         c.confirm(started);
         Ok(c.current())
+    }
+
+    /// The head published for `collection` (see [`head::publish`]), with the time it is
+    /// known to have been the latest, if that is recent enough to probe forward from: its
+    /// successors are younger than `version_min_age`, so retention has deleted none.
+    async fn published_head(&self, collection: &str) -> Result<Option<(ManifestRoot, Stamp)>> {
+        let Some(root) = head::read_published(self.inner.backend.as_ref(), collection).await?
+        else {
+            return Ok(None);
+        };
+        let clock = self.clock();
+        let margin = self.inner.options.clock_margin;
+        let now_ms = clock.now_ms();
+        let margin_ms = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX);
+        // A timestamp ahead of this clock beyond the margin proves nothing.
+        if root.timestamp_ms > now_ms.saturating_add(margin_ms) {
+            return Ok(None);
+        }
+        let age = Duration::from_millis(now_ms.saturating_sub(root.timestamp_ms)) + margin;
+        if age >= self.inner.options.version_min_age {
+            return Ok(None);
+        }
+        Ok(Some((root, Stamp::now(clock).earlier_by(age))))
+    }
+
+    /// Publishes this process's head of `collection` for cold readers (`_head`, see
+    /// `docs/FORMAT.md`): one PUT, after which a process that knows nothing of the
+    /// collection finds its head in one GET instead of probing for it. Commits publish on
+    /// their own with [`StoreOptions::publish_head`]; the Tantivy adapter publishes at
+    /// each `meta.json` commit on a remote store. Failures are logged, never returned:
+    /// the published head is only ever a shortcut.
+    pub async fn publish_head(&self, collection: &str) -> Result<()> {
+        let root = self.collection(collection)?.current();
+        if root.version > 0 {
+            head::publish(self.inner.backend.as_ref(), &root).await;
+        }
+        Ok(())
     }
 
     /// The latest version of `collection` this store object has seen, without any I/O

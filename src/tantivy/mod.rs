@@ -70,10 +70,20 @@ pub struct TantivyAdapterOptions {
     /// `None` (the default): when the store's backend is remote (it wants outboards).
     /// Readers always use a valid hotcache when there is one.
     pub hotcache: Option<bool>,
+    /// On a store without a local copy, a read that misses the cache fetches the
+    /// aligned window of this many bytes around it (without the blocks already cached),
+    /// so that reads close together cost one request: the stored documents of a query's
+    /// hits, mostly. At most an eighth of `remote_cache_bytes`; 0 fetches only the 64 KiB
+    /// blocks a read touches.
+    pub remote_read_ahead: u64,
 }
 
 /// Default for [`TantivyAdapterOptions::remote_cache_bytes`]: 32 MiB.
 pub const DEFAULT_REMOTE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Default for [`TantivyAdapterOptions::remote_read_ahead`]: 512 KiB, about 5 ms more
+/// transfer per request at 100 MB/s against 20-100 ms for a request's first byte on S3.
+pub const DEFAULT_REMOTE_READ_AHEAD: u64 = 512 * 1024;
 
 impl Default for TantivyAdapterOptions {
     fn default() -> Self {
@@ -81,6 +91,7 @@ impl Default for TantivyAdapterOptions {
             watch_interval: Duration::from_millis(500),
             remote_cache_bytes: DEFAULT_REMOTE_CACHE_BYTES,
             hotcache: None,
+            remote_read_ahead: DEFAULT_REMOTE_READ_AHEAD,
         }
     }
 }
@@ -145,7 +156,10 @@ impl TantivyStorageAdapter {
                 commit_lock: Mutex::new(()),
                 kept_alive: Mutex::new(None),
                 watcher: watch::Watcher::default(),
-                remote_cache: Arc::new(remote::BlockCache::new(options.remote_cache_bytes)),
+                remote_cache: Arc::new(remote::BlockCache::new(
+                    options.remote_cache_bytes,
+                    options.remote_read_ahead,
+                )),
                 hotcache: Mutex::new(None),
                 written_hotcache: Mutex::new(None),
                 options,

@@ -198,16 +198,20 @@ pub(crate) fn record(shared: &Arc<Shared>, meta: BlobId) -> tantivy::Result<Hotc
 }
 
 impl Shared {
+    /// Whether `meta.json` commits write a hotcache and publish the head: on a remote
+    /// store unless the adapter's options say otherwise.
+    pub(super) fn writes_hotcache(&self) -> bool {
+        self.options
+            .hotcache
+            .unwrap_or_else(|| self.store.backend().wants_outboards())
+    }
+
     /// Before a `meta.json` commit (`meta` is its entry, already pending): records what a
     /// reader of the new version reads at open and stages it as the hotcache, if hotcaches
     /// are on for this adapter. A failure only costs the optimisation: it is logged, and an
     /// older hotcache left in place names another `meta.json`, so readers ignore it.
     pub(super) fn stage_hotcache(self: &Arc<Self>, meta: &FileEntry) {
-        let wanted = self
-            .options
-            .hotcache
-            .unwrap_or_else(|| self.store.backend().wants_outboards());
-        if !wanted {
+        if !self.writes_hotcache() {
             return;
         }
         let built = record(self, meta.id)

@@ -368,6 +368,15 @@ impl Shared {
         let meta = self.landed(version, items, None);
         drop(serialised);
         if let Some(meta) = meta {
+            if self.writes_hotcache() {
+                // A cold reader opens from the published head and the hotcache: two GETs.
+                let store = self.store.clone();
+                let collection = self.collection.clone();
+                if let Err(e) = runtime::run(async move { store.publish_head(&collection).await }) {
+                    tracing::warn!(collection = %self.collection, error = %e,
+                        "could not publish the head");
+                }
+            }
             self.watcher.observe(version, meta.map(|m| m.id));
         }
         Ok(())
