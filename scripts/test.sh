@@ -35,6 +35,13 @@ echo "== cargo clippy"
 null_device
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== cargo clippy, feature subsets"
+# The local store builds alone, and with S3 or Tantivy alone.
+for features in "" "s3" "tantivy"; do
+    null_device
+    cargo clippy --lib --locked --no-default-features --features "$features" -- -D warnings
+done
+
 echo "== cargo doc"
 null_device
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked

@@ -50,13 +50,16 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::backend::local::LocalBackend;
+#[cfg(feature = "s3")]
 use crate::backend::s3::S3Backend;
 use crate::backend::s3::S3Config;
 use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
 use crate::gc::{GcOptions, RetentionPolicy, DEFAULT_GRACE};
 use crate::storage::SegmentStorage;
-use crate::store::{CachedStorage, Freshness, LocalStorage, S3Storage, Store, StoreOptions};
+#[cfg(feature = "s3")]
+use crate::store::S3Storage;
+use crate::store::{CachedStorage, Freshness, LocalStorage, Store, StoreOptions};
 
 /// `l1_max_size_gb` must be below this: 2^34 GB is 2^64 bytes, more than a `u64` counts.
 pub const L1_MAX_SIZE_GB_LIMIT: f64 = 17_179_869_184.0;
@@ -498,7 +501,7 @@ impl StorageConfig {
     pub async fn open(&self) -> Result<Arc<dyn SegmentStorage>> {
         Ok(match self.storage.backend {
             BackendKind::Local => Arc::new(self.open_local().await?),
-            BackendKind::S3 => Arc::new(self.open_s3().await?),
+            BackendKind::S3 => self.open_s3().await?,
             BackendKind::Cached => Arc::new(self.open_cached().await?),
         })
     }
@@ -507,7 +510,8 @@ impl StorageConfig {
     pub async fn open_store(&self) -> Result<Store> {
         match self.storage.backend {
             BackendKind::Local => Ok(self.open_local().await?.store().clone()),
-            BackendKind::S3 => Ok(self.open_s3().await?.store().clone()),
+            BackendKind::S3 => crate::storage::core_store(&*self.open_s3().await?)
+                .ok_or_else(|| Error::Unsupported("an S3 store without a core".into())),
             BackendKind::Cached => Ok(self.open_cached().await?.store().clone()),
         }
     }
@@ -549,7 +553,7 @@ impl StorageConfig {
                 let s3 = self.storage.s3.clone().ok_or_else(|| {
                     Error::InvalidConfig("l2_backend = \"s3\" needs [storage.s3]".into())
                 })?;
-                Arc::new(S3Backend::connect(s3).await?)
+                connect_s3(s3).await?
             }
             BackendKind::Local => {
                 let local = self.storage.local.as_ref().ok_or_else(|| {
@@ -567,15 +571,40 @@ impl StorageConfig {
         CachedStorage::open(&cached.l1_path, bytes, l2, self.store_options()).await
     }
 
-    async fn open_s3(&self) -> Result<S3Storage> {
+    async fn open_s3(&self) -> Result<Arc<dyn SegmentStorage>> {
         self.validate()?;
         let s3 = self
             .storage
             .s3
             .clone()
             .ok_or_else(|| Error::InvalidConfig("missing [storage.s3] section".into()))?;
-        S3Storage::connect_with(s3, self.store_options()).await
+        #[cfg(feature = "s3")]
+        return Ok(Arc::new(
+            S3Storage::connect_with(s3, self.store_options()).await?,
+        ));
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = s3;
+            Err(without_s3())
+        }
     }
+}
+
+#[cfg(feature = "s3")]
+async fn connect_s3(s3: S3Config) -> Result<Arc<dyn ObjectBackend>> {
+    Ok(Arc::new(S3Backend::connect(s3).await?))
+}
+
+#[cfg(not(feature = "s3"))]
+async fn connect_s3(_: S3Config) -> Result<Arc<dyn ObjectBackend>> {
+    Err(without_s3())
+}
+
+#[cfg(not(feature = "s3"))]
+fn without_s3() -> Error {
+    Error::Unsupported(
+        "this build of segstore has no S3 support: build it with the `s3` feature".into(),
+    )
 }
 
 #[cfg(test)]

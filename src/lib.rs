@@ -33,14 +33,17 @@ pub mod keys;
 pub mod manifest;
 pub mod path;
 pub mod progress;
+#[cfg(feature = "tantivy")]
 pub mod shard;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
 pub mod sync;
+#[cfg(feature = "tantivy")]
 pub mod tantivy;
 pub mod transfer;
 
+#[cfg(feature = "tantivy")]
 pub use crate::tantivy::{
     TantivyAdapterOptions, TantivyStorageAdapter, DEFAULT_REMOTE_CACHE_BYTES,
     DEFAULT_REMOTE_READ_AHEAD,
@@ -53,12 +56,15 @@ pub use hash::BlobId;
 pub use identity::{SharedSettings, StoreIdentity};
 pub use path::{StorageBackend, StoragePath};
 pub use progress::{Progress, ProgressFn};
+#[cfg(feature = "tantivy")]
 pub use shard::{ShardTransaction, ShardView, ShardWriter};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
 pub use storage::{core_store, SegmentStorage};
+#[cfg(feature = "s3")]
+pub use store::S3Storage;
 pub use store::{
-    CachedStorage, CommitInfo, FileMeta, Freshness, LocalStorage, Op, S3Storage, SegmentFile,
-    Store, StoreOptions, Transaction,
+    CachedStorage, CommitInfo, FileMeta, Freshness, LocalStorage, Op, SegmentFile, Store,
+    StoreOptions, Transaction,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

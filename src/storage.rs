@@ -57,6 +57,7 @@ pub fn core_store(storage: &dyn SegmentStorage) -> Option<Store> {
     if let Some(local) = any.downcast_ref::<LocalStorage>() {
         return Some(local.store().clone());
     }
+    #[cfg(feature = "s3")]
     if let Some(s3) = any.downcast_ref::<crate::store::S3Storage>() {
         return Some(s3.store().clone());
     }

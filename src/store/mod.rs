@@ -12,6 +12,7 @@ mod file;
 mod group;
 mod local;
 mod references;
+#[cfg(feature = "s3")]
 mod s3;
 mod transaction;
 
@@ -40,6 +41,7 @@ pub(crate) use commit::Plan;
 pub use file::SegmentFile;
 pub use local::LocalStorage;
 pub(crate) use references::Reference;
+#[cfg(feature = "s3")]
 pub use s3::S3Storage;
 pub use transaction::{Op, Transaction};
 
@@ -448,6 +450,7 @@ impl Store {
     /// The latest version of `collection` this store object has seen, without any I/O
     /// (version 0 if none). After a commit of this store returned version N, it is version
     /// N's root unless a later commit was seen since.
+    #[cfg_attr(not(feature = "tantivy"), allow(dead_code))]
     pub(crate) fn cached_head(&self, collection: &str) -> Result<Arc<ManifestRoot>> {
         Ok(self.collection(collection)?.current())
     }

@@ -229,6 +229,7 @@ impl Transaction {
     /// The recorded operations and the version they started from, for a caller that
     /// commits them together with other changes (a shard's Tantivy files; a shard
     /// transaction sets no note).
+    #[cfg_attr(not(feature = "tantivy"), allow(dead_code))]
     pub(crate) fn into_parts(self) -> (Vec<Op>, Arc<ManifestRoot>) {
         (self.ops, self.base)
     }

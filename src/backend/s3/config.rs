@@ -166,6 +166,8 @@ impl fmt::Debug for S3Config {
 #[serde(deny_unknown_fields)]
 pub struct S3Credentials {
     access_key_id: String,
+    // Read only by the S3 client.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     secret_access_key: String,
     #[serde(default)]
     session_token: Option<String>,
@@ -193,7 +195,8 @@ impl S3Credentials {
     }
 
     /// Converts into the SDK's credentials, which also redact themselves in `Debug`.
-    pub(super) fn to_sdk(&self) -> aws_sdk_s3::config::Credentials {
+    #[cfg(feature = "s3")]
+    pub(crate) fn to_sdk(&self) -> aws_sdk_s3::config::Credentials {
         aws_sdk_s3::config::Credentials::new(
             self.access_key_id.clone(),
             self.secret_access_key.clone(),

@@ -10,7 +10,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{ProvideCredentials, Region};
 use aws_sdk_s3::Client;
 
-use super::config::S3Config;
+use crate::backend::s3::config::S3Config;
 use crate::error::{Error, Result};
 
 /// Region used when neither the config nor the environment names one; custom endpoints

@@ -14,10 +14,10 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUploa
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
-use super::config::MAX_PART_SIZE;
 use super::copy::{self, joined, MAX_PARTS};
 use super::errors::{classify, is_misnamed_complete_result, Failure, Kind};
 use super::S3Backend;
+use crate::backend::s3::config::MAX_PART_SIZE;
 use crate::backend::{ObjectBackend, Upload};
 use crate::error::{Error, Result};
 use crate::keys::ObjectKey;

@@ -6,9 +6,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 use tokio::task::JoinSet;
 
 use super::client;
-use super::config::MAX_PART_SIZE;
 use super::errors::{classify, is_misnamed_complete_result, Failure};
 use super::S3Backend;
+use crate::backend::s3::config::MAX_PART_SIZE;
 
 /// S3's limit on parts per multipart upload.
 pub(super) const MAX_PARTS: u64 = 10_000;
