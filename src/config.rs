@@ -592,7 +592,7 @@ impl StorageConfig {
 
 #[cfg(feature = "s3")]
 async fn connect_s3(s3: S3Config) -> Result<Arc<dyn ObjectBackend>> {
-    Ok(Arc::new(S3Backend::connect(s3).await?))
+    Ok(Arc::new(S3Backend::connect_lazy(s3).await?))
 }
 
 #[cfg(not(feature = "s3"))]

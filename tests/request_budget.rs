@@ -2,8 +2,9 @@
 //! asserted, so that a regression in any count fails CI (issue 17's table).
 //!
 //! Each row runs on a [`CountingBackend`] over the in-memory backend and over S3 (moto),
-//! where it counts exactly the requests the store sends (`HeadBucket` is sent by the
-//! connect alone and is counted by the open rows, which go through a logging proxy).
+//! where it counts exactly the requests the store sends (a store opens with a lazy connect,
+//! whose first GET stands in for `HeadBucket`; the open and CLI rows go through a logging
+//! proxy).
 //! Every budget is stated next to its assertion.
 //!
 //! Steady state means: a process that already knows the collection's head (it committed
@@ -282,8 +283,9 @@ async fn s3_open_over_http() {
     S3Storage::connect(config).await.unwrap();
     let requests = proxy.take_requests();
     println!("open over HTTP: {requests:#?}");
-    // Budget: <= 3 requests, no writes (HeadBucket, the identity GET).
-    assert!(requests.len() <= 3, "{requests:?}");
+    // Budget: <= 3 requests, no writes. One: the identity GET, which also stands in for
+    // the connect's HeadBucket check (2 when that was sent first).
+    assert_eq!(requests.len(), 1, "{requests:?}");
     assert!(
         requests
             .iter()
@@ -297,11 +299,20 @@ async fn s3_open_over_http() {
 async fn cli_get(
     config: &segstore::backend::s3::S3Config,
 ) -> (tempfile::TempDir, std::process::Output) {
+    cli_get_with(config, "").await
+}
+
+/// [`cli_get`] with more `[storage]` settings.
+async fn cli_get_with(
+    config: &segstore::backend::s3::S3Config,
+    storage_settings: &str,
+) -> (tempfile::TempDir, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         r#"
         [storage]
         backend = "s3"
+        {storage_settings}
         [storage.s3]
         bucket = "{}"
         region = "{}"
@@ -336,12 +347,10 @@ async fn cli_get(
     (dir, out)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_get_of_one_file() {
-    let Some((config, proxy)) = s3_through_proxy().await else {
-        return;
-    };
-    // A writer that publishes its head, as `publish_head = true` in a config does.
+/// A store on S3 through a counting proxy, holding `c/tantivy/s0/seg.bin` (300 KB) and
+/// `meta.json` written by a writer that publishes its head; the proxy's log is empty.
+async fn published_file() -> Option<(segstore::backend::s3::S3Config, Proxy, Bytes)> {
+    let (config, proxy) = s3_through_proxy().await?;
     let publishing = StoreOptions {
         publish_head: true,
         ..StoreOptions::default()
@@ -353,6 +362,41 @@ async fn cli_get_of_one_file() {
     writer.write(&path("seg.bin"), &data).await.unwrap();
     writer.write(&path("meta.json"), b"{}").await.unwrap();
     proxy.take_requests();
+    Some((config, proxy, data))
+}
+
+/// The budget row "a CLI `get` of one file (new process)", met with bounded freshness:
+/// the identity, the published head (recent enough to need no probe), the single-page
+/// shard, the blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_get_of_one_file_with_bounded_freshness() {
+    let Some((config, proxy, data)) = published_file().await else {
+        return;
+    };
+    let (dir, out) = cli_get_with(&config, r#"read_freshness = "60s""#).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(dir.path().join("out.bin")).unwrap(), data);
+    let requests = proxy.take_requests();
+    println!(
+        "CLI get, bounded: {} requests {requests:#?}",
+        requests.len()
+    );
+    assert!(requests.len() <= 4, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r.starts_with("GET ")),
+        "no HeadBucket, no probe: {requests:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_get_of_one_file() {
+    let Some((config, proxy, data)) = published_file().await else {
+        return;
+    };
     let (dir, out) = cli_get(&config).await;
     assert!(
         out.status.success(),
@@ -362,8 +406,9 @@ async fn cli_get_of_one_file() {
     assert_eq!(std::fs::read(dir.path().join("out.bin")).unwrap(), data);
     let requests = proxy.take_requests();
     println!("CLI get: {} requests {requests:#?}", requests.len());
-    // Budget: <= 4. The issue measured 14 (HeadBucket and identity read twice); 11
-    // before the published head.
+    // Budget: <= 4, met with bounded freshness (above); strict freshness adds the probe
+    // of the next version. The issue measured 14 (HeadBucket and identity read twice); 11
+    // before the published head; 6 with HeadBucket.
     assert!(requests.len() <= CLI_GET_NOW, "{requests:?}");
     let identity_reads = requests
         .iter()
@@ -395,12 +440,12 @@ async fn cli_get_of_a_missing_store_creates_nothing() {
     );
 }
 
-/// Today's count of a CLI `get` (budget 4) of a file a publishing writer committed, kept
-/// as a regression guard until met. 6: `HeadBucket`, the identity read (the open refuses
-/// to create, so it needs no separate existence check), the published head, the strict
-/// probe of the next version, the single-page shard, the blob. 11 without a published
-/// head (the `_latest` hint, three probes, the boundary and the root instead).
-const CLI_GET_NOW: usize = 6;
+/// A strict CLI `get` of a file a publishing writer committed: 5, the identity read (the
+/// open refuses to create, so it needs no separate existence check, and it stands in for
+/// `HeadBucket`), the published head, the strict probe of the next version, the
+/// single-page shard, the blob. 10 without a published head (the `_latest` hint, three
+/// probes, the boundary and the root instead).
+const CLI_GET_NOW: usize = 5;
 
 /// The Tantivy rows: a cold process opens an index on S3 and runs one query.
 #[test]
@@ -459,7 +504,7 @@ fn tantivy_cold_open_and_first_query() {
     let open = counting.snapshot();
     let log: Vec<String> = counting.log().iter().map(|r| r.to_string()).collect();
     println!("tantivy cold open: {} requests {log:#?}", open.total());
-    // Budget: <= 4 (plus HeadBucket), met: the identity, the head the writer's meta.json
+    // Budget: <= 4, met (a lazy connect sends no HeadBucket): the identity, the head the writer's meta.json
     // commit published, one tree node, the hotcache. The issue measured 26; 18 before the
     // hotcache; 10 before the published head (a cold head discovery: hint, probes,
     // boundary, root).
@@ -517,7 +562,7 @@ fn tantivy_cold_open_and_first_query() {
     }
 }
 
-/// Budget of a Tantivy cold open (without the connect's `HeadBucket`).
+/// Budget of a Tantivy cold open.
 const TANTIVY_OPEN: u64 = 4;
 /// Budget of the first single-term top-10 query with its stored documents.
 const TANTIVY_QUERY: u64 = 6;

@@ -21,14 +21,15 @@ pub struct S3Storage {
 impl S3Storage {
     /// Connects to the bucket (checking the endpoint, credentials and bucket) and reads the
     /// store's identity, creating the store (and checking conditional writes) if it has
-    /// none. A later open sends two requests (`HeadBucket`, `GetObject`), no write.
+    /// none. A later open sends one request (`GetObject`, which stands in for the `HeadBucket`
+    /// check: see [`S3Backend::connect_lazy`]), no write.
     pub async fn connect(config: S3Config) -> Result<Self> {
         Self::connect_with(config, StoreOptions::default()).await
     }
 
     /// Connects with tuning options.
     pub async fn connect_with(config: S3Config, options: StoreOptions) -> Result<Self> {
-        let backend = S3Backend::connect(config).await?;
+        let backend = S3Backend::connect_lazy(config).await?;
         Ok(S3Storage {
             store: Store::open(Arc::new(backend.clone()), options).await?,
             backend,

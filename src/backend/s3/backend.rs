@@ -9,6 +9,7 @@ mod sweep;
 mod upload;
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -47,6 +48,9 @@ struct Inner {
     config: S3Config,
     /// The server's time, from the `Date` of its responses: the clock GC ages are on.
     server_clock: Arc<server_time::ServerClock>,
+    /// False until a request has shown that the endpoint, credentials and bucket work:
+    /// from [`S3Backend::connect_lazy`], the first `GetObject` stands in for `HeadBucket`.
+    checked: AtomicBool,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -67,20 +71,36 @@ impl S3Backend {
     /// `If-None-Match: *` is checked once, when the store's identity is created
     /// ([`crate::identity`]), not on every connect.
     pub async fn connect(config: S3Config) -> Result<Self> {
+        let backend = Self::build(config).await?;
+        checks::bucket_is_usable(&backend).await?;
+        backend.inner.checked.store(true, Ordering::Relaxed);
+        tracing::debug!(bucket = %backend.bucket(), prefix = %backend.prefix(), "connected to S3");
+        Ok(backend)
+    }
+
+    /// Builds the client without a request: the first `GetObject` (a store's open reads
+    /// its identity first) is sent with the checks' short deadline, and if it fails for
+    /// any reason but a missing object, the `HeadBucket` check of [`S3Backend::connect`]
+    /// runs then to name the cause ([`Error::Unavailable`], [`Error::PermissionDenied`],
+    /// [`Error::BucketNotFound`], a wrong region). Opening a store so costs one request
+    /// less, with the same errors.
+    pub async fn connect_lazy(config: S3Config) -> Result<Self> {
+        Self::build(config).await
+    }
+
+    async fn build(config: S3Config) -> Result<Self> {
         let config = config.validate()?;
         let server_clock = server_time::ServerClock::new(crate::clock::system());
         let observer = server_time::DateObserver(server_clock.clone());
         let client = client::build(&config, observer).await?;
-        let backend = S3Backend {
+        Ok(S3Backend {
             inner: Arc::new(Inner {
                 client,
                 config,
                 server_clock,
+                checked: AtomicBool::new(false),
             }),
-        };
-        checks::bucket_is_usable(&backend).await?;
-        tracing::debug!(bucket = %backend.bucket(), prefix = %backend.prefix(), "connected to S3");
-        Ok(backend)
+        })
     }
 
     /// The bucket.
@@ -246,13 +266,29 @@ impl S3Backend {
         &self,
         key: &ObjectKey,
     ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
-        self.client()
+        let request = self
+            .client()
             .get_object()
             .bucket(self.bucket())
-            .key(self.full_key(key))
+            .key(self.full_key(key));
+        if self.inner.checked.load(Ordering::Relaxed) {
+            return request
+                .send()
+                .await
+                .map_err(|e| self.error("reading", key.as_str(), e));
+        }
+        let sent = request
+            .customize()
+            .config_override(client::open_check(self.config()))
             .send()
             .await
-            .map_err(|e| self.error("reading", key.as_str(), e))
+            .map_err(|e| self.error("reading", key.as_str(), e));
+        match sent {
+            Ok(_) | Err(Error::NotFound { .. }) => {}
+            Err(_) => checks::bucket_is_usable(self).await?,
+        }
+        self.inner.checked.store(true, Ordering::Relaxed);
+        sent
     }
 }
 

@@ -119,12 +119,12 @@ enum Existing {
 }
 
 /// Finds the store `config` names without creating anything. An S3 store is opened at
-/// once from the identity read that proves it exists: one `HeadBucket` and one `GetObject`
-/// in all, where checking first and then opening would send both twice.
+/// once from the identity read that proves it exists: one `GetObject` in all, where
+/// checking first and then opening would send it twice.
 async fn open_existing(config: &StorageConfig) -> Result<Existing, Failure> {
     let s = &config.storage;
     if let (BackendKind::S3, Some(s3)) = (s.backend, &s.s3) {
-        let backend = S3Backend::connect(s3.clone()).await?;
+        let backend = S3Backend::connect_lazy(s3.clone()).await?;
         let options = config.store_options();
         if let Some(identity) = segstore::identity::open_existing(&backend, &options).await? {
             let store = Store::with_identity(Arc::new(backend), options, Some(identity))?;
@@ -174,7 +174,7 @@ async fn missing_store(config: &StorageConfig) -> Result<Option<String>, Failure
 /// Whether the bucket and prefix hold a store: its identity, or (made by an older
 /// version) manifests.
 async fn s3_has_store(config: &S3Config) -> Result<bool, Failure> {
-    let backend = S3Backend::connect(config.clone()).await?;
+    let backend = S3Backend::connect_lazy(config.clone()).await?;
     if segstore::identity::read(&backend).await?.is_some() {
         return Ok(true);
     }
