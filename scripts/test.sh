@@ -36,15 +36,15 @@ null_device
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo clippy, feature subsets"
-# The local store builds alone, and with S3 or Tantivy alone.
-for features in "" "s3" "tantivy"; do
+# The local store builds alone, and with S3, Tantivy or the test support alone.
+for features in "" "s3" "tantivy" "testing"; do
     null_device
     cargo clippy --lib --locked --no-default-features --features "$features" -- -D warnings
 done
 
 echo "== cargo doc"
 null_device
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --features testing
 
 echo "== cargo test"
 # Library, binary, integration and doc tests. The benches are bench binaries, run by

@@ -41,6 +41,8 @@ pub mod store;
 pub mod sync;
 #[cfg(feature = "tantivy")]
 pub mod tantivy;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transfer;
 
 #[cfg(feature = "tantivy")]

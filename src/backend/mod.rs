@@ -6,10 +6,17 @@
 //! method, because the commit protocol's safety rests on exactly these guarantees.
 //!
 //! Implementations: [`local::LocalBackend`] (a directory), [`memory::MemoryBackend`] (the
-//! in-memory reference used by tests), and `s3::S3Backend`.
+//! in-memory reference used by tests), and `s3::S3Backend` (feature `s3`).
+//!
+//! With the feature `testing`, wrappers for tests of code built on segstore: `counting`
+//! (requests by kind), `eventual` (S3's old stale reads and listings) and `fault`
+//! (injected failures, lost acknowledgements, crashes at an operation).
 
+#[cfg(any(test, feature = "testing"))]
 pub mod counting;
+#[cfg(any(test, feature = "testing"))]
 pub mod eventual;
+#[cfg(any(test, feature = "testing"))]
 pub mod fault;
 pub mod local;
 pub mod memory;
