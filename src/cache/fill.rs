@@ -129,7 +129,7 @@ impl CachingBackend {
             let _ = fs::remove_file(&temp);
             bump(&s.counters.not_cached, 1);
         }
-        Ok(l1::pinned_bytes(map))
+        Ok(super::lru::pinned_bytes(map))
     }
 }
 

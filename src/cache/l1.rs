@@ -36,7 +36,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::lru::State;
+use super::lru::{pinned_bytes, State};
 use super::Kind;
 use crate::error::{Error, Result};
 use crate::keys::ObjectKey;
@@ -65,15 +65,6 @@ pub(crate) struct L1 {
     evictions: AtomicU64,
     /// Held (flock'ed) for the life of the cache: one process per directory.
     _lock: File,
-}
-
-/// A memory map shared by every `Bytes` handed out for one entry.
-struct Pin(Arc<memmap2::Mmap>);
-
-impl AsRef<[u8]> for Pin {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
 }
 
 impl L1 {
@@ -414,11 +405,6 @@ pub(crate) fn map_file(file: &File, key: &ObjectKey) -> Result<Arc<memmap2::Mmap
     let map = unsafe { memmap2::Mmap::map(file) }
         .map_err(|e| Error::io(format!("mapping cached {key}"), e))?;
     Ok(Arc::new(map))
-}
-
-/// Wraps a shared mapping as `Bytes`; the entry stays pinned while they live.
-pub(crate) fn pinned_bytes(map: Arc<memmap2::Mmap>) -> Bytes {
-    Bytes::from_owner(Pin(map))
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {

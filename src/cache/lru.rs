@@ -10,8 +10,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::l1::pinned_bytes;
-
 /// One cached object.
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -115,4 +113,18 @@ impl State {
         self.used -= e.size;
         Some(e)
     }
+}
+
+/// A memory map shared by every `Bytes` handed out for one entry.
+struct Pin(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for Pin {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Wraps a shared mapping as `Bytes`; the entry stays pinned while they live.
+pub(crate) fn pinned_bytes(map: Arc<memmap2::Mmap>) -> Bytes {
+    Bytes::from_owner(Pin(map))
 }
