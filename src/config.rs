@@ -510,7 +510,7 @@ impl StorageConfig {
     pub async fn open_store(&self) -> Result<Store> {
         match self.storage.backend {
             BackendKind::Local => Ok(self.open_local().await?.store().clone()),
-            BackendKind::S3 => crate::storage::core_store(&*self.open_s3().await?)
+            BackendKind::S3 => crate::store::core_store(&*self.open_s3().await?)
                 .ok_or_else(|| Error::Unsupported("an S3 store without a core".into())),
             BackendKind::Cached => Ok(self.open_cached().await?.store().clone()),
         }

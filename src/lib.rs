@@ -61,7 +61,8 @@ pub use progress::{Progress, ProgressFn};
 #[cfg(feature = "tantivy")]
 pub use shard::{ShardTransaction, ShardView, ShardWriter};
 pub use snapshot::{Diff, DiffEntry, Target, VersionView};
-pub use storage::{core_store, SegmentStorage};
+pub use storage::SegmentStorage;
+pub use store::core_store;
 #[cfg(feature = "s3")]
 pub use store::S3Storage;
 pub use store::{

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::path::StoragePath;
-use crate::store::{LocalStorage, Store};
 
 /// Storage of segment files, as Prism's backends use it.
 ///
@@ -13,8 +12,8 @@ use crate::store::{LocalStorage, Store};
 /// visible to every reader of the store (in any process), and survives a crash.
 ///
 /// The trait is `Any` so that adapters needing more than these six methods (zero-copy range
-/// reads, staged writes, multi-file commits) can reach the [`Store`] core of the stores
-/// segstore ships; see [`core_store`].
+/// reads, staged writes, multi-file commits) can reach the [`Store`](crate::Store) core of the stores
+/// segstore ships; see [`core_store`](crate::core_store).
 #[async_trait]
 pub trait SegmentStorage: Send + Sync + std::any::Any {
     /// Stores `data` at `path`, replacing any previous content atomically.
@@ -40,29 +39,4 @@ pub trait SegmentStorage: Send + Sync + std::any::Any {
     /// `rename` does). A missing `from` is [`Error::NotFound`](crate::Error::NotFound).
     /// Both paths must be in the same collection.
     async fn rename(&self, from: &StoragePath, to: &StoragePath) -> Result<()>;
-}
-
-/// The [`Store`] core behind `storage`, when it is one of the stores segstore ships.
-///
-/// Adapters such as [`TantivyStorageAdapter`](crate::TantivyStorageAdapter) need the
-/// store's full API (range reads, staging, transactions), not just the six trait methods.
-/// `None` means a foreign implementation: callers report
-/// [`Error::Unsupported`](crate::Error::Unsupported). New store types (S3, cached) add one
-/// line here.
-pub fn core_store(storage: &dyn SegmentStorage) -> Option<Store> {
-    let any: &dyn std::any::Any = storage;
-    if let Some(store) = any.downcast_ref::<Store>() {
-        return Some(store.clone());
-    }
-    if let Some(local) = any.downcast_ref::<LocalStorage>() {
-        return Some(local.store().clone());
-    }
-    #[cfg(feature = "s3")]
-    if let Some(s3) = any.downcast_ref::<crate::store::S3Storage>() {
-        return Some(s3.store().clone());
-    }
-    if let Some(cached) = any.downcast_ref::<crate::store::CachedStorage>() {
-        return Some(cached.store().clone());
-    }
-    None
 }

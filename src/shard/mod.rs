@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::path::{StorageBackend, StoragePath};
-use crate::storage::{core_store, SegmentStorage};
+use crate::storage::SegmentStorage;
+use crate::store::core_store;
 use crate::store::Store;
 use crate::tantivy::{runtime, Mode, TantivyAdapterOptions, TantivyStorageAdapter};
 

@@ -708,3 +708,28 @@ impl Store {
         &self.inner.epochs
     }
 }
+
+/// The [`Store`] core behind `storage`, when it is one of the stores segstore ships.
+///
+/// Adapters such as [`TantivyStorageAdapter`](crate::TantivyStorageAdapter) need the
+/// store's full API (range reads, staging, transactions), not just the six trait methods.
+/// `None` means a foreign implementation: callers report
+/// [`Error::Unsupported`]. New store types (S3, cached) add one
+/// line here.
+pub fn core_store(storage: &dyn SegmentStorage) -> Option<Store> {
+    let any: &dyn std::any::Any = storage;
+    if let Some(store) = any.downcast_ref::<Store>() {
+        return Some(store.clone());
+    }
+    if let Some(local) = any.downcast_ref::<LocalStorage>() {
+        return Some(local.store().clone());
+    }
+    #[cfg(feature = "s3")]
+    if let Some(s3) = any.downcast_ref::<S3Storage>() {
+        return Some(s3.store().clone());
+    }
+    if let Some(cached) = any.downcast_ref::<CachedStorage>() {
+        return Some(cached.store().clone());
+    }
+    None
+}

@@ -41,7 +41,8 @@ use tantivy::Directory;
 
 use crate::error::{Error, Result};
 use crate::path::{StorageBackend, StoragePath};
-use crate::storage::{core_store, SegmentStorage};
+use crate::storage::SegmentStorage;
+use crate::store::core_store;
 use crate::store::Store;
 
 pub use handle::SegmentFileHandle;
