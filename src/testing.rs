@@ -63,7 +63,6 @@ use std::sync::Arc;
 use crate::backend::fault::{Fault, FaultBackend};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::ObjectBackend;
-use crate::error::Result;
 use crate::store::{Store, StoreOptions};
 
 /// Where a run crashed: backend operation `op` (counted from the workload's start), its
@@ -118,44 +117,25 @@ pub async fn check_crash_points<T, W, WF, C, CF>(
     options: StoreOptions,
     workload: W,
     check: C,
-) -> std::result::Result<CrashReport, CrashFailure>
+) -> Result<CrashReport, CrashFailure>
 where
     W: Fn(Store) -> WF,
     WF: Future<Output = T>,
     C: Fn(Store, T, CrashPoint) -> CF,
-    CF: Future<Output = std::result::Result<(), String>>,
+    CF: Future<Output = Result<(), String>>,
 {
     // The run without a crash counts the operations, and must pass the check too.
     let uncrashed = CrashPoint {
         op: u64::MAX,
         applied: true,
     };
-    let (operations, storage, outcome) = run(&options, &workload, Fault::None)
-        .await
-        .map_err(|e| failure(uncrashed, e))?;
-    let reopened = reopen(&options, storage)
-        .await
-        .map_err(|e| failure(uncrashed, e))?;
-    check(reopened, outcome, uncrashed)
-        .await
-        .map_err(|message| CrashFailure {
-            point: uncrashed,
-            message,
-        })?;
-
+    let operations = run_and_check(&options, &workload, &check, uncrashed, Fault::None).await?;
     let mut crash_points = 0;
     for op in 0..operations {
         for applied in [false, true] {
             let point = CrashPoint { op, applied };
-            let (_, storage, outcome) = run(&options, &workload, Fault::CrashAt { op, applied })
-                .await
-                .map_err(|e| failure(point, e))?;
-            let reopened = reopen(&options, storage)
-                .await
-                .map_err(|e| failure(point, e))?;
-            check(reopened, outcome, point)
-                .await
-                .map_err(|message| CrashFailure { point, message })?;
+            let fault = Fault::CrashAt { op, applied };
+            run_and_check(&options, &workload, &check, point, fault).await?;
             crash_points += 1;
         }
     }
@@ -166,33 +146,39 @@ where
 }
 
 /// One run of the workload on a fresh store whose backend follows `fault` from the
-/// workload's first operation (the store's own open is not counted). Returns the
-/// operations sent, what storage holds, and the workload's result.
-async fn run<T, W, WF>(
+/// workload's first operation (the store's own open is not counted), then the restart on
+/// what storage holds and `check` on it. Returns the operations the workload sent.
+async fn run_and_check<T, W, WF, C, CF>(
     options: &StoreOptions,
     workload: &W,
+    check: &C,
+    point: CrashPoint,
     fault: Fault,
-) -> Result<(u64, Arc<dyn ObjectBackend>, T)>
+) -> Result<u64, CrashFailure>
 where
     W: Fn(Store) -> WF,
     WF: Future<Output = T>,
+    C: Fn(Store, T, CrashPoint) -> CF,
+    CF: Future<Output = Result<(), String>>,
 {
-    let storage: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::new());
-    let faulty = FaultBackend::new(storage.clone());
-    let store = Store::open(Arc::new(faulty.clone()), options.clone()).await?;
-    faulty.set_fault(fault);
-    let outcome = workload(store).await;
-    Ok((faulty.ops(), storage, outcome))
-}
-
-/// The restart: a new process's store on what storage holds.
-async fn reopen(options: &StoreOptions, storage: Arc<dyn ObjectBackend>) -> Result<Store> {
-    Store::open(storage, options.clone()).await
-}
-
-fn failure(point: CrashPoint, e: crate::Error) -> CrashFailure {
-    CrashFailure {
+    let opened = |e: crate::Error| CrashFailure {
         point,
         message: format!("the store failed to open: {e}"),
-    }
+    };
+    let storage: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::new());
+    let faulty = FaultBackend::new(storage.clone());
+    let store = Store::open(Arc::new(faulty.clone()), options.clone())
+        .await
+        .map_err(opened)?;
+    faulty.set_fault(fault);
+    let outcome = workload(store).await;
+    let operations = faulty.ops();
+    // The restart: a new process's store on what storage holds.
+    let reopened = Store::open(storage, options.clone())
+        .await
+        .map_err(opened)?;
+    check(reopened, outcome, point)
+        .await
+        .map_err(|message| CrashFailure { point, message })?;
+    Ok(operations)
 }

@@ -365,6 +365,24 @@ async fn published_file() -> Option<(segstore::backend::s3::S3Config, Proxy, Byt
     Some((config, proxy, data))
 }
 
+/// Runs a CLI `get` of `seg.bin` with `storage_settings`, checks that it wrote `data`, and
+/// returns the requests the proxy saw.
+async fn counted_cli_get(
+    config: &segstore::backend::s3::S3Config,
+    storage_settings: &str,
+    proxy: &Proxy,
+    data: &[u8],
+) -> Vec<String> {
+    let (dir, out) = cli_get_with(config, storage_settings).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(dir.path().join("out.bin")).unwrap(), data);
+    proxy.take_requests()
+}
+
 /// The budget row "a CLI `get` of one file (new process)", met with bounded freshness:
 /// the identity, the published head (recent enough to need no probe), the single-page
 /// shard, the blob.
@@ -373,14 +391,7 @@ async fn cli_get_of_one_file_with_bounded_freshness() {
     let Some((config, proxy, data)) = published_file().await else {
         return;
     };
-    let (dir, out) = cli_get_with(&config, r#"read_freshness = "60s""#).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(dir.path().join("out.bin")).unwrap(), data);
-    let requests = proxy.take_requests();
+    let requests = counted_cli_get(&config, r#"read_freshness = "60s""#, &proxy, &data).await;
     println!(
         "CLI get, bounded: {} requests {requests:#?}",
         requests.len()
@@ -397,14 +408,7 @@ async fn cli_get_of_one_file() {
     let Some((config, proxy, data)) = published_file().await else {
         return;
     };
-    let (dir, out) = cli_get(&config).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(dir.path().join("out.bin")).unwrap(), data);
-    let requests = proxy.take_requests();
+    let requests = counted_cli_get(&config, "", &proxy, &data).await;
     println!("CLI get: {} requests {requests:#?}", requests.len());
     // Budget: <= 4, met with bounded freshness (above); strict freshness adds the probe
     // of the next version. The issue measured 14 (HeadBucket and identity read twice); 11
