@@ -157,7 +157,7 @@ pub enum Error {
         /// The version number the commit tried to create.
         version: u64,
         /// The id the commit wrote into that version.
-        commit_id: crate::manifest::CommitId,
+        commit_id: crate::commit_id::CommitId,
     },
 
     /// An object that a commit was about to reference no longer exists, so nothing was

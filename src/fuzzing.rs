@@ -66,7 +66,8 @@ fn check_kind(kind: Kind, bytes: &[u8]) -> bool {
             .map(|snapshot| snapshot.is_expired(u64::MAX))
             .is_some(),
         Kind::GcEpoch => {
-            encoding::decode::<crate::gc::epoch::EpochRecord>("fuzz", Kind::GcEpoch, bytes).is_ok()
+            encoding::decode::<crate::store::epoch::EpochRecord>("fuzz", Kind::GcEpoch, bytes)
+                .is_ok()
         }
     }
 }

@@ -17,11 +17,11 @@
 //! ```
 #![warn(missing_docs)]
 
-mod archive;
 pub mod backend;
 pub mod blob;
 pub mod cache;
 pub mod clock;
+mod commit_id;
 pub mod config;
 pub mod error;
 #[doc(hidden)]

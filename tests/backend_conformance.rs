@@ -1,6 +1,7 @@
-//! One conformance suite for every [`ObjectBackend`]: the memory reference, the local
-//! directory and S3 (a real moto server). Each case is a function over
-//! `Arc<dyn ObjectBackend>`; `conformance!` instantiates every case for one backend.
+//! The public conformance suite (`segstore::testing::conformance`) run on every backend of
+//! the crate: the memory reference, the local directory, S3 (a real moto server) and the
+//! cache in front of each; one test per case (`conformance!`). Then a backend that breaks a
+//! guarantee, which the suite must refuse, and the S3 backend's own cases.
 
 mod support;
 
@@ -13,7 +14,7 @@ use segstore::backend::memory::MemoryBackend;
 use segstore::backend::s3::S3Backend;
 use segstore::backend::{ObjectBackend, PutOutcome};
 use segstore::keys::ObjectKey;
-use segstore::Error;
+use segstore::testing::conformance;
 use support::moto;
 
 const MIB: usize = 1024 * 1024;
@@ -51,256 +52,7 @@ async fn write_in_chunks(upload: &mut dyn segstore::backend::Upload, data: &Byte
     }
 }
 
-async fn get_put_overwrite(b: Arc<dyn ObjectBackend>) {
-    let k = key("blobs/aa/first");
-    b.put(&k, Bytes::from_static(b"one")).await.unwrap();
-    assert_eq!(b.get(&k).await.unwrap(), "one");
-    b.put(&k, Bytes::from_static(b"second version"))
-        .await
-        .unwrap();
-    assert_eq!(b.get(&k).await.unwrap(), "second version");
-    let empty = key("blobs/aa/empty");
-    b.put(&empty, Bytes::new()).await.unwrap();
-    assert_eq!(b.get(&empty).await.unwrap().len(), 0);
-}
-
-async fn missing_is_not_found(b: Arc<dyn ObjectBackend>) {
-    let k = key("manifests/c/00000000000000000001");
-    assert!(b.get(&k).await.unwrap_err().is_not_found());
-    assert!(b.get_range(&k, 0..1).await.unwrap_err().is_not_found());
-    assert!(b.get_range(&k, 0..0).await.unwrap_err().is_not_found());
-    assert!(b.head(&k).await.unwrap().is_none());
-    assert!(b.touch(&k).await.unwrap_err().is_not_found());
-}
-
-async fn get_range(b: Arc<dyn ObjectBackend>) {
-    let k = key("blobs/ab/ranged");
-    let data = pattern(10_000, 1);
-    b.put(&k, data.clone()).await.unwrap();
-    assert_eq!(b.get_range(&k, 0..10_000).await.unwrap(), data);
-    assert_eq!(
-        b.get_range(&k, 123..4567).await.unwrap(),
-        data.slice(123..4567)
-    );
-    assert_eq!(
-        b.get_range(&k, 9_999..10_000).await.unwrap(),
-        data.slice(9_999..)
-    );
-    assert!(b.get_range(&k, 0..0).await.unwrap().is_empty());
-    assert!(b.get_range(&k, 10_000..10_000).await.unwrap().is_empty());
-    for bad in [
-        9_000..10_001,
-        10_000..10_001,
-        20_000..20_010,
-        10_001..10_001,
-    ] {
-        match b.get_range(&k, bad.clone()).await {
-            Err(Error::OutOfRange {
-                start, end, size, ..
-            }) => {
-                assert_eq!((start, end, size), (bad.start, bad.end, 10_000));
-            }
-            other => panic!("{bad:?}: expected OutOfRange, got {other:?}"),
-        }
-    }
-}
-
-async fn head_sizes(b: Arc<dyn ObjectBackend>) {
-    for (name, len) in [("zero", 0), ("one", 1), ("some", 4321)] {
-        let k = key(&format!("trees/cd/{name}"));
-        b.put(&k, pattern(len, 2)).await.unwrap();
-        let meta = b.head(&k).await.unwrap().expect("exists");
-        assert_eq!(meta.key, k);
-        assert_eq!(meta.size, len as u64, "{name}");
-    }
-}
-
-async fn put_if_absent_one_winner(b: Arc<dyn ObjectBackend>) {
-    let k = key("manifests/race/00000000000000000007");
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..16u8 {
-        let b = b.clone();
-        let k = k.clone();
-        tasks.spawn(async move {
-            let body = Bytes::from(format!("writer {i}"));
-            (
-                b.put_if_absent(&k, body.clone())
-                    .await
-                    .expect("put_if_absent"),
-                body,
-            )
-        });
-    }
-    let mut winners = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        let (outcome, body) = done.unwrap();
-        if outcome == PutOutcome::Created {
-            winners.push(body);
-        }
-    }
-    assert_eq!(winners.len(), 1, "exactly one creator must win");
-    assert_eq!(b.get(&k).await.unwrap(), winners[0]);
-    assert_eq!(
-        b.put_if_absent(&k, Bytes::from_static(b"late"))
-            .await
-            .unwrap(),
-        PutOutcome::AlreadyExists
-    );
-    assert_eq!(
-        b.get(&k).await.unwrap(),
-        winners[0],
-        "a loser must not overwrite"
-    );
-}
-
-async fn delete(b: Arc<dyn ObjectBackend>) {
-    let k = key("blobs/ee/gone");
-    b.delete(&k).await.expect("deleting a missing object is ok");
-    b.put(&k, Bytes::from_static(b"x")).await.unwrap();
-    b.delete(&k).await.unwrap();
-    assert!(b.get(&k).await.unwrap_err().is_not_found());
-    assert!(b.head(&k).await.unwrap().is_none());
-    b.delete(&k).await.unwrap();
-}
-
-async fn list_sorted_with_prefix(b: Arc<dyn ObjectBackend>) {
-    let names = [
-        "manifests/c/00000000000000000002",
-        "blobs/ab/2",
-        "blobs/aa/1",
-        "trees/00/t",
-        "blobs/ab/10",
-        "manifests/c/00000000000000000001",
-    ];
-    for (i, n) in names.iter().enumerate() {
-        b.put(&key(n), pattern(i + 1, 3)).await.unwrap();
-    }
-    let mut sorted = names.to_vec();
-    sorted.sort();
-    let all = b.list("").await.unwrap();
-    assert_eq!(keys_of(&all), sorted);
-    let three = all.iter().find(|m| m.key.as_str() == "blobs/aa/1").unwrap();
-    assert_eq!(three.size, 3);
-    assert_eq!(
-        keys_of(&b.list("blobs/").await.unwrap()),
-        ["blobs/aa/1", "blobs/ab/10", "blobs/ab/2"]
-    );
-    assert_eq!(
-        keys_of(&b.list("blobs/ab/").await.unwrap()),
-        ["blobs/ab/10", "blobs/ab/2"]
-    );
-    assert!(b.list("nothing/").await.unwrap().is_empty());
-    assert!(matches!(
-        b.list("blobs").await,
-        Err(Error::InvalidPath { .. })
-    ));
-    assert!(matches!(
-        b.list("../").await,
-        Err(Error::InvalidPath { .. })
-    ));
-}
-
-async fn touch_refreshes_last_modified(b: Arc<dyn ObjectBackend>) {
-    let k = key("blobs/ff/touched");
-    let data = pattern(1000, 4);
-    b.put(&k, data.clone()).await.unwrap();
-    let before = b.head(&k).await.unwrap().unwrap().last_modified;
-    // S3's Last-Modified has one-second resolution.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    b.touch(&k).await.unwrap();
-    let after = b.head(&k).await.unwrap().unwrap();
-    assert!(
-        after.last_modified > before,
-        "{:?} !> {before:?}",
-        after.last_modified
-    );
-    assert_eq!(after.size, 1000);
-    assert_eq!(
-        b.get(&k).await.unwrap(),
-        data,
-        "touch must not change the bytes"
-    );
-}
-
-async fn upload_small(b: Arc<dyn ObjectBackend>) {
-    let k = key("blobs/11/small");
-    let mut upload = b.begin_upload().await.unwrap();
-    for part in ["hello", ", ", "", "world"] {
-        upload
-            .write(Bytes::from_static(part.as_bytes()))
-            .await
-            .unwrap();
-    }
-    assert!(
-        b.list("").await.unwrap().is_empty(),
-        "nothing visible before publish"
-    );
-    upload.publish(&k).await.unwrap();
-    assert_eq!(b.get(&k).await.unwrap(), "hello, world");
-
-    let empty = key("blobs/11/empty");
-    b.begin_upload()
-        .await
-        .unwrap()
-        .publish(&empty)
-        .await
-        .unwrap();
-    assert_eq!(b.get(&empty).await.unwrap().len(), 0);
-    assert_eq!(
-        keys_of(&b.list("").await.unwrap()),
-        ["blobs/11/empty", "blobs/11/small"]
-    );
-}
-
-async fn upload_large(b: Arc<dyn ObjectBackend>) {
-    let k = key("blobs/22/large");
-    let data = pattern(LARGE, 5);
-    let mut upload = b.begin_upload().await.unwrap();
-    write_in_chunks(upload.as_mut(), &data).await;
-    assert!(
-        b.list("").await.unwrap().is_empty(),
-        "an upload in progress must not be listed"
-    );
-    upload.publish(&k).await.unwrap();
-    let got = b.get(&k).await.unwrap();
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "large upload content differs");
-    assert_eq!(b.head(&k).await.unwrap().unwrap().size, LARGE as u64);
-    assert_eq!(
-        b.get_range(&k, 7 * MIB as u64..7 * MIB as u64 + 10)
-            .await
-            .unwrap(),
-        data.slice(7 * MIB..7 * MIB + 10)
-    );
-    assert_eq!(keys_of(&b.list("").await.unwrap()), ["blobs/22/large"]);
-}
-
-async fn publish_onto_existing(b: Arc<dyn ObjectBackend>) {
-    // Keys are content addresses: a second upload of the same bytes may keep either copy.
-    for (name, len) in [("small", 1000), ("large", 12 * MIB)] {
-        let k = key(&format!("blobs/33/{name}"));
-        let data = pattern(len, 6);
-        b.put(&k, data.clone()).await.unwrap();
-        let mut upload = b.begin_upload().await.unwrap();
-        write_in_chunks(upload.as_mut(), &data).await;
-        upload.publish(&k).await.unwrap();
-        assert!(b.get(&k).await.unwrap() == data, "{name}");
-    }
-    assert_eq!(
-        keys_of(&b.list("").await.unwrap()),
-        ["blobs/33/large", "blobs/33/small"]
-    );
-}
-
-async fn abort_leaves_nothing(b: Arc<dyn ObjectBackend>) {
-    for len in [10, 12 * MIB] {
-        let mut upload = b.begin_upload().await.unwrap();
-        write_in_chunks(upload.as_mut(), &pattern(len, 7)).await;
-        upload.abort().await.unwrap();
-    }
-    assert!(b.list("").await.unwrap().is_empty());
-}
-
+/// One test per case of `segstore::testing::conformance` for one backend.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -319,9 +71,14 @@ macro_rules! conformance {
             async fn $case() {
                 // `None`: the backend is not available here (moto missing outside CI).
                 let Some((backend, _guard)) = $make.await else { return };
-                super::$case(backend).await;
+                conformance::$case(backend).await;
             }
         )*
+
+        #[test]
+        fn every_case_of_the_suite_is_instantiated() {
+            assert_eq!([$(stringify!($case)),*], conformance::CASES);
+        }
     };
 }
 
@@ -349,6 +106,87 @@ async fn s3() -> Option<(Arc<dyn ObjectBackend>, Guard)> {
 conformance!(memory_backend, memory());
 conformance!(local_backend, local());
 conformance!(s3_backend, s3());
+conformance!(cache_over_memory, cached());
+
+async fn cached() -> Option<(Arc<dyn ObjectBackend>, Guard)> {
+    let dir = tempfile::tempdir().unwrap();
+    let l2: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::new());
+    let cache = segstore::CachingBackend::open(dir.path().join("l1"), 64 * MIB as u64, l2)
+        .await
+        .unwrap();
+    Some((Arc::new(cache), Some(dir)))
+}
+
+/// A backend whose create-only write checks and then writes in two steps, as some S3
+/// look-alikes do: two racing creators can both win.
+#[derive(Debug)]
+struct CheckThenWrite(MemoryBackend);
+
+#[async_trait::async_trait]
+impl ObjectBackend for CheckThenWrite {
+    fn name(&self) -> &'static str {
+        "check-then-write"
+    }
+    async fn get(&self, key: &ObjectKey) -> segstore::Result<Bytes> {
+        self.0.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: std::ops::Range<u64>,
+    ) -> segstore::Result<Bytes> {
+        self.0.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &ObjectKey,
+    ) -> segstore::Result<Option<segstore::backend::ObjectMeta>> {
+        self.0.head(key).await
+    }
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> segstore::Result<()> {
+        self.0.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> segstore::Result<PutOutcome> {
+        if self.0.head(key).await?.is_some() {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        // The window between the check and the write, where another creator slips in.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.0.put(key, data).await?;
+        Ok(PutOutcome::Created)
+    }
+    async fn delete(&self, key: &ObjectKey) -> segstore::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> segstore::Result<Vec<segstore::backend::ObjectMeta>> {
+        self.0.list(prefix).await
+    }
+    async fn touch(&self, key: &ObjectKey) -> segstore::Result<()> {
+        self.0.touch(key).await
+    }
+    async fn begin_upload(&self) -> segstore::Result<Box<dyn segstore::backend::Upload>> {
+        self.0.begin_upload().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_refuses_a_create_only_write_with_two_winners() {
+    let run = tokio::spawn(conformance::run_all(|| async {
+        Arc::new(CheckThenWrite(MemoryBackend::new())) as Arc<dyn ObjectBackend>
+    }));
+    let panic = run.await.expect_err("the suite must fail").into_panic();
+    let message = panic.downcast_ref::<String>().expect("a message");
+    assert!(
+        message.contains("put_if_absent_one_winner") && message.contains("exactly one creator"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_passes_on_the_memory_reference() {
+    conformance::run_all(|| async { Arc::new(MemoryBackend::new()) as Arc<dyn ObjectBackend> })
+        .await;
+}
 
 /// Behaviour only S3 has: server-side state that `list` cannot see.
 mod s3_only {

@@ -12,6 +12,7 @@
 //! which lets readers verify ranges of it; the outboard is stored first, so a blob never
 //! lacks one because of a crash (an orphan outboard is swept by GC like an orphan blob).
 
+pub(crate) mod copy;
 pub mod outboard;
 
 use std::ops::Range;

@@ -15,7 +15,6 @@
 //! why it is safe are in `docs/ARCHITECTURE.md`, "GC protocol".
 
 mod calendar;
-pub(crate) mod epoch;
 mod mark;
 mod policy;
 mod stats;
@@ -29,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::manifest::head;
 use crate::progress::{ProgressFn, Tracker};
+use crate::store::epoch::{self, Run};
 use crate::store::Store;
-use epoch::Run;
 
 pub use mark::Marks;
 pub use policy::{KeepReason, RetentionPolicy};
@@ -67,8 +66,7 @@ impl Default for GcOptions {
     }
 }
 
-/// Default GC grace period.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+pub use crate::store::DEFAULT_GRACE;
 
 /// What retention did (or would do) to one collection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,7 +12,6 @@ mod note;
 pub mod tree;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -20,36 +19,13 @@ use serde::{Deserialize, Serialize};
 use crate::hash::BlobId;
 use crate::path::StorageBackend;
 
+pub use crate::commit_id::CommitId;
 pub use encoding::{decode_root, decode_snapshot, encode_root, encode_snapshot, FORMAT_VERSION};
 pub use note::{CommitNote, MAX_NOTE_BYTES};
 
 /// Files up to this size are stored inside the manifest page instead of as blobs: it saves
 /// a request per small file (`meta.json`, `.del` files) on object stores.
 pub const INLINE_MAX: usize = 4096;
-
-/// A random id that each commit attempt writes into its root, so that an ambiguous outcome
-/// (a timeout after the request was sent) can be settled by reading the version back.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct CommitId(pub [u8; 16]);
-
-impl CommitId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        CommitId(rand::random())
-    }
-}
-
-impl fmt::Debug for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CommitId({})", hex::encode(self.0))
-    }
-}
-
-impl fmt::Display for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
 
 /// What a manifest records for one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@ impl CachedStorage {
         l2: Arc<dyn ObjectBackend>,
         options: StoreOptions,
     ) -> Result<Self> {
-        let identity = crate::identity::open(&l2, &options).await?;
+        let identity = crate::store::identity::open(&l2, &options).await?;
         let store_id = identity.as_ref().map(|i| i.store_id.clone());
         let cache = CachingBackend::open_bound(l1_dir, l1_max_size_bytes, l2, store_id).await?;
         Ok(CachedStorage {

@@ -13,7 +13,7 @@ use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
-use crate::manifest::tree::EncodedNode;
+use crate::manifest::tree::{Changes, EncodedNode};
 use crate::manifest::{encode_root, head, CommitId, CommitNote, ManifestRoot, ShardKey, ShardRef};
 
 /// What a commit should do to the latest version.
@@ -42,8 +42,29 @@ pub(crate) enum Plan {
         expect_head: Option<u64>,
     },
     /// The requests of several callers, on disjoint paths, as one version (see
-    /// [`group`](super::group)): each member's outcome is recorded in it.
-    Group(Vec<super::group::Member>),
+    /// `group`): each member's outcome is recorded in it.
+    Group(Vec<Member>),
+}
+
+/// One caller's request in a [`Plan::Group`], and its outcome in the last attempt.
+pub(crate) struct Member {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) base: Option<Arc<ManifestRoot>>,
+    /// Why this member is left out of the version (its own conflict or reference error).
+    pub(crate) failed: Option<Error>,
+    /// The head version, when this member's ops change nothing on it.
+    pub(crate) unchanged_at: Option<u64>,
+}
+
+impl Member {
+    pub(crate) fn new(ops: Vec<Op>, base: Option<Arc<ManifestRoot>>) -> Self {
+        Member {
+            ops,
+            base,
+            failed: None,
+            unchanged_at: None,
+        }
+    }
 }
 
 pub(crate) enum Attempt {
@@ -55,31 +76,62 @@ pub(crate) enum Attempt {
 }
 
 impl Store {
-    /// Commits `ops` as one version. With a `base`, fails with [`Error::Conflict`] if a
-    /// path the ops touch changed since `base`; without one, the ops apply to whatever is
-    /// latest (last writer wins per path, as in a filesystem).
-    pub async fn commit_ops(
+    /// The changes of every member of a group on `head`, each member's own failure or
+    /// "changes nothing" recorded in it, and the deadline they set the commit point.
+    pub(super) async fn group_changes(
         &self,
         collection: &str,
-        ops: Vec<Op>,
-        base: Option<Arc<ManifestRoot>>,
-    ) -> Result<CommitInfo> {
-        for op in &ops {
-            for path in op.paths() {
-                path.validate()?;
-                if path.collection != collection {
-                    return Err(Error::invalid_path(
-                        path.to_string(),
-                        format!("not in collection {collection:?}"),
-                    ));
+        head: &ManifestRoot,
+        members: &mut [Member],
+        began: Stamp,
+    ) -> (Changes, Option<Stamp>) {
+        let mut all = Changes::new();
+        let mut deadline: Option<Stamp> = None;
+        for m in members.iter_mut() {
+            m.unchanged_at = None;
+            m.failed = None;
+            match self.member_changes(collection, head, m, began).await {
+                Ok((changes, due)) => {
+                    if changes.is_empty() {
+                        m.unchanged_at = Some(head.version);
+                    }
+                    for (shard, entries) in changes {
+                        all.entry(shard).or_default().extend(entries);
+                    }
+                    if let Some(due) = due {
+                        tighten(&mut deadline, due);
+                    }
                 }
+                Err(e) => m.failed = Some(e),
             }
         }
-        self.commit_grouped(collection, ops, base).await
+        (all, deadline)
     }
 
-    /// The foreign references of `plan` (see [`references`](super::references)), and the
-    /// deadline of its own uploads' stall windows (if it has any).
+    /// One group member's changes on `head`, after its own conflict check and with its
+    /// references confirmed under the GC protocol, and the deadline they set the commit
+    /// point.
+    async fn member_changes(
+        &self,
+        collection: &str,
+        head: &ManifestRoot,
+        member: &Member,
+        began: Stamp,
+    ) -> Result<(Changes, Option<Stamp>)> {
+        let trees = &self.inner.trees;
+        if let Some(base) = &member.base {
+            transaction::check_conflicts(trees, base, head, &member.ops).await?;
+        }
+        let (references, own_deadline) = self.ops_references(&member.ops);
+        let deadline = self
+            .commit_point_deadline(collection, &references, own_deadline, began)
+            .await?;
+        Ok((
+            transaction::resolve(trees, head, &member.ops).await?,
+            deadline,
+        ))
+    }
+
     fn plan_references(&self, plan: &Plan) -> (Vec<Reference>, Option<Stamp>) {
         let mut refs = Vec::new();
         let mut own_deadline = None;

@@ -21,12 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::commit::Plan;
-use super::transaction::{self, Op};
+use super::commit::{Member, Plan};
+use super::transaction::Op;
 use super::{Collection, CommitInfo, Store};
-use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
-use crate::manifest::tree::Changes;
 use crate::manifest::ManifestRoot;
 
 /// A commit request waiting for the commit lock.
@@ -35,27 +33,6 @@ struct Waiting {
     ops: Vec<Op>,
     base: Option<Arc<ManifestRoot>>,
     reply: oneshot::Sender<Result<CommitInfo>>,
-}
-
-/// One caller's request in a [`Plan::Group`], and its outcome in the last attempt.
-pub(crate) struct Member {
-    pub(crate) ops: Vec<Op>,
-    pub(crate) base: Option<Arc<ManifestRoot>>,
-    /// Why this member is left out of the version (its own conflict or reference error).
-    pub(crate) failed: Option<Error>,
-    /// The head version, when this member's ops change nothing on it.
-    pub(crate) unchanged_at: Option<u64>,
-}
-
-impl Member {
-    pub(crate) fn new(ops: Vec<Op>, base: Option<Arc<ManifestRoot>>) -> Self {
-        Member {
-            ops,
-            base,
-            failed: None,
-            unchanged_at: None,
-        }
-    }
 }
 
 /// The commit requests of one collection waiting for its commit lock, in arrival order.
@@ -115,6 +92,31 @@ impl Queue {
 }
 
 impl Store {
+    /// Commits `ops` as one version. With a `base`, fails with [`Error::Conflict`] if a
+    /// path the ops touch changed since `base`; without one, the ops apply to whatever is
+    /// latest (last writer wins per path, as in a filesystem).
+    pub async fn commit_ops(
+        &self,
+        collection: &str,
+        ops: Vec<Op>,
+        base: Option<Arc<ManifestRoot>>,
+    ) -> Result<CommitInfo> {
+        for op in &ops {
+            for path in op.paths() {
+                path.validate()?;
+                if path.collection != collection {
+                    return Err(Error::invalid_path(
+                        path.to_string(),
+                        format!("not in collection {collection:?}"),
+                    ));
+                }
+            }
+        }
+        self.commit_grouped(collection, ops, base).await
+    }
+
+    /// The foreign references of `plan` (see [`references`](super::references)), and the
+    /// deadline of its own uploads' stall windows (if it has any).
     /// Commits `ops` (validated) to `collection`, together with the other requests waiting
     /// for the collection's commit lock (see the [module](self) documentation).
     pub(crate) async fn commit_grouped(
@@ -138,62 +140,6 @@ impl Store {
                 "the task carrying the commit ended without an answer",
             ))
         })
-    }
-
-    /// The changes of every member of a group on `head`, each member's own failure or
-    /// "changes nothing" recorded in it, and the deadline they set the commit point.
-    pub(super) async fn group_changes(
-        &self,
-        collection: &str,
-        head: &ManifestRoot,
-        members: &mut [Member],
-        began: Stamp,
-    ) -> (Changes, Option<Stamp>) {
-        let mut all = Changes::new();
-        let mut deadline: Option<Stamp> = None;
-        for m in members.iter_mut() {
-            m.unchanged_at = None;
-            m.failed = None;
-            match self.member_changes(collection, head, m, began).await {
-                Ok((changes, due)) => {
-                    if changes.is_empty() {
-                        m.unchanged_at = Some(head.version);
-                    }
-                    for (shard, entries) in changes {
-                        all.entry(shard).or_default().extend(entries);
-                    }
-                    if let Some(due) = due {
-                        tighten(&mut deadline, due);
-                    }
-                }
-                Err(e) => m.failed = Some(e),
-            }
-        }
-        (all, deadline)
-    }
-
-    /// One group member's changes on `head`, after its own conflict check and with its
-    /// references confirmed under the GC protocol, and the deadline they set the commit
-    /// point.
-    async fn member_changes(
-        &self,
-        collection: &str,
-        head: &ManifestRoot,
-        member: &Member,
-        began: Stamp,
-    ) -> Result<(Changes, Option<Stamp>)> {
-        let trees = &self.inner.trees;
-        if let Some(base) = &member.base {
-            transaction::check_conflicts(trees, base, head, &member.ops).await?;
-        }
-        let (references, own_deadline) = self.ops_references(&member.ops);
-        let deadline = self
-            .commit_point_deadline(collection, &references, own_deadline, began)
-            .await?;
-        Ok((
-            transaction::resolve(trees, head, &member.ops).await?,
-            deadline,
-        ))
     }
 
     /// Commits one group (the commit lock held) and answers each of its requests.

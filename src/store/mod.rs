@@ -8,8 +8,10 @@
 mod cached;
 mod commit;
 mod delegate;
+pub(crate) mod epoch;
 mod file;
 mod group;
+pub mod identity;
 mod local;
 mod references;
 #[cfg(feature = "s3")]
@@ -48,6 +50,9 @@ pub use transaction::{Op, Transaction};
 /// Default for [`StoreOptions::max_writer_stall`]: half of the default GC grace period.
 pub const DEFAULT_MAX_WRITER_STALL: Duration = Duration::from_secs(30 * 60);
 
+/// Default GC grace period ([`SharedSettings::gc_grace`]): GC keeps unreferenced objects
+/// younger than this.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// Default for [`StoreOptions::gc_delete_delay`].
 pub const DEFAULT_GC_DELETE_DELAY: Duration = Duration::from_secs(30);
 /// Default for [`StoreOptions::gc_lease`].
@@ -181,7 +186,7 @@ struct Inner {
     collections: DashMap<String, Arc<Collection>>,
     options: StoreOptions,
     /// The latest GC epoch this process has seen.
-    epochs: crate::gc::epoch::EpochTracker,
+    epochs: crate::store::epoch::EpochTracker,
     /// The store's identity, when it has one (see [`crate::identity`]).
     identity: Option<StoreIdentity>,
     /// The identity's settings, or the defaults for a store without one.
@@ -246,11 +251,11 @@ impl Store {
     /// the backend's create-only writes, if the store has none) and reconciles `options`
     /// with the store's shared settings ([`Error::SettingsMismatch`] if they contradict).
     pub async fn open(backend: Arc<dyn ObjectBackend>, options: StoreOptions) -> Result<Self> {
-        let identity = crate::identity::open(&backend, &options).await?;
+        let identity = crate::store::identity::open(&backend, &options).await?;
         Self::with_identity(backend, options, identity)
     }
 
-    /// A store over `backend` whose identity was already read ([`crate::identity::open`]).
+    /// A store over `backend` whose identity was already read ([`identity::open`]).
     pub fn with_identity(
         backend: Arc<dyn ObjectBackend>,
         options: StoreOptions,
@@ -704,7 +709,7 @@ impl Store {
     }
 
     /// The GC epochs this process has seen.
-    pub(crate) fn epochs(&self) -> &crate::gc::epoch::EpochTracker {
+    pub(crate) fn epochs(&self) -> &crate::store::epoch::EpochTracker {
         &self.inner.epochs
     }
 }

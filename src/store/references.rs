@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::epoch::{self, GcWindow};
 use super::Store;
 use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
-use crate::gc::epoch::{self, GcWindow};
 use crate::keys::{self, ObjectKey};
 
 /// How many existence checks run at once.

@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::walk::Needed;
 use super::SyncReport;
 use crate::backend::ObjectBackend;
+use crate::blob::copy::copy_blob;
 use crate::blob::outboard::OUTBOARD_MIN;
 use crate::clock::{Clock, Stamp};
 use crate::error::{Error, Result};
@@ -15,7 +16,6 @@ use crate::hash::BlobId;
 use crate::keys::{self, ObjectKey};
 use crate::progress::{ProgressFn, Tracker};
 use crate::store::Reference;
-use crate::transfer::copy_blob;
 
 /// How many objects are looked up or sent at once. Each blob in flight holds at most one
 /// chunk of 8 MiB, so memory stays bounded whatever the blobs' sizes.

@@ -20,7 +20,6 @@
 
 mod copy;
 mod fork;
-pub mod tarball;
 mod walk;
 
 use crate::progress::ProgressFn;

@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::shared::Shared;
-use super::{runtime, META_FILE};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::manifest::ManifestRoot;
+use crate::path::StoragePath;
+use crate::store::Store;
 
 /// The file name, in the shard next to tantivy's files. tantivy never lists a directory,
 /// only opens names it wrote (none starts with `.segstore`), and its garbage collection
@@ -295,61 +295,30 @@ pub(crate) fn decode(data: &Bytes) -> Result<Hotcache> {
     Ok(Hotcache { meta, files })
 }
 
-impl Shared {
-    /// Cached ranges of blob `id` in the hotcache loaded last, if it covers it. Any
-    /// version's hotcache will do: its ranges are bound to blob ids, not names.
-    pub(super) fn hot_file(&self, id: &BlobId, size: u64) -> Option<Arc<HotFile>> {
-        let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
-        loaded.as_ref()?.1.as_ref()?.file(id, size)
-    }
-
-    /// The hotcache of version `root`, loaded (one GET) the first time a committed read
-    /// comes from that version. Missing, stale (made for another `meta.json`) or damaged:
-    /// `None`, and reads go to the files.
-    pub(super) fn hot_for(&self, root: &Arc<ManifestRoot>) -> Option<Arc<Hotcache>> {
-        {
-            let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((version, hot)) = loaded.as_ref() {
-                if *version == root.version {
-                    return hot.clone();
-                }
-            }
-        }
-        let store = self.store.clone();
-        let (hot_path, meta_path) = (self.path(HOTCACHE_FILE), self.path(META_FILE));
-        let root2 = root.clone();
-        let written = self
-            .written_hotcache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let found = runtime::run(async move {
-            let Some(hot) = store.trees().lookup(&root2, &hot_path).await? else {
-                return Ok(None);
-            };
-            let Some(meta) = store.trees().lookup(&root2, &meta_path).await? else {
-                return Ok(None);
-            };
-            // The one this adapter wrote needs no GET (the ids are of the same bytes).
-            let cache = match written.filter(|(id, _)| *id == hot.id) {
-                Some((_, cache)) => cache,
-                None if hot.size > TOTAL_CAP * 2 => return Ok(None),
-                None => Arc::new(decode(&store.read_entry(&hot).await?)?),
-            };
-            Ok((cache.meta == meta.id).then_some(cache))
-        });
-        let hot = match found {
-            Ok(hot) => hot,
-            Err(e) => {
-                tracing::warn!(collection = %self.collection, shard = %self.shard, error = %e,
-                    "ignoring the tantivy hotcache");
-                None
-            }
-        };
-        let mut loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
-        *loaded = Some((root.version, hot.clone()));
-        hot
-    }
+/// The hotcache that version `root` of a shard names (its file `hot_path`), if it was made
+/// for the `meta.json` at `meta_path` of that version: one GET, none when `written` (the
+/// one this process wrote last) has the same id. `None` when the version has no hotcache,
+/// or one made for another `meta.json`.
+pub(super) async fn load(
+    store: Store,
+    root: Arc<ManifestRoot>,
+    hot_path: StoragePath,
+    meta_path: StoragePath,
+    written: Option<(BlobId, Arc<Hotcache>)>,
+) -> Result<Option<Arc<Hotcache>>> {
+    let Some(hot) = store.trees().lookup(&root, &hot_path).await? else {
+        return Ok(None);
+    };
+    let Some(meta) = store.trees().lookup(&root, &meta_path).await? else {
+        return Ok(None);
+    };
+    // The one this adapter wrote needs no GET (the ids are of the same bytes).
+    let cache = match written.filter(|(id, _)| *id == hot.id) {
+        Some((_, cache)) => cache,
+        None if hot.size > TOTAL_CAP * 2 => return Ok(None),
+        None => Arc::new(decode(&store.read_entry(&hot).await?)?),
+    };
+    Ok((cache.meta == meta.id).then_some(cache))
 }
 
 #[cfg(test)]

@@ -24,12 +24,41 @@ use bytes::{Bytes, BytesMut};
 use quick_cache::Weighter;
 
 use super::hotcache::HotFile;
-use super::shared::Origin;
 use crate::blob::outboard::{Outboard, GROUP, OUTBOARD_MIN};
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys;
+use crate::path::StoragePath;
 use crate::store::Store;
+
+/// Where an open file came from, to tell a reader that outlived retention from damage.
+#[derive(Clone)]
+pub(crate) struct Origin {
+    pub(crate) store: Store,
+    pub(crate) path: StoragePath,
+    /// The manifest version the file was resolved from; `None` for a pending file.
+    pub(crate) version: Option<u64>,
+}
+
+impl Origin {
+    /// `err` unchanged, unless it says the file's content is missing and the version the
+    /// file was opened from is no longer stored: then [`Error::VersionExpired`]. A blob
+    /// missing under a retained version stays [`Error::Corrupt`]: that is damage.
+    pub(crate) async fn explain(&self, err: Error) -> Error {
+        let missing = matches!(&err, Error::Corrupt { actual, .. } if actual == "missing blob");
+        let Some(version) = self.version.filter(|_| missing) else {
+            return err;
+        };
+        match self.store.root_at(&self.path.collection, version).await {
+            Err(Error::NotFound { .. }) => Error::VersionExpired {
+                collection: self.path.collection.clone(),
+                path: self.path.to_string(),
+                version,
+            },
+            _ => err,
+        }
+    }
+}
 
 /// Unit of fetching and caching: four outboard groups, so blocks verify on their own.
 pub(crate) const BLOCK: u64 = 4 * GROUP;

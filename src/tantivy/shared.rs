@@ -10,10 +10,11 @@ use std::thread::ThreadId;
 use bytes::Bytes;
 
 use super::handle::SegmentFileHandle;
-use super::hotcache::Hotcache;
-use super::remote::{BlockCache, RemoteFile};
+use super::hotcache::{self, HotFile, Hotcache, HOTCACHE_FILE};
+use super::remote::{BlockCache, Origin, RemoteFile};
 use super::{runtime, watch, TantivyAdapterOptions, META_FILE};
 use crate::error::{Error, Result};
+use crate::hash::BlobId;
 use crate::manifest::{CommitId, FileEntry, ManifestRoot};
 use crate::path::{StorageBackend, StoragePath};
 use crate::store::{Op, Store};
@@ -92,32 +93,51 @@ pub(super) struct Unsettled {
     pub(super) items: Vec<(String, Option<FileEntry>)>,
 }
 
-/// Where an open file came from, to tell a reader that outlived retention from damage.
-#[derive(Clone)]
-pub(crate) struct Origin {
-    pub(crate) store: Store,
-    pub(crate) path: StoragePath,
-    /// The manifest version the file was resolved from; `None` for a pending file.
-    pub(crate) version: Option<u64>,
-}
+impl Shared {
+    /// Cached ranges of blob `id` in the hotcache loaded last, if it covers it. Any
+    /// version's hotcache will do: its ranges are bound to blob ids, not names.
+    pub(super) fn hot_file(&self, id: &BlobId, size: u64) -> Option<Arc<HotFile>> {
+        let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.as_ref()?.1.as_ref()?.file(id, size)
+    }
 
-impl Origin {
-    /// `err` unchanged, unless it says the file's content is missing and the version the
-    /// file was opened from is no longer stored: then [`Error::VersionExpired`]. A blob
-    /// missing under a retained version stays [`Error::Corrupt`]: that is damage.
-    pub(crate) async fn explain(&self, err: Error) -> Error {
-        let missing = matches!(&err, Error::Corrupt { actual, .. } if actual == "missing blob");
-        let Some(version) = self.version.filter(|_| missing) else {
-            return err;
-        };
-        match self.store.root_at(&self.path.collection, version).await {
-            Err(Error::NotFound { .. }) => Error::VersionExpired {
-                collection: self.path.collection.clone(),
-                path: self.path.to_string(),
-                version,
-            },
-            _ => err,
+    /// The hotcache of version `root`, loaded (one GET) the first time a committed read
+    /// comes from that version. Missing, stale (made for another `meta.json`) or damaged:
+    /// `None`, and reads go to the files.
+    pub(super) fn hot_for(&self, root: &Arc<ManifestRoot>) -> Option<Arc<Hotcache>> {
+        {
+            let loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((version, hot)) = loaded.as_ref() {
+                if *version == root.version {
+                    return hot.clone();
+                }
+            }
         }
+        let store = self.store.clone();
+        let (hot_path, meta_path) = (self.path(HOTCACHE_FILE), self.path(META_FILE));
+        let written = self
+            .written_hotcache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let found = runtime::run(hotcache::load(
+            store,
+            root.clone(),
+            hot_path,
+            meta_path,
+            written,
+        ));
+        let hot = match found {
+            Ok(hot) => hot,
+            Err(e) => {
+                tracing::warn!(collection = %self.collection, shard = %self.shard, error = %e,
+                    "ignoring the tantivy hotcache");
+                None
+            }
+        };
+        let mut loaded = self.hotcache.lock().unwrap_or_else(|p| p.into_inner());
+        *loaded = Some((root.version, hot.clone()));
+        hot
     }
 }
 

@@ -126,7 +126,8 @@ async fn open_existing(config: &StorageConfig) -> Result<Existing, Failure> {
     if let (BackendKind::S3, Some(s3)) = (s.backend, &s.s3) {
         let backend = S3Backend::connect_lazy(s3.clone()).await?;
         let options = config.store_options();
-        if let Some(identity) = segstore::identity::open_existing(&backend, &options).await? {
+        if let Some(identity) = segstore::store::identity::open_existing(&backend, &options).await?
+        {
             let store = Store::with_identity(Arc::new(backend), options, Some(identity))?;
             return Ok(Existing::Opened(store));
         }

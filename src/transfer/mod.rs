@@ -9,23 +9,28 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::{self, ArchiveSource};
+mod archive;
+mod compression;
+mod tarball;
+
+pub use archive::{META_MAX, META_TOTAL_MAX};
+pub use compression::Compression;
+
 use crate::backend::local::LocalBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{ObjectBackend, PutOutcome};
 use crate::clock::{tighten, Stamp};
 use crate::error::{Error, Result};
 use crate::gc::Marks;
-use crate::hash::{update_hasher, BlobId};
+use crate::hash::BlobId;
 use crate::keys::{self, ObjectKey};
 use crate::manifest::{decode_snapshot, head, ManifestRoot};
 use crate::path::validate_name;
 use crate::progress::{ProgressFn, Tracker};
 use crate::store::{Reference, Store};
-use crate::sync::tarball;
 
-/// Blobs are copied in pieces of this size, so memory stays bounded.
-const COPY_CHUNK: u64 = 8 * 1024 * 1024;
+use crate::blob::copy::copy_blob;
+use archive::ArchiveSource;
 
 /// Which versions to export.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +89,7 @@ impl Store {
         path: &Path,
         options: &TransferOptions,
     ) -> Result<TransferReport> {
-        if tarball::Compression::of(path).is_some() {
+        if Compression::of(path).is_some() {
             self.export_tar_with(collection, scope, path, options).await
         } else {
             let dest = LocalBackend::open(path).await?;
@@ -179,7 +184,7 @@ impl Store {
         path: &Path,
         options: &TransferOptions,
     ) -> Result<TransferReport> {
-        if tarball::Compression::of(path).is_some() {
+        if Compression::of(path).is_some() {
             self.import_tar_with(collection, path, options).await
         } else {
             let source = open_export_dir(path).await?;
@@ -557,62 +562,4 @@ async fn copy_content(
         });
     }
     Ok(copied)
-}
-
-/// Copies blob `id` in bounded chunks, verifying its hash and size; false if `dest`
-/// already had it.
-pub(crate) async fn copy_blob(
-    src: &dyn ObjectBackend,
-    dest: &dyn ObjectBackend,
-    id: &BlobId,
-    size: u64,
-) -> Result<bool> {
-    let key: ObjectKey = keys::blob(id);
-    if dest.head(&key).await?.is_some() {
-        return Ok(false);
-    }
-    let mut upload = dest.begin_upload().await?;
-    let mut hasher = blake3::Hasher::new();
-    // Imported blobs get their outboard on the way in, where the destination keeps them,
-    // so that range reads of them never fall back to fetching the whole blob.
-    let mut outboard = (dest.wants_outboards() && size >= crate::blob::outboard::OUTBOARD_MIN)
-        .then(crate::blob::outboard::OutboardBuilder::default);
-    let mut offset = 0;
-    while offset < size {
-        let end = (offset + COPY_CHUNK).min(size);
-        let chunk = match src.get_range(&key, offset..end).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = upload.abort().await;
-                return Err(match e {
-                    Error::NotFound { .. } | Error::OutOfRange { .. } => Error::Corrupt {
-                        object: key.to_string(),
-                        expected: format!("{id} ({size} bytes)"),
-                        actual: "missing or short blob in the source".into(),
-                    },
-                    other => other,
-                });
-            }
-        };
-        update_hasher(&mut hasher, &chunk);
-        if let Some(ob) = outboard.as_mut() {
-            ob.update(&chunk);
-        }
-        offset = end;
-        upload.write(chunk).await?;
-    }
-    let actual = BlobId::from(hasher.finalize());
-    if actual != *id {
-        let _ = upload.abort().await;
-        return Err(Error::hash_mismatch(&key, id, actual));
-    }
-    // Stored before the blob, as the blob layer does: a blob never lacks its outboard.
-    if let Some(ob) = outboard.and_then(|b| b.finish()) {
-        if let Err(e) = dest.put(&keys::outboard(id), ob.encode()).await {
-            let _ = upload.abort().await;
-            return Err(e);
-        }
-    }
-    upload.publish(&key).await?;
-    Ok(true)
 }

@@ -119,7 +119,7 @@ pub(crate) async fn read_tar(
         false => std::fs::metadata(archive).map_or(0, |m| m.len()),
     };
     // `-` is stdin; `.tar.zst` and `.tar.gz` are decompressed on the way.
-    let file = crate::sync::tarball::open_reader(archive, read.clone())?;
+    let file = super::compression::open_reader(archive, read.clone())?;
     let runtime = tokio::runtime::Handle::current();
     let shown = archive.display().to_string();
     let progress = progress.cloned();

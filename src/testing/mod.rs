@@ -1,4 +1,8 @@
-//! Crash-safety testing for code built on segstore (feature `testing`).
+//! Test tools for code built on segstore (feature `testing`): the crash harness below, and
+//! [`conformance`], the suite every `ObjectBackend` must
+//! pass.
+//!
+//! # Crash-safety testing
 //!
 //! A Prism backend, or any code that keeps its own files in a [`Store`], can check that its
 //! invariants survive a crash at every point of a workload:
@@ -56,6 +60,8 @@
 //! ```
 //!
 //! `tests/testing_harness.rs` drives the harness from a proptest over random workloads.
+
+pub mod conformance;
 
 use std::future::Future;
 use std::sync::Arc;
