@@ -673,7 +673,16 @@ impl SegmentStorage for Store {
     }
 
     async fn read(&self, path: &StoragePath) -> Result<Vec<u8>> {
-        Ok(self.read_bytes(path).await?.to_vec())
+        let entry = self.existing_entry(path).await?;
+        match &entry.inline {
+            Some(data) => Ok(data.to_vec()),
+            None => {
+                self.inner
+                    .blobs
+                    .get_verified_vec(&entry.id, entry.size)
+                    .await
+            }
+        }
     }
 
     async fn exists(&self, path: &StoragePath) -> Result<bool> {
