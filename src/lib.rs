@@ -31,6 +31,7 @@ pub mod hash;
 pub mod identity;
 pub mod keys;
 pub mod manifest;
+pub mod observe;
 pub mod path;
 pub mod progress;
 #[cfg(feature = "tantivy")]

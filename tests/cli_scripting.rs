@@ -123,3 +123,30 @@ fn messages_hold_no_sdk_dumps_and_verbose_adds_causes() {
     let out = run(&["put", "c/tantivy/s/g", "f"], cwd);
     assert!(!stderr(&out).contains("INFO"), "{}", stderr(&out));
 }
+
+#[test]
+fn verbose_prints_the_metrics_of_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::write(cwd.join("f"), vec![7u8; 10_000]).unwrap();
+    let out = run(&["-v", "put", "c/tantivy/s/f", "f"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("segstore: metric segstore_commits_total{outcome=created} = 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("segstore: metric segstore_commit_seconds = 1 samples"),
+        "{err}"
+    );
+    // Without -v, and with --json (stderr is for the JSON error), no metrics.
+    let out = run(&["put", "c/tantivy/s/g", "f"], cwd);
+    assert!(!stderr(&out).contains("metric"), "{}", stderr(&out));
+    let out = run(&["-v", "--json", "put", "c/tantivy/s/h", "f"], cwd);
+    assert!(
+        !stderr(&out).contains("segstore: metric"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -318,7 +318,7 @@ impl BlobStore {
         if !read.verified {
             let actual = hash_off_thread(read.bytes.clone()).await?;
             if actual != *id {
-                return Err(Error::hash_mismatch(&keys::blob(id), id, actual));
+                return Err(Error::hash_mismatch(keys::blob(id), id, actual));
             }
         }
         Ok(read.bytes)
@@ -348,7 +348,7 @@ impl BlobStore {
         if read.bytes.len() < PARALLEL_COPY_MIN {
             let actual = hash_off_thread(read.bytes.clone()).await?;
             if actual != *id {
-                return Err(Error::hash_mismatch(&keys::blob(id), id, actual));
+                return Err(Error::hash_mismatch(keys::blob(id), id, actual));
             }
             return Ok(read.bytes.to_vec());
         }
@@ -365,7 +365,7 @@ impl BlobStore {
         let data =
             data.map_err(|_| Error::backend("copying a blob", "the copying thread panicked"))?;
         if actual != *id {
-            return Err(Error::hash_mismatch(&keys::blob(id), id, actual));
+            return Err(Error::hash_mismatch(keys::blob(id), id, actual));
         }
         Ok(data)
     }

@@ -46,6 +46,7 @@ use crate::blob::outboard::Outboard;
 use crate::error::{Error, Result};
 use crate::hash::BlobId;
 use crate::keys::{self, ObjectKey};
+use crate::observe;
 use l1::L1;
 
 /// How many verified outboards are kept decoded in memory.
@@ -100,18 +101,54 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    range_fetches: AtomicU64,
-    bytes_from_l2: AtomicU64,
-    verification_failures: AtomicU64,
-    not_cached: AtomicU64,
+    hits: Metered,
+    misses: Metered,
+    range_fetches: Metered,
+    bytes_from_l2: Metered,
+    verification_failures: Metered,
+    not_cached: Metered,
 }
 
-fn bump(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            hits: Metered::new(Some(observe::CACHE_HITS)),
+            misses: Metered::new(Some(observe::CACHE_MISSES)),
+            range_fetches: Metered::new(None),
+            bytes_from_l2: Metered::new(Some(observe::CACHE_BYTES_FROM_L2)),
+            verification_failures: Metered::new(Some(observe::CACHE_VERIFICATION_FAILURES)),
+            not_cached: Metered::new(None),
+        }
+    }
+}
+
+/// A counter of this cache ([`CacheStats`]) that also feeds a process-wide metric.
+#[derive(Debug)]
+struct Metered {
+    value: AtomicU64,
+    metric: Option<&'static str>,
+}
+
+impl Metered {
+    fn new(metric: Option<&'static str>) -> Self {
+        Metered {
+            value: AtomicU64::new(0),
+            metric,
+        }
+    }
+
+    fn load(&self, order: Ordering) -> u64 {
+        self.value.load(order)
+    }
+}
+
+fn bump(c: &Metered, n: u64) {
+    c.value.fetch_add(n, Ordering::Relaxed);
+    if let Some(metric) = c.metric {
+        observe::count(metric, n);
+    }
 }
 
 /// Content served from L1 or just filled into it.

@@ -6,7 +6,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -143,10 +142,7 @@ impl Upload for CachingUpload {
         match adopted {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
-                self.shared
-                    .counters
-                    .not_cached
-                    .fetch_add(1, Ordering::Relaxed);
+                super::bump(&self.shared.counters.not_cached, 1);
             }
             Ok(Err(e)) => tracing::warn!(key = %key, error = %e, "could not cache upload"),
             Err(e) => {

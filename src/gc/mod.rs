@@ -27,6 +27,7 @@ use crate::clock::millis_since_epoch;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::manifest::head;
+use crate::observe;
 use crate::progress::{ProgressFn, Tracker};
 use crate::store::epoch::{self, Run};
 use crate::store::Store;
@@ -291,9 +292,13 @@ impl Store {
         let run = self.claim_gc_epoch().await?;
         let result = self.gc_run(options, Some(&run), run.started()).await;
         epoch::finish(self.backend().as_ref(), self.epochs(), &run).await;
+        if let Ok(report) = &result {
+            record_gc(report);
+        }
         result
     }
 
+    #[tracing::instrument(level = "debug", name = "gc", skip_all, fields(dry_run = options.dry_run))]
     async fn gc_run(
         &self,
         options: &GcOptions,
@@ -458,4 +463,20 @@ impl Store {
         }
         Ok((deleted, bytes))
     }
+}
+/// The metrics of one GC run that ended.
+fn record_gc(report: &GcReport) {
+    observe::count(observe::GC_RUNS, 1);
+    for (object, n) in [
+        ("blob", report.blobs_deleted),
+        ("tree", report.trees_deleted),
+        ("version", report.versions_deleted),
+    ] {
+        observe::count_as(observe::GC_OBJECTS_DELETED, "object", object, n);
+    }
+    observe::count(
+        observe::GC_BYTES_FREED,
+        report.bytes_freed + report.tree_bytes_freed,
+    );
+    observe::count(observe::GC_FAILURES, report.failures.len() as u64);
 }

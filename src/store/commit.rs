@@ -15,6 +15,7 @@ use crate::hash::BlobId;
 use crate::keys;
 use crate::manifest::tree::{Changes, EncodedNode};
 use crate::manifest::{encode_root, head, CommitId, CommitNote, ManifestRoot, ShardKey, ShardRef};
+use crate::observe;
 
 /// What a commit should do to the latest version.
 pub(crate) enum Plan {
@@ -204,7 +205,15 @@ impl Store {
         mut plan: Plan,
         note: Option<CommitNote>,
     ) -> (Result<CommitInfo>, Plan) {
+        let began = Stamp::now(self.clock());
         let result = self.commit_attempts(c, &mut plan, note).await;
+        let outcome = match &result {
+            Ok(info) if info.created => "created",
+            Ok(_) => "unchanged",
+            Err(Error::Conflict { .. }) => "conflict",
+            Err(_) => "failed",
+        };
+        observe::commit(outcome, began.elapsed(self.clock()));
         (result, plan)
     }
 
@@ -344,6 +353,7 @@ impl Store {
                     });
                 }
                 Attempt::Late => {
+                    observe::count_as(observe::COMMIT_RETRIES, "reason", "late", 1);
                     late += 1;
                     if late >= MAX_LATE_ATTEMPTS {
                         return Err(Error::Unavailable {
@@ -357,6 +367,7 @@ impl Store {
                     }
                 }
                 Attempt::Lost(winner) => {
+                    observe::count_as(observe::COMMIT_RETRIES, "reason", "lost_race", 1);
                     c.advance(Arc::new(winner));
                     if attempt >= self.inner.options.max_commit_attempts {
                         return Err(Error::Conflict {

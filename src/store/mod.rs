@@ -666,12 +666,14 @@ async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> Resul
 
 #[async_trait]
 impl SegmentStorage for Store {
+    #[tracing::instrument(level = "debug", name = "write", skip_all, fields(path = %path, bytes = data.len()))]
     async fn write(&self, path: &StoragePath, data: &[u8]) -> Result<()> {
         self.write_bytes(path, Bytes::copy_from_slice(data))
             .await
             .map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "read", skip_all, fields(path = %path))]
     async fn read(&self, path: &StoragePath) -> Result<Vec<u8>> {
         let entry = self.existing_entry(path).await?;
         match &entry.inline {
@@ -685,18 +687,22 @@ impl SegmentStorage for Store {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "exists", skip_all, fields(path = %path))]
     async fn exists(&self, path: &StoragePath) -> Result<bool> {
         Ok(self.entry(path).await?.is_some())
     }
 
+    #[tracing::instrument(level = "debug", name = "list", skip_all, fields(prefix = %prefix))]
     async fn list(&self, prefix: &StoragePath) -> Result<Vec<StoragePath>> {
         Store::list(self, prefix).await
     }
 
+    #[tracing::instrument(level = "debug", name = "delete", skip_all, fields(path = %path))]
     async fn delete(&self, path: &StoragePath) -> Result<()> {
         Store::delete(self, path).await.map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "rename", skip_all, fields(from = %from, to = %to))]
     async fn rename(&self, from: &StoragePath, to: &StoragePath) -> Result<()> {
         Store::rename(self, from, to).await.map(|_| ())
     }

@@ -93,6 +93,7 @@ impl Store {
     /// A destination whose latest version equals no version of the source up to the
     /// target has moved on independently: [`Error::Diverged`] unless `overwrite`. A
     /// destination that changes while the sync runs fails it with [`Error::Conflict`].
+    #[tracing::instrument(level = "debug", name = "sync", skip_all, fields(collection))]
     pub async fn sync_to(
         &self,
         collection: &str,

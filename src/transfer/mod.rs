@@ -69,6 +69,7 @@ pub struct TransferReport {
 
 impl Store {
     /// Copies `collection` (all versions, or one snapshot) into `dest`.
+    #[tracing::instrument(level = "debug", name = "export", skip_all, fields(collection))]
     pub async fn export_to(
         &self,
         collection: &str,
@@ -82,6 +83,7 @@ impl Store {
     /// Exports `collection` to `path`: a tar archive if the name says so (`.tar`,
     /// `.tar.zst`, `.tar.gz`, or `-` for stdout, as [`Store::export_tar`]), a directory
     /// otherwise (as [`Store::export_dir`]).
+    #[tracing::instrument(level = "debug", name = "export", skip_all, fields(collection, path = %path.display()))]
     pub async fn export(
         &self,
         collection: &str,
@@ -167,6 +169,7 @@ impl Store {
     /// Copies `collection` from `source` (an export, or any store) into this store,
     /// verifying every blob and tree node against its hash and every root's checksum.
     /// The collection must not exist here yet ([`Error::Conflict`] otherwise).
+    #[tracing::instrument(level = "debug", name = "import", skip_all, fields(collection))]
     pub async fn import_from(
         &self,
         source: Arc<dyn ObjectBackend>,
@@ -178,6 +181,7 @@ impl Store {
     /// Imports `collection` from `path`: a tar archive if the name says so (as
     /// [`Store::import_tar`]), a directory written by an export otherwise (as
     /// [`Store::import_dir`]).
+    #[tracing::instrument(level = "debug", name = "import", skip_all, fields(collection, path = %path.display()))]
     pub async fn import(
         &self,
         collection: &str,

@@ -235,6 +235,7 @@ impl crate::store::Store {
     /// [`sync_to`](crate::store::Store::sync_to) with mirrored history: versions are
     /// renumbered from this store's head of `name`, snapshots keep their names, every
     /// object is verified, and a `name` that exists and has diverged is refused.
+    #[tracing::instrument(level = "debug", name = "import", skip_all, fields(collection, source = %source.display(), name))]
     pub async fn import_as(
         &self,
         collection: &str,

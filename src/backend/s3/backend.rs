@@ -4,6 +4,7 @@ mod checks;
 mod client;
 mod copy;
 mod errors;
+mod meter;
 mod server_time;
 mod sweep;
 mod upload;

@@ -10,6 +10,7 @@ mod failure;
 mod fetch;
 mod interrupt;
 mod lifecycle;
+mod metrics;
 mod open;
 mod output;
 mod read;
@@ -408,6 +409,8 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    // `-v` shows the metrics of the run; `--json` keeps stderr for the JSON error alone.
+    let recorded = (verbose && !json).then(metrics::record).flatten();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -445,6 +448,11 @@ fn main() -> ExitCode {
             130
         }
     };
+    if let Some(snapshotter) = &recorded {
+        for line in metrics::lines(snapshotter) {
+            eprintln!("segstore: metric {line}");
+        }
+    }
     // Blocking tasks still running (a read of stdin) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(code)

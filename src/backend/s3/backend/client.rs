@@ -81,6 +81,7 @@ pub(super) async fn build(
     let s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
         .force_path_style(config.force_path_style)
         .interceptor(observer)
+        .interceptor(super::meter::RequestMeter)
         .build();
     Ok(Client::from_conf(s3_config))
 }
