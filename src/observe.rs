@@ -74,7 +74,7 @@ pub const METRICS: &[MetricInfo] = &[
         kind: "counter",
         labels: &["outcome"],
         meaning: "commits by outcome: created (a new version), unchanged (nothing to \
-                  commit), conflict, failed",
+                  commit), conflict, failed; a group commit of several callers counts once",
     },
     MetricInfo {
         name: COMMIT_SECONDS,

@@ -229,3 +229,18 @@ async fn s3_requests_and_bytes_are_counted_as_sent() {
         "{read:?}"
     );
 }
+
+#[test]
+fn every_metric_is_documented_in_operations() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/OPERATIONS.md"))
+        .unwrap();
+    for metric in segstore::observe::METRICS {
+        let row = format!("| `{}` | {} |", metric.name, metric.kind);
+        assert!(doc.contains(&row), "docs/OPERATIONS.md lacks {row}");
+        assert!(
+            doc.contains(metric.meaning),
+            "docs/OPERATIONS.md: {}",
+            metric.meaning
+        );
+    }
+}

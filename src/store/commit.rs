@@ -199,6 +199,7 @@ impl Store {
 
     /// Commits `plan` to `c` (its commit lock held), and gives the plan back with the
     /// members' outcomes of a [`Plan::Group`].
+    #[tracing::instrument(level = "debug", name = "commit", skip_all, fields(collection = %c.name))]
     pub(super) async fn commit_locked(
         &self,
         c: &Collection,

@@ -95,7 +95,6 @@ impl Store {
     /// Commits `ops` as one version. With a `base`, fails with [`Error::Conflict`] if a
     /// path the ops touch changed since `base`; without one, the ops apply to whatever is
     /// latest (last writer wins per path, as in a filesystem).
-    #[tracing::instrument(level = "debug", name = "commit", skip_all, fields(collection, ops = ops.len()))]
     pub async fn commit_ops(
         &self,
         collection: &str,
