@@ -42,6 +42,11 @@ for features in "" "s3" "tantivy" "testing"; do
     cargo clippy --lib --locked --no-default-features --features "$features" -- -D warnings
 done
 
+echo "== cargo test, local store alone"
+# The library's unit tests without aws-sdk-s3 and tantivy in the build.
+null_device
+cargo test --lib --locked --no-default-features --features testing -- --test-threads=2
+
 echo "== cargo doc"
 null_device
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --features testing
