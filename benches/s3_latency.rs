@@ -10,6 +10,11 @@
 //!    with the default options) against one raw `PutObject` of the same bytes.
 //! 2. **Whole read of that file**: `Store::read_bytes` (bounded freshness, and strict)
 //!    against one raw `GetObject`.
+//! 3. **Tantivy cold open** of an index of 1,200 documents (about 2.5 MB of stored
+//!    payload) committed through the adapter: a new store and adapter, `Index::open` and a
+//!    reader, as a cold process does; and the **first query** after it (a single-term top
+//!    10 with its 10 stored documents). Both against one raw `GetObject` of a 300 KB
+//!    object: the ideal of an open or a query served by one request.
 //!
 //! The ratio is segstore's median latency over the raw client's: with the latency
 //! dominating, it is close to the number of sequential round trips each sends.
@@ -24,14 +29,24 @@ mod moto;
 #[allow(dead_code)]
 #[path = "../tests/support/proxy.rs"]
 mod proxy;
+#[path = "../tests/tantivy_support/mod.rs"]
+mod tantivy_support;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use common::{median, print_header, print_table, FastRng, Row, Target};
-use segstore::{Freshness, S3Storage, StorageBackend, StoragePath, StoreOptions};
+use segstore::{
+    Freshness, S3Config, S3Storage, SegmentStorage, StorageBackend, StoragePath, StoreOptions,
+    TantivyStorageAdapter,
+};
+use tantivy::collector::TopDocs;
+use tantivy::query::QueryParser;
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, TantivyDocument};
+use tantivy_support::{add_long_docs, schema, Fields, COLLECTION, SHARD};
 
 const FILE: usize = 300_000;
 
@@ -63,6 +78,54 @@ fn row(name: &str, raw_ms: f64, seg_ms: f64) -> Row {
         seg_ms / raw_ms,
         Target::Info,
     )
+}
+
+/// Commits an index of 1,200 documents through the adapter on `writer`.
+fn build_index(rt: &tokio::runtime::Runtime, writer: &S3Storage) -> Fields {
+    let (schema, fields) = schema();
+    let shared: Arc<dyn SegmentStorage> = Arc::new(writer.clone());
+    let adapter = rt
+        .block_on(TantivyStorageAdapter::open(shared, COLLECTION, SHARD))
+        .expect("adapter");
+    let index = Index::create(adapter, schema, IndexSettings::default()).expect("index");
+    let mut w: IndexWriter = index.writer(15_000_000).expect("index writer");
+    add_long_docs(&w, &fields, 0..1200, 2000);
+    w.commit().expect("tantivy commit");
+    w.wait_merging_threads().expect("merges");
+    fields
+}
+
+/// What a cold process does to search: a new store and adapter, `Index::open`, a reader.
+fn cold_open(rt: &tokio::runtime::Runtime, config: &S3Config) -> (Index, IndexReader) {
+    let options = StoreOptions {
+        read_freshness: Freshness::Bounded(Duration::from_secs(60)),
+        ..StoreOptions::default()
+    };
+    let store = rt
+        .block_on(S3Storage::connect_with(config.clone(), options))
+        .expect("connecting to moto");
+    let shared: Arc<dyn SegmentStorage> = Arc::new(store);
+    let adapter = rt
+        .block_on(TantivyStorageAdapter::open(shared, COLLECTION, SHARD))
+        .expect("adapter");
+    let index = Index::open(adapter).expect("Index::open");
+    let reader = index.reader().expect("reader");
+    (index, reader)
+}
+
+/// A single-term top-10 query and its 10 stored documents.
+fn first_query(index: &Index, reader: &IndexReader, fields: &Fields) {
+    let searcher = reader.searcher();
+    let query = QueryParser::for_index(index, vec![fields.body])
+        .parse_query("quokka")
+        .expect("query");
+    let top = searcher
+        .search(&query, &TopDocs::with_limit(10).order_by_score())
+        .expect("search");
+    assert!(!top.is_empty());
+    for (_, address) in &top {
+        let _doc: TantivyDocument = searcher.doc(*address).expect("stored document");
+    }
 }
 
 fn main() {
@@ -157,6 +220,24 @@ fn main() {
             assert_eq!(s.read_bytes(&path(i + n)).await.unwrap().len(), FILE);
         }
     });
+    // Tantivy: a writer commits the index (it publishes the head with its meta.json), then
+    // each round is a cold process opening it and running its first query.
+    let writer = store(StoreOptions {
+        lean_commits: true,
+        ..StoreOptions::default()
+    });
+    let fields = build_index(&rt, &writer);
+    let rounds = common::scaled(10, 3);
+    let (mut opens, mut queries) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let began = Instant::now();
+        let (index, reader) = cold_open(&rt, &config);
+        opens.push(began.elapsed().as_secs_f64() * 1e3);
+        let began = Instant::now();
+        first_query(&index, &reader, &fields);
+        queries.push(began.elapsed().as_secs_f64() * 1e3);
+    }
+    let (cold_open_ms, first_query_ms) = (median(&opens), median(&queries));
     print_table(
         &format!(
             "S3 with {} ms per request: median latency, segstore / raw",
@@ -183,6 +264,16 @@ fn main() {
                 "whole read, strict freshness (vs GetObject)",
                 raw_get,
                 strict_read,
+            ),
+            row(
+                "Tantivy cold open: store, adapter, Index::open, reader (vs GetObject)",
+                raw_get,
+                cold_open_ms,
+            ),
+            row(
+                "Tantivy first query, top 10 with stored docs (vs GetObject)",
+                raw_get,
+                first_query_ms,
             ),
         ],
     );

@@ -155,15 +155,13 @@ async fn a_hundred_writers_on_one_collection_all_land() {
 
     latencies.sort_unstable();
     let commits = acked.len() as f64;
-    // Each child's open (HeadBucket, identity GET) is not part of its commits.
+    // Each child's open (one identity GET: the connect is lazy) is not part of its commits.
     let opens = requests
         .iter()
-        .filter(|r| {
-            let path = r.split_whitespace().nth(1).unwrap_or_default();
-            r.starts_with("HEAD ") && !path.trim_matches('/').contains('/')
-        })
+        .filter(|r| r.starts_with("GET ") && r.contains("_store/identity"))
         .count();
-    let per_commit = (requests.len() - 2 * opens) as f64 / commits;
+    assert_eq!(opens, processes, "one identity GET per child's open");
+    let per_commit = (requests.len() - opens) as f64 / commits;
     let kind = |r: &str| -> String {
         match r.split_whitespace().next() {
             Some("GET") if r.contains("list-type=") => "LIST".into(),
@@ -187,7 +185,7 @@ async fn a_hundred_writers_on_one_collection_all_land() {
         latencies.last().unwrap(),
         per_commit,
         requests.len(),
-        2 * opens,
+        opens,
     );
     // Bounded: each version costs a few requests and each lost race a few more; a commit
     // that livelocked would retry until `max_commit_attempts` and cost hundreds.
