@@ -242,7 +242,7 @@ pub fn parse_manifest_version(file_name: &str) -> Option<u64> {
 ///
 /// ASCII letters, digits, `-` and `_` pass through, as does `.` except in first place;
 /// every other byte becomes `%XX`. The mapping is injective, so two collections never share
-/// a folder. [`crate::path::validate_name`] refuses names whose encoding is longer than
+/// a folder. Collection-name validation refuses names whose encoding is longer than
 /// [`MAX_ENCODED_LEN`], so the result is always one valid file name.
 pub fn encode_component(name: &str) -> String {
     let mut out = String::with_capacity(name.len());

@@ -19,29 +19,29 @@
 
 pub mod backend;
 pub mod blob;
-pub mod cache;
+mod cache;
 pub mod clock;
 mod commit_id;
 pub mod config;
-pub mod error;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gc;
-pub mod hash;
+mod hash;
 pub mod identity;
 pub mod keys;
 pub mod manifest;
 pub mod observe;
-pub mod path;
-pub mod progress;
+mod path;
+mod progress;
 #[cfg(feature = "tantivy")]
-pub mod shard;
+mod shard;
 pub mod snapshot;
-pub mod storage;
+mod storage;
 pub mod store;
 pub mod sync;
 #[cfg(feature = "tantivy")]
-pub mod tantivy;
+mod tantivy;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transfer;

@@ -1140,7 +1140,7 @@ fn run_world(seed: u64, cached: bool) -> Outcome {
         let tier: Arc<dyn ObjectBackend> = if cached {
             let l2: Arc<dyn ObjectBackend> = Arc::new(backend.clone());
             Arc::new(
-                segstore::cache::CachingBackend::open(l1.path(), 4 << 20, l2)
+                segstore::CachingBackend::open(l1.path(), 4 << 20, l2)
                     .await
                     .expect("cached tier"),
             )

@@ -13,7 +13,7 @@ use crate::error::Result;
 ///
 /// Writes are write-through: a write or commit returns only once L2 holds it durably, so
 /// losing the cache directory loses nothing. Reads of cached content are memory-mapped
-/// from L1 ([`Store::open_file`] hands out zero-copy slices). See [`crate::cache`].
+/// from L1 ([`Store::open_file`] hands out zero-copy slices). See [`CachingBackend`](crate::CachingBackend).
 ///
 /// Derefs to [`Store`] for the API beyond [`SegmentStorage`](crate::SegmentStorage).
 #[derive(Debug, Clone)]

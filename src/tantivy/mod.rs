@@ -45,7 +45,6 @@ use crate::storage::SegmentStorage;
 use crate::store::core_store;
 use crate::store::Store;
 
-pub use handle::SegmentFileHandle;
 pub(crate) use shard::Mode;
 pub(crate) use shared::{to_io, Shared};
 
