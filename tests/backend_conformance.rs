@@ -14,7 +14,7 @@ use segstore::backend::memory::MemoryBackend;
 use segstore::backend::s3::S3Backend;
 use segstore::backend::{ObjectBackend, PutOutcome};
 use segstore::keys::ObjectKey;
-use segstore::testing::conformance;
+use segstore::testing::conformance::{self, pattern, write_in_chunks};
 use support::moto;
 
 const MIB: usize = 1024 * 1024;
@@ -25,31 +25,8 @@ fn key(k: &str) -> ObjectKey {
     ObjectKey::new(k).expect("valid test key")
 }
 
-/// Deterministic, position-dependent bytes, so a misplaced part or range shows.
-fn pattern(len: usize, seed: u8) -> Bytes {
-    (0..len)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) >> 13) as u8 ^ seed)
-        .collect::<Vec<u8>>()
-        .into()
-}
-
 fn keys_of(metas: &[segstore::backend::ObjectMeta]) -> Vec<&str> {
     metas.iter().map(|m| m.key.as_str()).collect()
-}
-
-async fn write_in_chunks(upload: &mut dyn segstore::backend::Upload, data: &Bytes) {
-    // Uneven chunk sizes, so part boundaries never line up with write boundaries.
-    let mut offset = 0;
-    let mut step = 777_777;
-    while offset < data.len() {
-        let end = (offset + step).min(data.len());
-        upload
-            .write(data.slice(offset..end))
-            .await
-            .expect("upload write");
-        offset = end;
-        step = step * 3 / 2 % (3 * MIB) + 1;
-    }
 }
 
 /// One test per case of `segstore::testing::conformance` for one backend.

@@ -109,8 +109,9 @@ fn key(k: &str) -> ObjectKey {
     ObjectKey::new(k).expect("valid test key")
 }
 
-/// Deterministic, position-dependent bytes, so a misplaced part or range shows.
-fn pattern(len: usize, seed: u8) -> Bytes {
+/// Deterministic, position-dependent bytes, so a misplaced part or range shows: for a
+/// backend's own cases beside the suite's.
+pub fn pattern(len: usize, seed: u8) -> Bytes {
     (0..len)
         .map(|i| ((i as u64).wrapping_mul(2654435761) >> 13) as u8 ^ seed)
         .collect::<Vec<u8>>()
@@ -121,8 +122,13 @@ fn keys_of(metas: &[ObjectMeta]) -> Vec<&str> {
     metas.iter().map(|m| m.key.as_str()).collect()
 }
 
-async fn write_in_chunks(upload: &mut dyn Upload, data: &Bytes) {
-    // Uneven chunk sizes, so part boundaries never line up with write boundaries.
+/// Writes `data` to `upload` in uneven chunks (about 0.8 to 3 MiB), so that a backend's
+/// part boundaries never line up with write boundaries.
+///
+/// # Panics
+///
+/// When a write fails.
+pub async fn write_in_chunks(upload: &mut dyn Upload, data: &Bytes) {
     let mut offset = 0;
     let mut step = 777_777;
     while offset < data.len() {
