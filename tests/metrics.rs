@@ -163,7 +163,7 @@ async fn cache_hits_and_misses_are_counted() {
     take();
     for _ in 0..3 {
         assert_eq!(
-            cache
+            (&cache as &dyn ObjectBackend)
                 .get_blob(&key, &id, data.len() as u64)
                 .await
                 .unwrap()

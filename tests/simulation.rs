@@ -21,6 +21,7 @@
 //! Errors are never promises (ReferenceGone, GcInProgress, StalledWriter, Conflict,
 //! injected backend errors, unknown outcomes): only an `Ok` is recorded in the model.
 
+use segstore::backend::LayerHooks;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -197,9 +198,7 @@ impl ObjectBackend for SimBackend {
     fn name(&self) -> &'static str {
         "sim"
     }
-    fn wants_outboards(&self) -> bool {
-        self.outboards
-    }
+
     async fn now(&self) -> Result<SystemTime> {
         self.inner.now().await
     }
@@ -268,6 +267,17 @@ impl ObjectBackend for SimBackend {
     async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
         self.delay().await;
         self.inner.begin_upload().await
+    }
+
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LayerHooks for SimBackend {
+    fn wants_outboards(&self) -> bool {
+        self.outboards
     }
 }
 

@@ -11,6 +11,7 @@
 //!   holds afterwards is what a restarted process finds.
 //! - **Latency**: every operation waits first.
 
+use crate::backend::LayerHooks;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -174,10 +175,6 @@ impl ObjectBackend for FaultBackend {
         "fault"
     }
 
-    fn cheap_staging(&self) -> bool {
-        self.inner.cheap_staging()
-    }
-
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
         self.guard("get", self.inner.get(key)).await
     }
@@ -185,10 +182,6 @@ impl ObjectBackend for FaultBackend {
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
         self.guard("get_range", self.inner.get_range(key, range))
             .await
-    }
-
-    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
-        self.guard("map", self.inner.map(key)).await
     }
 
     async fn now(&self) -> Result<std::time::SystemTime> {
@@ -228,6 +221,21 @@ impl ObjectBackend for FaultBackend {
             backend: self.clone(),
             inner,
         }))
+    }
+
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LayerHooks for FaultBackend {
+    fn cheap_staging(&self) -> bool {
+        self.inner.cheap_staging()
+    }
+
+    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        self.guard("map", self.inner.map(key)).await
     }
 }
 

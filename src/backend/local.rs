@@ -14,6 +14,7 @@
 //! `<pid>-<random>.tmp` of older versions), never following a link: those of a process
 //! that no longer runs once untouched for `DEAD_TEMP_AGE`, any after `STALE_TEMP_AGE`.
 
+use crate::backend::LayerHooks;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -199,10 +200,6 @@ impl ObjectBackend for LocalBackend {
         "local"
     }
 
-    fn cheap_staging(&self) -> bool {
-        true
-    }
-
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
         let path = self.path_of(key);
         let key = key.clone();
@@ -254,15 +251,6 @@ impl ObjectBackend for LocalBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("reading metadata of {key}"), e)),
         }
-    }
-
-    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
-        if Inner::is_immutable(key) {
-            if let Some(mapped) = self.inner.mapping(key)? {
-                return Ok(Some(mapped));
-            }
-        }
-        self.get(key).await.map(Some)
     }
 
     async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
@@ -370,6 +358,26 @@ impl ObjectBackend for LocalBackend {
             finished: false,
             temp,
         }))
+    }
+
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LayerHooks for LocalBackend {
+    fn cheap_staging(&self) -> bool {
+        true
+    }
+
+    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        if Inner::is_immutable(key) {
+            if let Some(mapped) = self.inner.mapping(key)? {
+                return Ok(Some(mapped));
+            }
+        }
+        self.get(key).await.map(Some)
     }
 }
 

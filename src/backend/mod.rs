@@ -59,7 +59,7 @@ pub enum PutOutcome {
 /// A whole object as a stream of chunks; see [`ObjectBackend::get_stream`].
 pub type ByteChunks = futures::stream::BoxStream<'static, Result<Bytes>>;
 
-/// A whole blob as [`ObjectBackend::get_blob`] returns it.
+/// A whole blob as [`LayerHooks::get_blob`] returns it.
 #[derive(Debug, Clone)]
 pub struct BlobRead {
     /// The blob's bytes.
@@ -89,6 +89,75 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
         format!("the {} backend", self.name())
     }
 
+    /// The store's current time: the clock that `last_modified` is measured on (S3's
+    /// server time, the local file system's clock). GC measures ages against it, so that a
+    /// host whose own clock is wrong cannot shorten the grace period. The default is the
+    /// system clock, right for a backend whose objects get their times from this host.
+    async fn now(&self) -> Result<SystemTime> {
+        Ok(crate::clock::SystemClock.now())
+    }
+
+    /// Reads a whole object. A missing object is [`Error::NotFound`](crate::Error::NotFound).
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes>;
+
+    /// Reads a whole object as a stream of chunks, in order, so that a large object is
+    /// never held in memory at once (a cache fill streams L2 into an L1 file). The
+    /// default is [`get`](Self::get) as one chunk: right where `get` maps a file.
+    async fn get_stream(&self, key: &ObjectKey) -> Result<ByteChunks> {
+        let data = self.get(key).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(data) })))
+    }
+
+    /// Reads `range` of an object. A range past the end is
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange); an empty range is allowed.
+    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes>;
+
+    /// Size and age of an object, or `None` when it does not exist.
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>>;
+
+    /// Writes an object, replacing any previous one atomically. Durable on return.
+    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()>;
+
+    /// Creates an object only if none exists under `key`: the commit point of the manifest
+    /// protocol. Exactly one of any number of concurrent callers gets
+    /// [`PutOutcome::Created`]. Durable on return.
+    ///
+    /// If the outcome cannot be known (for example a timeout after the request was sent),
+    /// the method returns an error and the caller must read the key back to find out.
+    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome>;
+
+    /// Deletes an object. Deleting a missing object is `Ok`.
+    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Every object whose key starts with `prefix` (empty, or ending in `/`), sorted by key.
+    /// Objects still being uploaded are never listed. May lag behind recent writes.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Resets an existing object's `last_modified` to now, without changing its bytes.
+    /// A missing object is [`Error::NotFound`](crate::Error::NotFound).
+    async fn touch(&self, key: &ObjectKey) -> Result<()>;
+
+    /// Starts a streaming upload whose final key is chosen when it ends; used for blobs,
+    /// whose name (their hash) is only known once every byte was seen.
+    async fn begin_upload(&self) -> Result<Box<dyn Upload>>;
+
+    /// What this backend offers the layers above it beyond bytes (see [`LayerHooks`]).
+    /// `None`, the default, is right for a plain byte store: an implementer of a new
+    /// backend leaves it alone.
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        None
+    }
+}
+
+/// An optional capability of a backend that is more than a plain byte store: local disk
+/// (memory maps, cheap staging) or a cache in front of a remote store (verified reads,
+/// eviction of a damaged copy). The blob and cache layers ask for it through
+/// [`ObjectBackend::layer_hooks`]. Every default is a plain byte store's answer (no
+/// memory maps, no cheap staging, no outboards, nothing to evict), which is also what a
+/// backend without hooks gets; a wrapper (counting, fault injection) implements the hooks
+/// and passes them through to what it wraps.
+#[async_trait]
+pub trait LayerHooks: Send + Sync {
     /// The authoritative backend behind a cache, for checks that must not trust the
     /// cache (`verify`). `None` for a backend that is itself authoritative.
     fn authoritative(&self) -> Option<Arc<dyn ObjectBackend>> {
@@ -120,41 +189,15 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
-    /// The store's current time: the clock that `last_modified` is measured on (S3's
-    /// server time, the local file system's clock). GC measures ages against it, so that a
-    /// host whose own clock is wrong cannot shorten the grace period. The default is the
-    /// system clock, right for a backend whose objects get their times from this host.
-    async fn now(&self) -> Result<SystemTime> {
-        Ok(crate::clock::SystemClock.now())
-    }
-
-    /// Reads a whole object. A missing object is [`Error::NotFound`](crate::Error::NotFound).
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes>;
-
-    /// Reads a whole object as a stream of chunks, in order, so that a large object is
-    /// never held in memory at once (a cache fill streams L2 into an L1 file). The
-    /// default is [`get`](Self::get) as one chunk: right where `get` maps a file.
-    async fn get_stream(&self, key: &ObjectKey) -> Result<ByteChunks> {
-        let data = self.get(key).await?;
-        Ok(Box::pin(futures::stream::once(async move { Ok(data) })))
-    }
-
     /// Reads the whole blob `key`, expected to hash to `id` and hold `size` bytes. A
     /// backend that verifies content on its way (a cache filling L1 from L2) says so in
     /// [`BlobRead::verified`], sparing the caller a second pass over the bytes; it must
     /// never say so for bytes it did not hash against `id` during this call. The default
-    /// is [`get`](Self::get), unverified.
-    async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<BlobRead> {
-        let _ = (id, size);
-        Ok(BlobRead {
-            bytes: self.get(key).await?,
-            verified: false,
-        })
+    /// (`None`) is [`ObjectBackend::get`], unverified.
+    async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<Option<BlobRead>> {
+        let _ = (key, id, size);
+        Ok(None)
     }
-
-    /// Reads `range` of an object. A range past the end is
-    /// [`Error::OutOfRange`](crate::Error::OutOfRange); an empty range is allowed.
-    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes>;
 
     /// A zero-copy view of a whole object, when the backend can give one cheaply (a
     /// memory map of a local file). `None` (the default) means "read ranges instead".
@@ -163,35 +206,55 @@ pub trait ObjectBackend: Send + Sync + fmt::Debug + 'static {
         let _ = key;
         Ok(None)
     }
+}
 
-    /// Size and age of an object, or `None` when it does not exist.
-    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>>;
+/// The hooks as the layers above (and wrappers passing them through) call them, with a
+/// plain store's answers for a backend that offers none.
+impl dyn ObjectBackend {
+    /// [`LayerHooks::authoritative`], `None` for a plain store.
+    pub fn authoritative(&self) -> Option<Arc<dyn ObjectBackend>> {
+        self.layer_hooks().and_then(|h| h.authoritative())
+    }
 
-    /// Writes an object, replacing any previous one atomically. Durable on return.
-    async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()>;
+    /// [`LayerHooks::cheap_staging`], false for a plain store.
+    pub fn cheap_staging(&self) -> bool {
+        self.layer_hooks().is_some_and(|h| h.cheap_staging())
+    }
 
-    /// Creates an object only if none exists under `key`: the commit point of the manifest
-    /// protocol. Exactly one of any number of concurrent callers gets
-    /// [`PutOutcome::Created`]. Durable on return.
-    ///
-    /// If the outcome cannot be known (for example a timeout after the request was sent),
-    /// the method returns an error and the caller must read the key back to find out.
-    async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome>;
+    /// [`LayerHooks::wants_outboards`], false for a plain store.
+    pub fn wants_outboards(&self) -> bool {
+        self.layer_hooks().is_some_and(|h| h.wants_outboards())
+    }
 
-    /// Deletes an object. Deleting a missing object is `Ok`.
-    async fn delete(&self, key: &ObjectKey) -> Result<()>;
+    /// [`LayerHooks::evict_damaged`], false for a plain store.
+    pub async fn evict_damaged(&self, key: &ObjectKey) -> bool {
+        match self.layer_hooks() {
+            Some(h) => h.evict_damaged(key).await,
+            None => false,
+        }
+    }
 
-    /// Every object whose key starts with `prefix` (empty, or ending in `/`), sorted by key.
-    /// Objects still being uploaded are never listed. May lag behind recent writes.
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// [`LayerHooks::get_blob`], or the whole object by [`get`](ObjectBackend::get),
+    /// unverified.
+    pub async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<BlobRead> {
+        if let Some(h) = self.layer_hooks() {
+            if let Some(read) = h.get_blob(key, id, size).await? {
+                return Ok(read);
+            }
+        }
+        Ok(BlobRead {
+            bytes: self.get(key).await?,
+            verified: false,
+        })
+    }
 
-    /// Resets an existing object's `last_modified` to now, without changing its bytes.
-    /// A missing object is [`Error::NotFound`](crate::Error::NotFound).
-    async fn touch(&self, key: &ObjectKey) -> Result<()>;
-
-    /// Starts a streaming upload whose final key is chosen when it ends; used for blobs,
-    /// whose name (their hash) is only known once every byte was seen.
-    async fn begin_upload(&self) -> Result<Box<dyn Upload>>;
+    /// [`LayerHooks::map`], `None` for a plain store.
+    pub async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        match self.layer_hooks() {
+            Some(h) => h.map(key).await,
+            None => Ok(None),
+        }
+    }
 }
 
 /// A streaming upload in progress. Nothing is visible under any key until

@@ -7,7 +7,7 @@
 //! reference, confirmed under the GC protocol before the commit point (see
 //! `docs/ARCHITECTURE.md`, "GC protocol").
 //!
-//! On backends that [want outboards](ObjectBackend::wants_outboards) (S3, the cache), a
+//! On backends that [want outboards](crate::backend::LayerHooks::wants_outboards) (S3, the cache), a
 //! blob of at least [`outboard::OUTBOARD_MIN`] bytes is written together with its outboard,
 //! which lets readers verify ranges of it; the outboard is stored first, so a blob never
 //! lacks one because of a crash (an orphan outboard is swept by GC like an orphan blob).

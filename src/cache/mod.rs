@@ -30,6 +30,7 @@ mod read;
 mod upload;
 mod verify;
 
+use crate::backend::LayerHooks;
 use std::future::Future;
 use std::ops::Range;
 use std::path::Path;
@@ -298,39 +299,12 @@ impl ObjectBackend for CachingBackend {
         "cache"
     }
 
-    fn cheap_staging(&self) -> bool {
-        self.inner.l2.cheap_staging()
-    }
-
     fn describe(&self) -> String {
         self.inner.l2.describe()
     }
 
-    fn authoritative(&self) -> Option<Arc<dyn ObjectBackend>> {
-        Some(self.inner.l2.clone())
-    }
-
-    fn wants_outboards(&self) -> bool {
-        true
-    }
-
     async fn now(&self) -> Result<std::time::SystemTime> {
         self.inner.l2.now().await
-    }
-
-    async fn evict_damaged(&self, key: &ObjectKey) -> bool {
-        if Kind::of(key).is_none() {
-            return false;
-        }
-        let (me, k) = (self.clone(), key.clone());
-        let removed = blocking(move || Ok(me.inner.l1.remove(&k)))
-            .await
-            .unwrap_or(false);
-        if removed {
-            bump(&self.inner.counters.verification_failures, 1);
-            tracing::warn!(key = %key, "caller found the L1 copy damaged; evicted");
-        }
-        removed
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
@@ -343,17 +317,6 @@ impl ObjectBackend for CachingBackend {
         }
     }
 
-    async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<BlobRead> {
-        match self.l1_hot(key) {
-            // L1 disk could have rotted since it was checked: the caller hashes it.
-            Some(bytes) => Ok(BlobRead {
-                bytes,
-                verified: false,
-            }),
-            None => Box::pin(self.get_blob_general(key, id, size)).await,
-        }
-    }
-
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
         match self.l1_hot(key) {
             Some(whole) => {
@@ -361,13 +324,6 @@ impl ObjectBackend for CachingBackend {
                 Ok(whole.slice(range.start as usize..range.end as usize))
             }
             None => Box::pin(self.get_range_general(key, range)).await,
-        }
-    }
-
-    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
-        match self.l1_hot(key) {
-            Some(bytes) => Ok(Some(bytes)),
-            None => Box::pin(self.map_general(key)).await,
         }
     }
 
@@ -427,6 +383,60 @@ impl ObjectBackend for CachingBackend {
     async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
         let l2 = self.inner.l2.begin_upload().await?;
         Ok(Box::new(upload::CachingUpload::new(self.inner.clone(), l2)))
+    }
+
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LayerHooks for CachingBackend {
+    fn authoritative(&self) -> Option<Arc<dyn ObjectBackend>> {
+        Some(self.inner.l2.clone())
+    }
+
+    fn cheap_staging(&self) -> bool {
+        self.inner.l2.cheap_staging()
+    }
+
+    fn wants_outboards(&self) -> bool {
+        true
+    }
+
+    async fn evict_damaged(&self, key: &ObjectKey) -> bool {
+        if Kind::of(key).is_none() {
+            return false;
+        }
+        let (me, k) = (self.clone(), key.clone());
+        let removed = blocking(move || Ok(me.inner.l1.remove(&k)))
+            .await
+            .unwrap_or(false);
+        if removed {
+            bump(&self.inner.counters.verification_failures, 1);
+            tracing::warn!(key = %key, "caller found the L1 copy damaged; evicted");
+        }
+        removed
+    }
+
+    async fn get_blob(&self, key: &ObjectKey, id: &BlobId, size: u64) -> Result<Option<BlobRead>> {
+        match self.l1_hot(key) {
+            // L1 disk could have rotted since it was checked: the caller hashes it.
+            Some(bytes) => Ok(Some(BlobRead {
+                bytes,
+                verified: false,
+            })),
+            None => Box::pin(self.get_blob_general(key, id, size))
+                .await
+                .map(Some),
+        }
+    }
+
+    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        match self.l1_hot(key) {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Box::pin(self.map_general(key)).await,
+        }
     }
 }
 

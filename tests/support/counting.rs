@@ -2,6 +2,7 @@
 //! return, with an optional delay on whole-object reads (to line up concurrent misses).
 #![allow(dead_code)]
 
+use segstore::backend::LayerHooks;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -89,14 +90,6 @@ impl ObjectBackend for Counting {
         "counting"
     }
 
-    fn cheap_staging(&self) -> bool {
-        self.inner.cheap_staging()
-    }
-
-    fn wants_outboards(&self) -> bool {
-        self.inner.wants_outboards()
-    }
-
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
         if !self.get_delay.is_zero() {
             tokio::time::sleep(self.get_delay).await;
@@ -128,14 +121,6 @@ impl ObjectBackend for Counting {
         Ok(data)
     }
 
-    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
-        let data = self.inner.map(key).await?;
-        if let Some(d) = &data {
-            self.record(key, true, d.len());
-        }
-        Ok(data)
-    }
-
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
         self.inner.head(key).await
     }
@@ -162,5 +147,28 @@ impl ObjectBackend for Counting {
 
     async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
         self.inner.begin_upload().await
+    }
+
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LayerHooks for Counting {
+    fn cheap_staging(&self) -> bool {
+        self.inner.cheap_staging()
+    }
+
+    fn wants_outboards(&self) -> bool {
+        self.inner.wants_outboards()
+    }
+
+    async fn map(&self, key: &ObjectKey) -> Result<Option<Bytes>> {
+        let data = self.inner.map(key).await?;
+        if let Some(d) = &data {
+            self.record(key, true, d.len());
+        }
+        Ok(data)
     }
 }

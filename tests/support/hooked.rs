@@ -6,6 +6,7 @@
 //! Included with `#[path = "support/hooked.rs"] mod hooked;` by the tests that use it.
 #![allow(dead_code)]
 
+use segstore::backend::LayerHooks;
 use std::ops::Range;
 use std::time::SystemTime;
 
@@ -60,9 +61,7 @@ impl<B: ObjectBackend, H: Hooks> ObjectBackend for Hooked<B, H> {
     fn name(&self) -> &'static str {
         self.hooks.name()
     }
-    fn wants_outboards(&self) -> bool {
-        self.hooks.wants_outboards()
-    }
+
     async fn now(&self) -> Result<SystemTime> {
         self.inner.now().await
     }
@@ -99,5 +98,16 @@ impl<B: ObjectBackend, H: Hooks> ObjectBackend for Hooked<B, H> {
     async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
         self.hooks.before_upload().await;
         self.inner.begin_upload().await
+    }
+
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl<B: ObjectBackend, H: Hooks> LayerHooks for Hooked<B, H> {
+    fn wants_outboards(&self) -> bool {
+        self.hooks.wants_outboards()
     }
 }

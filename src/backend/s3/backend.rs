@@ -9,6 +9,7 @@ mod server_time;
 mod sweep;
 mod upload;
 
+use crate::backend::LayerHooks;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -312,10 +313,6 @@ impl ObjectBackend for S3Backend {
         )
     }
 
-    fn wants_outboards(&self) -> bool {
-        true
-    }
-
     async fn get(&self, key: &ObjectKey) -> Result<Bytes> {
         let out = self.get_object(key).await?;
         self.collect("reading", key.as_str(), out.body).await
@@ -560,6 +557,17 @@ impl ObjectBackend for S3Backend {
 
     async fn begin_upload(&self) -> Result<Box<dyn Upload>> {
         Ok(Box::new(upload::S3Upload::new(self.clone())))
+    }
+
+    fn layer_hooks(&self) -> Option<&dyn LayerHooks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LayerHooks for S3Backend {
+    fn wants_outboards(&self) -> bool {
+        true
     }
 }
 
