@@ -2,8 +2,8 @@
 //! open fd and against slicing a raw `mmap` of the same files. Run with
 //! `cargo bench --bench range_read`.
 //!
-//! `Store::read_range` runs twice: with strict read freshness (the default: one `stat` of
-//! version N+1 per read) and with `Freshness::Bounded(1 s)` (the head re-checked at most
+//! `Store::read_range` runs twice: with strict read freshness (one `stat` of version N+1
+//! per read) and with `Freshness::Bounded(1 s)` (the default: the head re-checked at most
 //! once a second), on two stores over the same directory.
 //!
 //! All files are in the page cache (warmed first), as for a hot index. Every contender
@@ -42,7 +42,13 @@ fn main() {
     let raw_dir = common::bench_dir("range-raw");
     let store_dir = common::bench_dir("range-store");
     let store = rt
-        .block_on(LocalStorage::open(store_dir.path()))
+        .block_on(LocalStorage::open_with(
+            store_dir.path(),
+            StoreOptions {
+                read_freshness: Freshness::Strict,
+                ..StoreOptions::default()
+            },
+        ))
         .expect("open");
 
     let mut rng = FastRng::new(0x4a96e);

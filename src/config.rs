@@ -4,7 +4,7 @@
 //! [storage]
 //! backend = "local"            # "local" | "s3" | "cached"
 //! single_writer = false        # true: accept a server without create-only writes
-//! read_freshness = "strict"    # "strict", or a bound such as "1s" (see Freshness)
+//! read_freshness = "1s"        # a bound (the default, 1s), or "strict" (see Freshness)
 //! lean_commits = true          # omit for StoreOptions' default
 //! publish_head = false         # true: each commit also publishes the head for cold readers
 //!
@@ -111,7 +111,7 @@ pub struct StorageSection {
     #[serde(default)]
     pub single_writer: bool,
     /// How fresh path reads must be: `"strict"` or a bound such as `"1s"` (see
-    /// [`StoreOptions::read_freshness`]). `None`: the default.
+    /// [`StoreOptions::read_freshness`]). `None`: the default, a 1 s bound.
     #[serde(default, deserialize_with = "optional_freshness")]
     pub read_freshness: Option<Freshness>,
     /// Commits with fewer requests (see [`StoreOptions::lean_commits`]). `None`: the

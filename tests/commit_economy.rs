@@ -12,7 +12,7 @@ use segstore::backend::counting::{CountingBackend, RequestKind};
 use segstore::backend::memory::MemoryBackend;
 use segstore::backend::ObjectBackend;
 use segstore::gc::{GcOptions, RetentionPolicy};
-use segstore::{keys, Freshness, StorageBackend, StoragePath, Store, StoreOptions};
+use segstore::{keys, Freshness, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions};
 
 fn p(name: &str) -> StoragePath {
     StoragePath::new("c", StorageBackend::Tantivy, "s0", name)
@@ -55,12 +55,53 @@ async fn bounded_reads_may_lag_others_but_never_own_writes_and_refresh_catches_u
     assert_eq!(reader.refresh("c").await.unwrap().version, 4);
     assert_eq!(reader.read_bytes(&p("a")).await.unwrap(), "three");
 
-    // Strict mode (the default) sees every commit that returned.
+    // Strict mode sees every commit that returned.
     other.write_bytes(&p("a"), "four".into()).await.unwrap();
-    let strict = Store::new(backend, StoreOptions::default());
+    let strict = Store::new(
+        backend,
+        StoreOptions {
+            read_freshness: Freshness::Strict,
+            ..StoreOptions::default()
+        },
+    );
     assert_eq!(strict.read_bytes(&p("a")).await.unwrap(), "four");
     other.write_bytes(&p("a"), "five".into()).await.unwrap();
     assert_eq!(strict.read_bytes(&p("a")).await.unwrap(), "five");
+}
+
+#[tokio::test]
+async fn bounded_reads_never_report_a_file_another_process_created_as_missing() {
+    let counting = Arc::new(CountingBackend::new(MemoryBackend::new()));
+    let backend: Arc<dyn ObjectBackend> = counting.clone();
+    let reader = Store::new(backend.clone(), bounded());
+    let other = Store::new(backend.clone(), StoreOptions::default());
+    other.write_bytes(&p("a"), "one".into()).await.unwrap();
+    assert_eq!(reader.read_bytes(&p("a")).await.unwrap(), "one");
+
+    // Created after the reader confirmed its head, well within the bound: a lookup that
+    // misses asks for the head again instead of answering "not found".
+    other.write_bytes(&p("new"), "fresh".into()).await.unwrap();
+    assert!(SegmentStorage::exists(&reader, &p("new")).await.unwrap());
+    assert_eq!(reader.read_bytes(&p("new")).await.unwrap(), "fresh");
+    assert_eq!(reader.metadata(&p("new")).await.unwrap().size, 5);
+    let err = reader.read_bytes(&p("never")).await.unwrap_err();
+    assert!(matches!(err, segstore::Error::NotFound { .. }), "{err}");
+
+    // A hit costs no request for the head; a miss costs one probe and no more.
+    counting.reset();
+    reader.read_bytes(&p("a")).await.unwrap();
+    assert_eq!(counting.snapshot().head, 0);
+    assert!(!SegmentStorage::exists(&reader, &p("never")).await.unwrap());
+    assert_eq!(counting.snapshot().head, 1, "{:?}", counting.snapshot());
+}
+
+#[tokio::test]
+async fn the_default_is_a_one_second_bound() {
+    assert_eq!(
+        StoreOptions::default().read_freshness,
+        Freshness::Bounded(Duration::from_secs(1))
+    );
+    assert_eq!(segstore::store::DEFAULT_READ_BOUND, Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -183,4 +224,68 @@ async fn gc_keeps_what_a_single_page_shard_references() {
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
     let fresh = Store::new(backend, StoreOptions::default());
     assert_eq!(fresh.read_bytes(&p("keep")).await.unwrap(), keep);
+}
+
+/// GC and retention on a store whose reads are bounded must still see every version
+/// committed before they ran: the marks come from the latest version asked for now, not
+/// from a head served within the read bound (which would leave another process's newest
+/// blobs unmarked and sweep them).
+#[tokio::test]
+async fn gc_on_a_bounded_reader_marks_what_other_processes_committed() {
+    let backend: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::new());
+    let options = StoreOptions {
+        max_writer_stall: Duration::from_millis(150),
+        freshen_after: Duration::from_millis(20),
+        version_min_age: Duration::ZERO,
+        gc_delete_delay: Duration::from_millis(40),
+        clock_margin: Duration::from_millis(10),
+        read_freshness: Freshness::Bounded(Duration::from_secs(3600)),
+        ..StoreOptions::default()
+    };
+    let operator = Store::new(backend.clone(), options.clone());
+    let writer = Store::new(backend.clone(), options);
+    writer
+        .write_bytes(&p("old"), data(300_000, 7))
+        .await
+        .unwrap();
+    // The operator's service reads once: its head is now confirmed for an hour.
+    assert_eq!(operator.head("c").await.unwrap().version, 1);
+    let new = data(300_000, 8);
+    writer.write_bytes(&p("new"), new.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let report = operator
+        .gc(&GcOptions {
+            retention: RetentionPolicy {
+                keep_last: Some(1),
+                keep_within: None,
+                ..RetentionPolicy::keep_all()
+            },
+            grace: Duration::from_millis(300),
+            dry_run: false,
+            progress: None,
+            collection_retention: Default::default(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_deleted, 0, "{report:?}");
+    let fresh = Store::new(backend, StoreOptions::default());
+    assert_eq!(fresh.read_bytes(&p("new")).await.unwrap(), new);
+}
+
+/// The other operations that act on "the latest version" ask for it too: a snapshot, a
+/// fork and a sync of it are of the version that exists, not of a head cached for reads.
+#[tokio::test]
+async fn lifecycle_operations_on_a_bounded_reader_act_on_the_latest_version() {
+    let backend: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::new());
+    let operator = Store::new(backend.clone(), bounded());
+    let writer = Store::new(backend.clone(), StoreOptions::default());
+    writer.write_bytes(&p("a"), "one".into()).await.unwrap();
+    assert_eq!(operator.head("c").await.unwrap().version, 1);
+    writer.write_bytes(&p("a"), "two".into()).await.unwrap();
+
+    let snapshot = operator
+        .create_snapshot("c", "latest", None, None)
+        .await
+        .unwrap();
+    assert_eq!(snapshot.version, 2, "{snapshot:?}");
 }

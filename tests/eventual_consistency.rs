@@ -25,7 +25,9 @@ use segstore::backend::local::LocalBackend;
 use segstore::backend::memory::MemoryBackend;
 use segstore::backend::s3::S3Backend;
 use segstore::backend::ObjectBackend;
-use segstore::{Error, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions};
+use segstore::{
+    Error, Freshness, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
+};
 use support::moto;
 
 const COLLECTION: &str = "ec";
@@ -56,8 +58,16 @@ fn which_write(writer: usize, file: usize, data: &[u8], writes: usize) -> Option
         .find(|k| content(writer, *k) == data)
 }
 
+/// A store in strict read freshness: what lags here is the backend's, not the store's
+/// own bound.
 fn store_on(backend: impl ObjectBackend) -> Store {
-    Store::new(Arc::new(backend), StoreOptions::default())
+    Store::new(
+        Arc::new(backend),
+        StoreOptions {
+            read_freshness: Freshness::Strict,
+            ..StoreOptions::default()
+        },
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

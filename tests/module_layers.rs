@@ -6,6 +6,9 @@
 //!
 //! The scan reads the sources: every `crate::a` and `super::a` path outside comments and
 //! outside `#[cfg(test)] mod tests` (test code may reach upward) is an edge.
+//!
+//! The public API listing of `docs/ARCHITECTURE.md` (section 1b) is checked against
+//! `src/lib.rs` here too: its root re-exports, public and private modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -244,5 +247,104 @@ fn the_scan_finds_a_cycle_when_there_is_one() {
     assert_eq!(
         find_cycle(&graph),
         Some(["a", "b", "c", "a"].map(String::from).to_vec())
+    );
+}
+
+/// The names between backticks in the paragraph of `docs/ARCHITECTURE.md`, section "1b",
+/// that starts with `lead`, up to the sentence that starts with `until` (or the blank line).
+fn listed_after(doc: &str, lead: &str, until: Option<&str>) -> BTreeSet<String> {
+    let section = &doc[doc.find("## 1b. Public API").expect("section 1b")..];
+    let at = section
+        .find(lead)
+        .unwrap_or_else(|| panic!("{lead:?} in 1b"));
+    let text = &section[at + lead.len()..];
+    let end = until
+        .and_then(|u| text.find(u))
+        .unwrap_or_else(|| text.find("\n\n").unwrap_or(text.len()));
+    let text = &text[..end];
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `(name, public)` for every `mod` declared in `src/lib.rs`, and every name the root
+/// re-exports with `pub use`.
+fn lib_rs() -> (Vec<(String, bool)>, BTreeSet<String>) {
+    let code = code_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"));
+    let mut modules = Vec::new();
+    for line in code.lines() {
+        let line = line.trim();
+        for (prefix, public) in [("pub mod ", true), ("mod ", false)] {
+            if let Some(name) = line.strip_prefix(prefix).and_then(|r| r.strip_suffix(';')) {
+                modules.push((name.to_owned(), public));
+            }
+        }
+    }
+    let mut exports = BTreeSet::new();
+    let mut rest = &code[..];
+    while let Some(at) = rest.find("pub use ") {
+        rest = &rest[at..];
+        let end = rest.find(';').expect("a `pub use` ends");
+        let item = &rest["pub use ".len()..end];
+        let names = match item.find('{') {
+            Some(open) => item[open + 1..item.rfind('}').unwrap()].to_owned(),
+            None => item.rsplit("::").next().unwrap().to_owned(),
+        };
+        for name in names.split(',') {
+            let name = name.trim();
+            if !name.is_empty() {
+                exports.insert(name.rsplit("::").next().unwrap().to_owned());
+            }
+        }
+        rest = &rest[end..];
+    }
+    (modules, exports)
+}
+
+#[test]
+fn the_public_api_listing_in_architecture_matches_lib_rs() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ARCHITECTURE.md"))
+            .expect("docs/ARCHITECTURE.md");
+    let (modules, exports) = lib_rs();
+    let public: BTreeSet<String> = modules
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let private: BTreeSet<String> = modules
+        .iter()
+        .filter(|(_, p)| !*p)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(
+        public.contains("store") && private.contains("error"),
+        "{modules:?}"
+    );
+
+    let listed_exports = listed_after(&doc, "Crate root re-exports", None);
+    assert_eq!(
+        listed_exports, exports,
+        "root re-exports: ARCHITECTURE vs src/lib.rs"
+    );
+
+    // The public paragraph names a module first, then the types it carries; only the
+    // module names must match, so check both ways through the module list.
+    let public_text = listed_after(&doc, "Public modules", Some("Private, reached"));
+    let listed_public: BTreeSet<String> = public_text
+        .into_iter()
+        .filter(|name| public.contains(name) || private.contains(name))
+        .collect();
+    assert_eq!(
+        listed_public, public,
+        "public modules: ARCHITECTURE vs src/lib.rs"
+    );
+    let listed_private = listed_after(&doc, "Private, reached", Some("`tests/module_layers.rs`"));
+    assert_eq!(
+        listed_private, private,
+        "private modules: ARCHITECTURE vs src/lib.rs"
     );
 }

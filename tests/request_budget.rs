@@ -204,7 +204,11 @@ async fn commit_of_a_2k_file(raw: Arc<dyn ObjectBackend>) {
 
 async fn whole_read_of_a_file(raw: Arc<dyn ObjectBackend>) {
     // Strict freshness asks for a newer version on every read: HEAD + GET.
-    let (counting, store) = warm_writer(raw.clone()).await;
+    let strict = StoreOptions {
+        read_freshness: Freshness::Strict,
+        ..lean()
+    };
+    let (counting, store) = warm_writer_with(raw.clone(), strict).await;
     store
         .write_bytes(&path("strict"), noise(5_000, 5))
         .await
@@ -217,6 +221,12 @@ async fn whole_read_of_a_file(raw: Arc<dyn ObjectBackend>) {
     assert_eq!(counts.total(), 2, "{counts:?}");
     assert_eq!(counts.head, 1, "{counts:?}");
 
+    // Bounded freshness (the default, 1 s; 60 s here so that a slow machine cannot
+    // push the measured read past the bound).
+    assert!(matches!(
+        StoreOptions::default().read_freshness,
+        Freshness::Bounded(_)
+    ));
     let bounded = StoreOptions {
         read_freshness: Freshness::Bounded(Duration::from_secs(60)),
         ..lean()

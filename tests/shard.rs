@@ -37,6 +37,15 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// [`options`] with strict read freshness, for the tests where one store object stands
+/// for another process whose commits must be seen at once.
+fn strict() -> StoreOptions {
+    StoreOptions {
+        read_freshness: segstore::Freshness::Strict,
+        ..options()
+    }
+}
+
 fn options() -> StoreOptions {
     StoreOptions {
         max_writer_stall: Duration::from_millis(200),
@@ -318,7 +327,7 @@ fn a_conflicting_shard_commit_lands_nothing_and_unrelated_changes_merge() {
 fn another_tantivy_writer_commit_since_the_writer_loaded_is_a_conflict() {
     let memory = MemoryBackend::new();
     let open =
-        || -> Arc<dyn SegmentStorage> { Arc::new(Store::new(Arc::new(memory.clone()), options())) };
+        || -> Arc<dyn SegmentStorage> { Arc::new(Store::new(Arc::new(memory.clone()), strict())) };
     let mut first = open_shard(open());
     shard_commit(&mut first, 1).unwrap();
     // A second writer on the same shard through another store object (as another process).

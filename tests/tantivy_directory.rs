@@ -13,8 +13,8 @@ use segstore::backend::memory::MemoryBackend;
 use segstore::backend::ObjectBackend;
 use segstore::gc::{GcOptions, RetentionPolicy};
 use segstore::{
-    Error, LocalStorage, SegmentStorage, StorageBackend, StoragePath, Store, StoreOptions,
-    TantivyAdapterOptions, TantivyStorageAdapter,
+    Error, Freshness, LocalStorage, SegmentStorage, StorageBackend, StoragePath, Store,
+    StoreOptions, TantivyAdapterOptions, TantivyStorageAdapter,
 };
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
@@ -37,8 +37,27 @@ fn adapter_at(
     root: &Path,
     options: TantivyAdapterOptions,
 ) -> (LocalStorage, TantivyStorageAdapter) {
+    adapter_with(root, options, StoreOptions::default())
+}
+
+/// Two adapters opened on one directory stand for two processes. The tests that pin what
+/// one sees of the other's commits at once use strict read freshness; with the default
+/// bound, a reload sees them within a second (the watcher's at once: it refreshes).
+fn strict_adapter_at(root: &Path) -> (LocalStorage, TantivyStorageAdapter) {
+    let strict = StoreOptions {
+        read_freshness: Freshness::Strict,
+        ..StoreOptions::default()
+    };
+    adapter_with(root, TantivyAdapterOptions::default(), strict)
+}
+
+fn adapter_with(
+    root: &Path,
+    options: TantivyAdapterOptions,
+    store_options: StoreOptions,
+) -> (LocalStorage, TantivyStorageAdapter) {
     block(async {
-        let store = LocalStorage::open(root).await.unwrap();
+        let store = LocalStorage::open_with(root, store_options).await.unwrap();
         let shared: Arc<dyn SegmentStorage> = Arc::new(store.clone());
         let adapter = TantivyStorageAdapter::open_with(shared, COLLECTION, SHARD, options)
             .await
@@ -429,8 +448,8 @@ fn a_second_writer_process_gets_a_conflict_not_an_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     // Two separately opened stores: in-process locks cannot see each other, as with two
     // processes.
-    let (_s1, a) = adapter_at(dir.path(), TantivyAdapterOptions::default());
-    let (_s2, b) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    let (_s1, a) = strict_adapter_at(dir.path());
+    let (_s2, b) = strict_adapter_at(dir.path());
     a.atomic_write(Path::new("meta.json"), b"v1").unwrap();
     assert_eq!(a.atomic_read(Path::new("meta.json")).unwrap(), b"v1");
     assert_eq!(b.atomic_read(Path::new("meta.json")).unwrap(), b"v1");
@@ -541,8 +560,8 @@ fn commit_fault_points(options: StoreOptions) -> (u64, usize) {
 #[test]
 fn a_reader_opens_the_files_of_the_version_it_read_meta_json_from() {
     let dir = tempfile::tempdir().unwrap();
-    let (_s1, writer) = adapter_at(dir.path(), TantivyAdapterOptions::default());
-    let (_s2, reader) = adapter_at(dir.path(), TantivyAdapterOptions::default());
+    let (_s1, writer) = strict_adapter_at(dir.path());
+    let (_s2, reader) = strict_adapter_at(dir.path());
     let segment = Path::new("old.store");
     let mut w = writer.open_write(segment).unwrap();
     w.write_all(b"old segment").unwrap();

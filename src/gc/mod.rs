@@ -175,7 +175,7 @@ impl Store {
             _ => Ok(()),
         };
         let mut report = RetentionReport::default();
-        let latest = self.head(collection).await?.version;
+        let latest = self.refresh(collection).await?.version;
         let now_ms = millis_since_epoch(now);
         let mut pinned: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for snap in self.snapshots(collection).await? {
@@ -342,7 +342,7 @@ impl Store {
         // all are retained until the next run's retention), and every snapshot.
         for collection in self.collections().await? {
             let from = seen.get(&collection).copied().unwrap_or(0);
-            let latest = self.head(&collection).await?;
+            let latest = self.refresh(&collection).await?;
             for v in from + 1..latest.version {
                 if let Some(root) = self.root_if_present(&collection, v).await? {
                     marks.add_root(self, &root).await?;

@@ -53,7 +53,7 @@ impl Store {
     pub async fn stats(&self) -> Result<StoreStats> {
         let mut stats = StoreStats::default();
         for name in self.collections().await? {
-            let head = self.head(&name).await?;
+            let head = self.refresh(&name).await?;
             let c = CollectionStats {
                 latest_version: head.version,
                 versions: self.versions(&name).await?.len() as u64,

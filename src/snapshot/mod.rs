@@ -45,7 +45,7 @@ impl Store {
         validate_name(name)?;
         let version = match version {
             Some(v) => v,
-            None => self.head(collection).await?.version,
+            None => self.refresh(collection).await?.version,
         };
         if version == 0 {
             return Err(Error::not_found(format!(

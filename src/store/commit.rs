@@ -242,7 +242,7 @@ impl Store {
             // `probed_at` is when the head was last known to be the latest version.
             let (probed_at, head) = match self.fresh_head(c, attempt) {
                 Some((at, head)) => (at, head),
-                None => (Stamp::now(clock), self.check_head(c).await?),
+                None => (Stamp::now(clock), self.check_head(c, false).await?.0),
             };
             // The deadline the members of a group set the commit point.
             let mut group_deadline: Option<Stamp> = None;

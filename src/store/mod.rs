@@ -141,16 +141,27 @@ impl Default for StoreOptions {
 
 /// How fresh the head a path read resolves through must be (`docs/OPERATIONS.md`,
 /// "Read freshness").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     /// Every read asks the store whether a newer version exists (one `HEAD` on S3):
     /// a read sees every commit that returned before it began, in any process.
-    #[default]
     Strict,
-    /// A read uses the head confirmed within this long without asking: it may miss
-    /// other processes' commits of the last interval, never this process's own.
-    /// [`Store::refresh`] asks at once.
+    /// A read uses the head confirmed within this long without asking: it may see
+    /// other processes' changes of the last interval late, never this process's own.
+    /// A path missing from that head is looked up again in a head asked for at once, so
+    /// a file another process created is never reported missing. [`Store::refresh`]
+    /// asks at once. The default is [`DEFAULT_READ_BOUND`].
     Bounded(Duration),
+}
+
+/// The default [`Freshness`]: a head younger than this serves path reads without a
+/// request (`docs/OPERATIONS.md`, "Read freshness", says why one second).
+pub const DEFAULT_READ_BOUND: Duration = Duration::from_secs(1);
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness::Bounded(DEFAULT_READ_BOUND)
+    }
 }
 
 /// The result of a commit.
@@ -355,14 +366,20 @@ impl Store {
     /// the bound is used without asking. This process's own commits are always visible.
     pub async fn head(&self, collection: &str) -> Result<Arc<ManifestRoot>> {
         let c = self.collection(collection)?;
+        Ok(self.head_of(&c).await?.0)
+    }
+
+    /// The head as [`head`](Self::head) gives it, and whether it was asked for in this
+    /// call (false: a bounded-freshness head served without a request).
+    async fn head_of(&self, c: &Collection) -> Result<(Arc<ManifestRoot>, bool)> {
         if let Freshness::Bounded(bound) = self.inner.options.read_freshness {
             if c.confirmed_at()
                 .is_some_and(|at| at.elapsed(self.clock()) < bound)
             {
-                return Ok(c.current());
+                return Ok((c.current(), false));
             }
         }
-        self.check_head(&c).await
+        self.check_head(c, false).await
     }
 
     /// Asks the store for the latest version of `collection` now, whatever the read
@@ -370,10 +387,13 @@ impl Store {
     /// told out of band that another process committed.
     pub async fn refresh(&self, collection: &str) -> Result<Arc<ManifestRoot>> {
         let c = self.collection(collection)?;
-        self.check_head(&c).await
+        Ok(self.check_head(&c, true).await?.0)
     }
 
-    async fn check_head(&self, c: &Collection) -> Result<Arc<ManifestRoot>> {
+    /// Asks the store for the latest version of `c`. A published head within the read
+    /// bound is taken as it is unless `now` (then it is a version to probe forward from).
+    /// The flag says whether the answer is as of now (false: the published head's).
+    async fn check_head(&self, c: &Collection, now: bool) -> Result<(Arc<ManifestRoot>, bool)> {
         let backend = self.inner.backend.as_ref();
         let current = c.current();
         let clock = self.inner.options.clock.as_ref();
@@ -394,9 +414,9 @@ impl Store {
             } else {
                 c.advance(Arc::new(published));
                 if let Freshness::Bounded(bound) = self.inner.options.read_freshness {
-                    if at.elapsed(clock) < bound {
+                    if !now && at.elapsed(clock) < bound {
                         c.confirm(at);
-                        return Ok(c.current());
+                        return Ok((c.current(), false));
                     }
                 }
                 head::probe_from(backend, &c.name, version).await?
@@ -412,7 +432,7 @@ impl Store {
             c.advance(Arc::new(root));
         }
         c.confirm(started);
-        Ok(c.current())
+        Ok((c.current(), true))
     }
 
     /// The head published for `collection` (see [`head::publish`]), with the time it is
@@ -469,7 +489,15 @@ impl Store {
     /// The manifest entry of `path`, if it exists.
     pub async fn entry(&self, path: &StoragePath) -> Result<Option<FileEntry>> {
         path.validate()?;
-        let root = self.head(&path.collection).await?;
+        let c = self.collection(&path.collection)?;
+        let (root, asked) = self.head_of(&c).await?;
+        let found = self.inner.trees.lookup(&root, path).await?;
+        if found.is_some() || asked {
+            return Ok(found);
+        }
+        // A head served from memory may predate the file: a miss is only reported from a
+        // head asked for now, so that bounded freshness never hides a created file.
+        let (root, _) = self.check_head(&c, true).await?;
         self.inner.trees.lookup(&root, path).await
     }
 

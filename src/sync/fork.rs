@@ -24,7 +24,7 @@ impl Store {
     ) -> Result<CommitInfo> {
         validate_name(source)?;
         validate_name(new)?;
-        if self.head(new).await?.version != 0 {
+        if self.refresh(new).await?.version != 0 {
             return Err(Error::Conflict {
                 collection: new.to_owned(),
                 path: String::new(),
@@ -33,7 +33,7 @@ impl Store {
         }
         let version = match target {
             Some(t) => self.resolve_target(source, t).await?,
-            None => self.head(source).await?.version,
+            None => self.refresh(source).await?.version,
         };
         let not_retained = || {
             Error::not_found(format!(

@@ -105,7 +105,7 @@ impl Store {
         validate_name(dest_name)?;
         let version = match &options.target {
             Some(t) => self.resolve_target(collection, t).await?,
-            None => self.head(collection).await?.version,
+            None => self.refresh(collection).await?.version,
         };
         if version == 0 {
             return Err(Error::not_found(format!(
@@ -113,7 +113,7 @@ impl Store {
             )));
         }
         let target = self.root_at(collection, version).await?;
-        let dest_head = dest.head(dest_name).await?;
+        let dest_head = dest.refresh(dest_name).await?;
         let mut report = SyncReport {
             source_version: version,
             dest_version: dest_head.version,

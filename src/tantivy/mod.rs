@@ -369,7 +369,17 @@ impl Directory for TantivyStorageAdapter {
         let name = file_name(&lock.filepath).map_err(LockError::wrap_io_error)?;
         let held = lock::acquire(&self.shared.lock_scope, &name, lock.is_blocking)?;
         if lock.filepath == INDEX_WRITER_LOCK.filepath {
-            // A new IndexWriter: the meta.json it loads next is its base.
+            // A new IndexWriter: the meta.json it loads next is its base. Ask for the head
+            // now, so that a writer starting just after another process's commit builds
+            // on it instead of failing its first commit on a head within the read bound.
+            if self.shared.mode.pinned().is_none() {
+                let (store, collection) =
+                    (self.shared.store.clone(), self.shared.collection.clone());
+                if let Err(e) = runtime::run(async move { store.refresh(&collection).await }) {
+                    tracing::warn!(collection = %self.shared.collection, error = %e,
+                        "refreshing the head for a new index writer");
+                }
+            }
             self.shared.lock_state().rebase = true;
         }
         Ok(held)

@@ -463,7 +463,9 @@ impl Shared {
                     Ok(root) if root.commit_id == commit_id => Ok(Some(Some(root))),
                     Ok(_) => Ok(Some(None)),
                     Err(Error::NotFound { .. }) => {
-                        Ok((store.head(&collection).await?.version >= version).then_some(None))
+                        // Asked now: a head served within the read bound could make a
+                        // version retention removed look not yet written.
+                        Ok((store.refresh(&collection).await?.version >= version).then_some(None))
                     }
                     Err(e) => Err(e),
                 }

@@ -282,7 +282,7 @@ impl Store {
     /// An import needs a collection that does not exist here yet.
     async fn ensure_new_collection(&self, collection: &str) -> Result<()> {
         validate_name(collection)?;
-        if self.head(collection).await?.version != 0 {
+        if self.refresh(collection).await?.version != 0 {
             return Err(Error::Conflict {
                 collection: collection.to_owned(),
                 path: String::new(),
