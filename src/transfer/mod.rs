@@ -276,6 +276,9 @@ impl Store {
                 report.snapshots += 1;
             }
         }
+        // The versions were written beside the commit path: make this store's head
+        // (confirmed empty by the check above) take them in at once.
+        self.refresh(collection).await?;
         Ok(report)
     }
 
