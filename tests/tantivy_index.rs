@@ -71,7 +71,8 @@ fn open_or_create_then_reopen_after_restart() {
 fn create_wipes_an_existing_index() {
     let dir = tempfile::tempdir().unwrap();
     let (schema, fields) = schema();
-    let (_store, adapter) = open_adapter(dir.path());
+    // Strict: the second store's re-creation must be visible to this one at once.
+    let (_store, adapter) = open_strict_adapter(dir.path());
     let index = Index::create(adapter.clone(), schema.clone(), IndexSettings::default()).unwrap();
     let mut writer: IndexWriter = index.writer(15_000_000).unwrap();
     add_docs(&writer, &fields, 0..50);
@@ -270,7 +271,8 @@ fn a_reader_reload_does_not_let_a_stale_writer_overwrite() {
     add_docs(&writer_a, &fields, 0..10);
     writer_a.commit().unwrap();
 
-    let (_sb, b) = open_adapter(dir.path());
+    // Strict: the manual reload below must see A's commit at once, not within the read bound.
+    let (_sb, b) = open_strict_adapter(dir.path());
     let index_b = Index::open(b).unwrap();
     let mut writer_b: IndexWriter = index_b.writer_with_num_threads(1, 15_000_000).unwrap();
     let reader_b = index_b

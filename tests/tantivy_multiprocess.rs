@@ -92,8 +92,10 @@ fn a_reader_process_reloads_cleanly_while_a_writer_process_merges_and_collects()
         .spawn()
         .unwrap();
 
-    // The reader: a separately opened store, as in another process.
-    let (_store, adapter) = open_adapter(&root);
+    // The reader: a separately opened store, as in another process. Strict, so that every
+    // manual reload asks for the newest version (a bounded store would serve the same one
+    // for up to a second, and the loop could end before the writer's commits show).
+    let (_store, adapter) = open_strict_adapter(&root);
     let index = Index::open(adapter).unwrap();
     let reader: IndexReader = index
         .reader_builder()

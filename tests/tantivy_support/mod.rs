@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use segstore::{LocalStorage, SegmentStorage, TantivyAdapterOptions, TantivyStorageAdapter};
+use segstore::{
+    Freshness, LocalStorage, SegmentStorage, StoreOptions, TantivyAdapterOptions,
+    TantivyStorageAdapter,
+};
 use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value, FAST, INDEXED, STORED, TEXT};
@@ -37,6 +40,26 @@ pub fn fast_options() -> TantivyAdapterOptions {
 pub fn open_adapter(root: &Path) -> (LocalStorage, TantivyStorageAdapter) {
     block(async {
         let store = LocalStorage::open(root).await.expect("open store");
+        let shared: Arc<dyn SegmentStorage> = Arc::new(store.clone());
+        let adapter = TantivyStorageAdapter::open_with(shared, COLLECTION, SHARD, fast_options())
+            .await
+            .expect("open adapter");
+        (store, adapter)
+    })
+}
+
+/// Like [`open_adapter`], on a store whose reads always ask for the newest version: for
+/// tests in which another store's commit must be visible to a manual reload at once, not
+/// within the default read bound.
+pub fn open_strict_adapter(root: &Path) -> (LocalStorage, TantivyStorageAdapter) {
+    block(async {
+        let options = StoreOptions {
+            read_freshness: Freshness::Strict,
+            ..StoreOptions::default()
+        };
+        let store = LocalStorage::open_with(root, options)
+            .await
+            .expect("open store");
         let shared: Arc<dyn SegmentStorage> = Arc::new(store.clone());
         let adapter = TantivyStorageAdapter::open_with(shared, COLLECTION, SHARD, fast_options())
             .await
