@@ -31,6 +31,7 @@ pub fn manifest_decode(data: &[u8]) -> bool {
         Kind::Page,
         Kind::Snapshot,
         Kind::ShardPage,
+        Kind::HeadBundle,
     ] {
         accepted |= check_kind(kind, data);
     }
@@ -65,6 +66,9 @@ fn check_kind(kind: Kind, bytes: &[u8]) -> bool {
         Kind::Snapshot => round_trip(bytes, encoding::encode_snapshot, encoding::decode_snapshot)
             .map(|snapshot| snapshot.is_expired(u64::MAX))
             .is_some(),
+        Kind::HeadBundle => encoding::decode_published("fuzz", bytes)
+            .map(|(root, _)| (root.file_count(), root.total_bytes()))
+            .is_ok(),
         Kind::GcEpoch => {
             encoding::decode::<crate::store::epoch::EpochRecord>("fuzz", Kind::GcEpoch, bytes)
                 .is_ok()

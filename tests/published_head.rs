@@ -208,3 +208,106 @@ async fn garbled_foreign_and_future_published_heads_are_ignored() {
     let (_, reader) = cold(&backend, &clock, Freshness::Bounded(BOUND));
     assert_eq!(reader.read_bytes(&p("a")).await.unwrap(), "four");
 }
+
+/// The tree requests in a log.
+fn tree_reads(counting: &CountingBackend) -> Vec<String> {
+    counting
+        .log()
+        .iter()
+        .map(|r| r.to_string())
+        .filter(|r| r.contains("trees/"))
+        .collect()
+}
+
+/// The head carries the shard objects it references (up to a budget), so that a cold
+/// reader looks a file up without fetching them: a lookup costs the `_head` GET alone.
+#[tokio::test(start_paused = true)]
+async fn a_published_head_carries_its_shard_to_a_cold_reader() {
+    let clock: Arc<dyn Clock> = Arc::new(clock());
+    let backend: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::with_clock(clock.clone()));
+    let writer = Store::new(backend.clone(), options(&clock, true, Freshness::Strict));
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        writer
+            .write_bytes(&p(name), Bytes::from(vec![i as u8; 10]))
+            .await
+            .unwrap();
+    }
+    let other_shard = StoragePath::new("c", StorageBackend::Vector, "s1", "v");
+    writer
+        .write_bytes(&other_shard, Bytes::from_static(b"vector"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    for freshness in [Freshness::Bounded(BOUND), Freshness::Strict] {
+        let (counting, reader) = cold(&backend, &clock, freshness);
+        assert_eq!(reader.read_bytes(&p("b")).await.unwrap(), vec![1u8; 10]);
+        assert_eq!(
+            reader.read_bytes(&other_shard).await.unwrap(),
+            b"vector".to_vec()
+        );
+        assert_eq!(reader.list(&p("")).await.unwrap().len(), 3);
+        assert!(
+            tree_reads(&counting).is_empty(),
+            "{freshness:?}: {:?}",
+            counting.log()
+        );
+    }
+}
+
+/// `_head` as builds before attachments wrote it (the encoded root alone) still opens: the
+/// reader uses it as the head and fetches the shard.
+#[tokio::test(start_paused = true)]
+async fn a_head_published_as_a_root_alone_still_opens() {
+    let clock: Arc<dyn Clock> = Arc::new(clock());
+    let backend: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::with_clock(clock.clone()));
+    let writer = Store::new(backend.clone(), options(&clock, true, Freshness::Strict));
+    writer
+        .write_bytes(&p("a"), Bytes::from_static(b"old format"))
+        .await
+        .unwrap();
+    let root = writer.head("c").await.unwrap();
+    let root_alone = segstore::manifest::encode_root(&root).unwrap();
+    backend
+        .put(&keys::published_head("c"), root_alone)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let (counting, reader) = cold(&backend, &clock, Freshness::Bounded(BOUND));
+    assert_eq!(
+        reader.read_bytes(&p("a")).await.unwrap(),
+        b"old format".to_vec()
+    );
+    let log: Vec<String> = counting.log().iter().map(|r| r.to_string()).collect();
+    assert_eq!(log.len(), 2, "the head, then the shard: {log:?}");
+    assert_eq!(log[0], "get manifests/c/_head");
+    assert_eq!(tree_reads(&counting).len(), 1, "{log:?}");
+}
+
+/// A head whose attachments exceed the budget leaves the big shard out, and the reader
+/// fetches it: attachments are a shortcut, never required.
+#[tokio::test(start_paused = true)]
+async fn a_shard_too_big_to_attach_is_fetched() {
+    let clock: Arc<dyn Clock> = Arc::new(clock());
+    let backend: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::with_clock(clock.clone()));
+    let writer = Store::new(backend.clone(), options(&clock, true, Freshness::Strict));
+    // 200 inline files of 1 KiB: about 200 KiB of pages, beyond the 64 KiB budget.
+    let mut txn = writer.transaction("c").await.unwrap();
+    for i in 0..200u32 {
+        txn.put(&p(&format!("f{i:03}")), vec![i as u8; 1024])
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let (counting, reader) = cold(&backend, &clock, Freshness::Bounded(BOUND));
+    for i in 0..200u32 {
+        assert_eq!(
+            reader.read_bytes(&p(&format!("f{i:03}"))).await.unwrap(),
+            vec![i as u8; 1024]
+        );
+    }
+    assert!(!tree_reads(&counting).is_empty(), "{:?}", counting.log());
+}

@@ -18,7 +18,7 @@
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ManifestRoot, Page, ShardNode, Snapshot};
 use crate::error::{Error, Result};
@@ -121,6 +121,9 @@ pub(crate) enum Kind {
     /// A shard whose one page is stored as the shard node itself (payload: a [`Page`]):
     /// a small shard costs one object per commit instead of a node and a page.
     ShardPage = 6,
+    /// A published head with the shard objects a cold reader needs next (payload: a
+    /// [`HeadBundle`]).
+    HeadBundle = 7,
 }
 
 fn header(kind: Kind) -> Vec<u8> {
@@ -245,6 +248,41 @@ pub fn decode_root(key: &str, bytes: &[u8]) -> Result<ManifestRoot> {
         root.note = Some(note);
     }
     Ok(root)
+}
+
+/// What `_head` holds when a writer attaches tree objects to the root it publishes: the
+/// root's exact encoded bytes, then encoded shard objects (single-page shards, shard nodes
+/// and pages) that it references, each checked by its content address when read.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HeadBundle {
+    pub(crate) root: Bytes,
+    pub(crate) nodes: Vec<Bytes>,
+}
+
+impl Consistent for HeadBundle {
+    // The root and each node are decoded and checked on their own.
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Encodes what `_head` holds: the root alone (as every build writes and reads it) when
+/// there is nothing to attach, else a [`HeadBundle`].
+pub(crate) fn encode_published(root: &ManifestRoot, nodes: Vec<Bytes>) -> Result<Bytes> {
+    let root = encode_root(root)?;
+    if nodes.is_empty() {
+        return Ok(root);
+    }
+    encode(Kind::HeadBundle, &HeadBundle { root, nodes })
+}
+
+/// Decodes `_head`: a root alone, or a [`HeadBundle`] (its root and attached objects).
+pub(crate) fn decode_published(key: &str, bytes: &[u8]) -> Result<(ManifestRoot, Vec<Bytes>)> {
+    if bytes.len() > 6 && bytes[6] == Kind::HeadBundle as u8 {
+        let bundle: HeadBundle = decode(key, Kind::HeadBundle, bytes)?;
+        return Ok((decode_root(key, &bundle.root)?, bundle.nodes));
+    }
+    Ok((decode_root(key, bytes)?, Vec::new()))
 }
 
 pub(crate) fn encode_shard(node: &ShardNode) -> Result<Bytes> {

@@ -16,7 +16,7 @@
 
 use bytes::Bytes;
 
-use super::encoding::decode_root;
+use super::encoding::{decode_published, decode_root, encode_published};
 use super::ManifestRoot;
 use crate::backend::ObjectBackend;
 use crate::error::{Error, Result};
@@ -31,6 +31,11 @@ pub const PROBE_TRUST_WINDOW: std::time::Duration = std::time::Duration::from_se
 /// so it is never more than this many versions behind: probing covers the gap in a few
 /// requests, and commits rarely pay for a hint write.
 pub const HINT_EVERY: u64 = 32;
+
+/// At most this many bytes of tree objects ride along with a published head: enough for
+/// the single-page shard of a Tantivy index or of a small collection, so that a cold reader
+/// finds what it looks up next in the same GET.
+pub(crate) const PUBLISHED_NODES_MAX: usize = 64 * 1024;
 
 async fn version_exists(
     backend: &dyn ObjectBackend,
@@ -116,15 +121,29 @@ pub async fn read_published(
     backend: &dyn ObjectBackend,
     collection: &str,
 ) -> Result<Option<ManifestRoot>> {
+    Ok(read_published_with_nodes(backend, collection)
+        .await?
+        .map(|(root, _)| root))
+}
+
+/// Like [`read_published`], with the encoded tree objects the publisher attached (see
+/// [`publish_with_nodes`]); they are unchecked here: the tree layer adopts only those
+/// whose content address the root references.
+pub(crate) async fn read_published_with_nodes(
+    backend: &dyn ObjectBackend,
+    collection: &str,
+) -> Result<Option<(ManifestRoot, Vec<Bytes>)>> {
     let key = keys::published_head(collection);
     let bytes = match backend.get(&key).await {
         Ok(bytes) => bytes,
         Err(Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    match decode_root(key.as_str(), &bytes) {
-        Ok(root) if root.collection == collection && root.version > 0 => Ok(Some(root)),
-        Ok(root) => {
+    match decode_published(key.as_str(), &bytes) {
+        Ok((root, nodes)) if root.collection == collection && root.version > 0 => {
+            Ok(Some((root, nodes)))
+        }
+        Ok((root, _)) => {
             tracing::debug!(collection, found = %root.collection, version = root.version,
                 "ignoring a published head of another collection");
             Ok(None)
@@ -139,7 +158,19 @@ pub async fn read_published(
 /// Publishes `root` (a version this process just committed or confirmed) as the head of
 /// its collection. Failures are logged and ignored, as for the hint.
 pub async fn publish(backend: &dyn ObjectBackend, root: &ManifestRoot) {
-    let bytes = match super::encode_root(root) {
+    publish_with_nodes(backend, root, Vec::new()).await
+}
+
+/// [`publish`], attaching encoded tree objects of `root` (its shard objects), so that a
+/// cold reader finds them in the same GET. With none, `_head` is the root alone, which
+/// every build reads; with some, builds that predate attachments ignore the copy and
+/// probe for the head instead.
+pub(crate) async fn publish_with_nodes(
+    backend: &dyn ObjectBackend,
+    root: &ManifestRoot,
+    nodes: Vec<Bytes>,
+) {
+    let bytes = match encode_published(root, nodes) {
         Ok(bytes) => bytes,
         Err(e) => {
             tracing::warn!(collection = %root.collection, error = %e, "could not encode the head to publish");
@@ -303,5 +334,21 @@ mod tests {
         // A hint naming a version that is gone falls back to the listing.
         counting.delete(&keys::manifest("c", 1)).await.unwrap();
         assert_eq!(discover(&counting, "c").await.unwrap(), 0);
+    }
+
+    /// A head with attachments is not a root to builds that predate them (they ignore the
+    /// copy and probe), and a head with none is the root's bytes exactly, as before.
+    #[test]
+    fn a_head_with_attachments_is_not_a_root_to_older_readers() {
+        let mut root = ManifestRoot::empty("c");
+        root.version = 3;
+        let bundle = encode_published(&root, vec![Bytes::from_static(b"node")]).unwrap();
+        assert!(decode_root("k", &bundle).is_err());
+        let (back, nodes) = decode_published("k", &bundle).unwrap();
+        assert_eq!(back, root);
+        assert_eq!(nodes, vec![Bytes::from_static(b"node")]);
+        let alone = encode_published(&root, Vec::new()).unwrap();
+        assert_eq!(alone, super::super::encode_root(&root).unwrap());
+        assert_eq!(decode_published("k", &alone).unwrap(), (root, Vec::new()));
     }
 }

@@ -115,6 +115,74 @@ impl Trees {
         Ok(node)
     }
 
+    /// Encoded copies of `root`'s shard objects that are cached (a single-page shard, or a
+    /// shard node and its pages), at most `budget` bytes in all, to attach to a published
+    /// head. No I/O: what is not cached is left out, and so is a copy that does not encode
+    /// back to its content address (a node written by another encoder).
+    pub(crate) fn cached_encodings(&self, root: &ManifestRoot, budget: usize) -> Vec<Bytes> {
+        let mut candidates = Vec::new();
+        for shard_ref in root.shards.values() {
+            let id = shard_ref.node;
+            if let Some(page) = self.pages.get(&id) {
+                candidates.push((id, encode_shard_page(&page)));
+            } else if let Some(node) = self.shards.get(&id) {
+                candidates.push((id, encode_shard(&node)));
+                for page_ref in &node.pages {
+                    if let Some(page) = self.pages.get(&page_ref.page) {
+                        candidates.push((page_ref.page, encode_page(&page)));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        for (id, encoded) in candidates {
+            let Ok(bytes) = encoded else { continue };
+            if BlobId::of(&bytes) != id || used + bytes.len() > budget {
+                continue;
+            }
+            used += bytes.len();
+            out.push(bytes);
+        }
+        out
+    }
+
+    /// Caches encoded tree objects that came with a published head of `root`: a shard
+    /// object whose content address `root` references, and the pages an adopted shard node
+    /// references. Anything else, or anything that does not decode, is ignored: the objects
+    /// are only a shortcut for the GETs that would fetch them.
+    pub(crate) fn adopt(&self, root: &ManifestRoot, objects: &[Bytes]) {
+        let mut by_id: std::collections::HashMap<BlobId, &Bytes> =
+            objects.iter().map(|b| (BlobId::of(b), b)).collect();
+        for shard_ref in root.shards.values() {
+            let id = shard_ref.node;
+            let Some(bytes) = by_id.remove(&id) else {
+                continue;
+            };
+            match decode_any_shard(keys::tree(&id).as_str(), bytes) {
+                Ok(DecodedShard::Node(node)) => {
+                    for page_ref in &node.pages {
+                        let Some(page_bytes) = by_id.remove(&page_ref.page) else {
+                            continue;
+                        };
+                        let key = keys::tree(&page_ref.page);
+                        match decode_any_page(key.as_str(), page_bytes) {
+                            Ok(page) => self.pages.insert(page_ref.page, Arc::new(page)),
+                            Err(e) => tracing::debug!(error = %e, "ignoring an attached page"),
+                        }
+                    }
+                    self.shards.insert(id, Arc::new(node));
+                }
+                Ok(DecodedShard::Page(page)) => {
+                    self.shards
+                        .insert(id, Arc::new(single_page_node(&id, &page)));
+                    self.pages.insert(id, Arc::new(page));
+                }
+                Err(e) => tracing::debug!(error = %e, "ignoring an attached shard object"),
+            }
+        }
+    }
+
     /// Loads a page.
     pub async fn page(&self, id: &BlobId) -> Result<Arc<Page>> {
         if let Some(page) = self.pages.get(id) {
@@ -594,5 +662,43 @@ mod tests {
             .collect();
         let got: Vec<_> = listed.into_iter().map(|p| p.segment).collect();
         assert_eq!(got, expected);
+    }
+
+    /// What a writer attaches to its published head, a cold reader adopts: lookups then
+    /// need no tree GET. Objects the root does not reference, and damaged copies (their
+    /// address changes with their bytes), are ignored.
+    #[tokio::test]
+    async fn attached_shard_objects_are_adopted_only_when_the_root_references_them() {
+        let backend = MemoryBackend::new();
+        for single_page in [true, false] {
+            let writer =
+                Trees::new(Arc::new(backend.clone()), 1024).with_single_page_shards(single_page);
+            let entry = FileEntry::inline(Bytes::from_static(b"data"));
+            let changes = Changes::from([(
+                key(),
+                ShardChanges::from([("a.bin".to_owned(), Some(entry.clone()))]),
+            )]);
+            let root = commit(&writer, &backend, &ManifestRoot::empty("c"), changes).await;
+            let attached = writer.cached_encodings(&root, 64 * 1024);
+            assert_eq!(attached.len(), if single_page { 1 } else { 2 });
+
+            // A reader over an empty backend can only answer from what it adopted.
+            let empty: Arc<dyn ObjectBackend> = Arc::new(MemoryBackend::new());
+            let cold = Trees::new(empty.clone(), 1024);
+            let mut damaged = attached[0].to_vec();
+            let last = damaged.len() - 1;
+            damaged[last] ^= 1;
+            cold.adopt(&root, &[Bytes::from(damaged), Bytes::from_static(b"junk")]);
+            assert!(cold.lookup_in(&root, &key(), "a.bin").await.is_err());
+
+            let cold = Trees::new(empty, 1024);
+            cold.adopt(&root, &attached);
+            assert_eq!(
+                cold.lookup_in(&root, &key(), "a.bin").await.unwrap(),
+                Some(entry)
+            );
+            // Nothing fits a budget smaller than the objects: none is attached.
+            assert!(writer.cached_encodings(&root, 8).is_empty());
+        }
     }
 }

@@ -346,7 +346,7 @@ impl Store {
                     c.confirm(sending);
                     head::maybe_write_hint(self.inner.backend.as_ref(), collection, version).await;
                     if self.inner.options.publish_head && root.version == version {
-                        head::publish(self.inner.backend.as_ref(), &root).await;
+                        self.publish_root(&root).await;
                     }
                     return Ok(CommitInfo {
                         version,

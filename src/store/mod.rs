@@ -439,7 +439,8 @@ impl Store {
     /// known to have been the latest, if that is recent enough to probe forward from: its
     /// successors are younger than `version_min_age`, so retention has deleted none.
     async fn published_head(&self, collection: &str) -> Result<Option<(ManifestRoot, Stamp)>> {
-        let Some(root) = head::read_published(self.inner.backend.as_ref(), collection).await?
+        let Some((root, nodes)) =
+            head::read_published_with_nodes(self.inner.backend.as_ref(), collection).await?
         else {
             return Ok(None);
         };
@@ -455,6 +456,7 @@ impl Store {
         if age >= self.inner.options.version_min_age {
             return Ok(None);
         }
+        self.inner.trees.adopt(&root, &nodes);
         Ok(Some((root, Stamp::now(clock).earlier_by(age))))
     }
 
@@ -467,9 +469,19 @@ impl Store {
     pub async fn publish_head(&self, collection: &str) -> Result<()> {
         let root = self.collection(collection)?.current();
         if root.version > 0 {
-            head::publish(self.inner.backend.as_ref(), &root).await;
+            self.publish_root(&root).await;
         }
         Ok(())
+    }
+
+    /// Writes `_head`: `root` with the shard objects of it that are cached, so that a cold
+    /// reader looks its files up without fetching them.
+    pub(crate) async fn publish_root(&self, root: &ManifestRoot) {
+        let nodes = self
+            .inner
+            .trees
+            .cached_encodings(root, head::PUBLISHED_NODES_MAX);
+        head::publish_with_nodes(self.inner.backend.as_ref(), root, nodes).await;
     }
 
     /// The latest version of `collection` this store object has seen, without any I/O
