@@ -207,23 +207,25 @@ async fn gc_keeps_what_a_single_page_shard_references() {
         .unwrap();
     store.delete(&p("gone")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let report = store
-        .gc(&GcOptions {
-            retention: RetentionPolicy {
-                keep_last: Some(1),
-                keep_within: None,
-                ..RetentionPolicy::keep_all()
-            },
-            grace: Duration::from_millis(300),
-            dry_run: false,
-            progress: None,
-            collection_retention: Default::default(),
-        })
-        .await
-        .unwrap();
+    let report = store.gc(&keep_last_one()).await.unwrap();
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
     let fresh = Store::new(backend, StoreOptions::default());
     assert_eq!(fresh.read_bytes(&p("keep")).await.unwrap(), keep);
+}
+
+/// A GC run keeping the latest version only, with a grace the tests sleep past.
+fn keep_last_one() -> GcOptions {
+    GcOptions {
+        retention: RetentionPolicy {
+            keep_last: Some(1),
+            keep_within: None,
+            ..RetentionPolicy::keep_all()
+        },
+        grace: Duration::from_millis(300),
+        dry_run: false,
+        progress: None,
+        collection_retention: Default::default(),
+    }
 }
 
 /// GC and retention on a store whose reads are bounded must still see every version
@@ -253,20 +255,7 @@ async fn gc_on_a_bounded_reader_marks_what_other_processes_committed() {
     let new = data(300_000, 8);
     writer.write_bytes(&p("new"), new.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let report = operator
-        .gc(&GcOptions {
-            retention: RetentionPolicy {
-                keep_last: Some(1),
-                keep_within: None,
-                ..RetentionPolicy::keep_all()
-            },
-            grace: Duration::from_millis(300),
-            dry_run: false,
-            progress: None,
-            collection_retention: Default::default(),
-        })
-        .await
-        .unwrap();
+    let report = operator.gc(&keep_last_one()).await.unwrap();
     assert_eq!(report.blobs_deleted, 0, "{report:?}");
     let fresh = Store::new(backend, StoreOptions::default());
     assert_eq!(fresh.read_bytes(&p("new")).await.unwrap(), new);
